@@ -1,0 +1,103 @@
+"""aperion-bus: a minimal in-process event bus kernel with pluggy hooks.
+
+The public API is what ``__all__`` lists; modules whose names start with ``_`` are private.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._bus import HANDLER_ERROR_EVENT, EventBus
+from ._correlation import (
+    CORRELATION_HEADER,
+    CorrelationContext,
+    build_correlation_headers,
+    clear_correlation_id,
+    current_event,
+    extract_correlation_id_from_headers,
+    generate_correlation_id,
+    get_correlation_id,
+    reset_correlation_id,
+    set_correlation_id,
+)
+from ._errors import (
+    AperionBusError,
+    BusClosedError,
+    ConfigError,
+    DropEvent,
+    EventDecodeError,
+    EventRejected,
+    PluginError,
+    PluginLoadError,
+    PluginNotFoundError,
+)
+from ._event import Event, new_event_id
+from ._hookspecs import HookSpecs, hookimpl
+from ._plugins import (
+    HANDLER_GROUP,
+    PLUGIN_GROUP,
+    BusConfig,
+    EntryPointInfo,
+    handler,
+    installed_handlers,
+    installed_plugins,
+    load_config,
+    refresh_entry_points,
+)
+from ._types import (
+    DispatchResult,
+    FailureReason,
+    Handler,
+    HandlerFailure,
+    HandlerOutcome,
+    Subscription,
+)
+
+try:
+    __version__ = version("aperion-bus")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "CORRELATION_HEADER",
+    "HANDLER_ERROR_EVENT",
+    "HANDLER_GROUP",
+    "PLUGIN_GROUP",
+    "AperionBusError",
+    "BusClosedError",
+    "BusConfig",
+    "ConfigError",
+    "CorrelationContext",
+    "DispatchResult",
+    "DropEvent",
+    "EntryPointInfo",
+    "Event",
+    "EventBus",
+    "EventDecodeError",
+    "EventRejected",
+    "FailureReason",
+    "Handler",
+    "HandlerFailure",
+    "HandlerOutcome",
+    "HookSpecs",
+    "PluginError",
+    "PluginLoadError",
+    "PluginNotFoundError",
+    "Subscription",
+    "__version__",
+    "build_correlation_headers",
+    "clear_correlation_id",
+    "current_event",
+    "extract_correlation_id_from_headers",
+    "generate_correlation_id",
+    "get_correlation_id",
+    "handler",
+    "hookimpl",
+    "installed_handlers",
+    "installed_plugins",
+    "load_config",
+    "new_event_id",
+    "refresh_entry_points",
+    "reset_correlation_id",
+    "set_correlation_id",
+]

@@ -1,0 +1,213 @@
+"""The :class:`Event` record, its identifiers and its JSON codec."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import time
+from collections.abc import Mapping
+from typing import Any, Final, cast
+
+import attrs
+import cattrs
+
+from ._errors import EventDecodeError
+
+__all__ = ["Event", "new_event_id"]
+
+_time_ns = time.time_ns
+_COUNTER_MASK: Final = 0xFFFFFF
+_counter = itertools.count(random.getrandbits(24))
+
+
+
+
+def _reseed_after_fork() -> None:
+    global _counter
+    _counter = itertools.count(random.getrandbits(24))
+
+
+os.register_at_fork(after_in_child=_reseed_after_fork)
+
+
+def new_event_id() -> str:
+    """Return a new event id: 22 hex digits, sortable by creation time.
+
+    The first 16 digits are the wall-clock time in nanoseconds, the last 6 a per-process
+    counter that starts at a random value (and is re-seeded in a forked child), so ids made in
+    one process never repeat and ids from different processes collide only if they are made in
+    the same nanosecond with the same counter value.
+    """
+    return hex((_time_ns() << 24) | (next(_counter) & _COUNTER_MASK))[2:]
+
+
+def _check_event_type(_inst: object, _attr: object, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"event_type must be a str, got {type(value).__name__}")
+    if not value:
+        raise ValueError("event_type must not be empty")
+
+
+def _check_payload(_inst: object, _attr: object, value: object) -> None:
+    if not isinstance(value, dict):
+        raise TypeError(f"payload must be a dict, got {type(value).__name__}")
+
+
+def _check_optional_str(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{attr.name} must be a str or None, got {type(value).__name__}")
+
+
+def _check_timestamp(_inst: object, _attr: object, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timestamp must be a number, got {type(value).__name__}")
+
+
+class _EventSlots:
+    # The storage of Event, declared here so that the bus can build events through a mutable
+    # twin (_MutableEvent) and then switch the class: three times cheaper than a frozen
+    # __init__, which must go through object.__setattr__ for every field.
+    __slots__ = (
+        "event_type",
+        "payload",
+        "timestamp",
+        "event_id",
+        "source",
+        "correlation_id",
+        "causation_id",
+        "__weakref__",
+    )
+
+
+@attrs.frozen(slots=True, weakref_slot=False)
+class Event(_EventSlots):
+    """An immutable event.
+
+    ``payload`` is the dict the emitter passed; the bus never mutates it and hands the same
+    object to every handler, so handlers must not mutate it either.
+    ``causation_id`` is the ``event_id`` of the event whose handler emitted this one.
+    """
+
+    event_type: str = attrs.field(validator=_check_event_type)
+    payload: dict[str, Any] = attrs.field(validator=_check_payload)
+    timestamp: float = attrs.field(factory=time.time, validator=_check_timestamp)
+    event_id: str = attrs.field(factory=new_event_id, validator=_check_optional_str)
+    source: str | None = attrs.field(default=None, validator=_check_optional_str)
+    correlation_id: str | None = attrs.field(default=None, validator=_check_optional_str)
+    causation_id: str | None = attrs.field(default=None, validator=_check_optional_str)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as a plain dict (the payload is the same object, not a copy)."""
+        return {
+            "event_type": self.event_type,
+            "payload": self.payload,
+            "timestamp": self.timestamp,
+            "event_id": self.event_id,
+            "source": self.source,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+        }
+
+    def to_jsonl(self) -> str:
+        """One line of JSON (no newline). Raises ``TypeError`` for a payload JSON cannot hold."""
+        try:
+            return _dumps(_converter.unstructure(self))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"event {self.event_id} ({self.event_type}) cannot be serialized: {exc}"
+            ) from exc
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Event:
+        """Build an event from :meth:`to_dict` output; raises :class:`EventDecodeError`."""
+        if not isinstance(data, Mapping):
+            raise EventDecodeError(f"an event must be a JSON object, got {type(data).__name__}")
+        try:
+            return _converter.structure(dict(data), cls)
+        except cattrs.BaseValidationError as exc:
+            problems = "; ".join(cattrs.transform_error(exc, path="event"))
+            raise EventDecodeError(f"malformed event: {problems}") from exc
+        except (TypeError, ValueError) as exc:
+            raise EventDecodeError(f"malformed event: {exc}") from exc
+
+    @classmethod
+    def from_jsonl(cls, line: str | bytes) -> Event:
+        """Parse one line written by :meth:`to_jsonl`; raises :class:`EventDecodeError`."""
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EventDecodeError(f"not valid JSON: {exc}") from exc
+        except (TypeError, UnicodeDecodeError) as exc:
+            raise EventDecodeError(f"not a JSON line: {exc}") from exc
+        return cls.from_dict(data)
+
+
+class _MutableEvent(_EventSlots):
+    __slots__ = ()
+
+
+_new = object.__new__
+
+
+def _make_event(
+    event_type: str,
+    payload: dict[str, Any],
+    source: str | None,
+    correlation_id: str | None,
+    causation_id: str | None,
+) -> Event:
+    """The bus's own constructor: arguments are already checked; stamps time and id."""
+    ns = _time_ns()
+    ev = _new(_MutableEvent)
+    ev.event_type = event_type
+    ev.payload = payload
+    ev.timestamp = ns / 1e9
+    ev.event_id = hex((ns << 24) | (next(_counter) & _COUNTER_MASK))[2:]
+    ev.source = source
+    ev.correlation_id = correlation_id
+    ev.causation_id = causation_id
+    ev.__class__ = Event  # type: ignore[assignment]  # same slots layout: a real frozen Event
+    return cast(Event, ev)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _strict_str(value: object, _type: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _strict_optional_str(value: object, _type: object) -> str | None:
+    if value is None:
+        return None
+    return _strict_str(value, _type)
+
+
+def _strict_float(value: object, _type: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _strict_dict(value: object, _type: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook(str, _strict_str)
+    conv.register_structure_hook(float, _strict_float)
+    conv.register_structure_hook_func(lambda t: t == (str | None), _strict_optional_str)
+    conv.register_structure_hook_func(lambda t: t == dict[str, Any], _strict_dict)
+    conv.register_unstructure_hook(Event, Event.to_dict)
+    return conv
+
+
+_converter: Final = _make_converter()
