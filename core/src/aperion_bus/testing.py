@@ -1,0 +1,94 @@
+"""Helpers for testing code that uses aperion-bus (and for the project's own tests).
+
+Shared by every distribution's tests: add helpers here rather than copying them.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ._event import Event
+
+__all__ = ["Recorder", "free_port", "run_python", "wait_until"]
+
+
+class Recorder:
+    """A thread-safe handler that records the events it receives.
+
+    >>> rec = Recorder(); bus.subscribe(rec, "user.*")   # doctest: +SKIP
+    >>> rec.wait_for(3)                                   # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    @property
+    def types(self) -> list[str]:
+        with self._cond:
+            return [e.event_type for e in self.events]
+
+    @property
+    def payloads(self) -> list[dict[str, object]]:
+        with self._cond:
+            return [e.payload for e in self.events]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Event]:
+        """Block until at least ``count`` events arrived; raises ``TimeoutError`` otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.events) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"got {len(self.events)} of {count} events in {timeout}s")
+                self._cond.wait(remaining)
+            return list(self.events)
+
+
+def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.01) -> None:
+    """Poll ``predicate()`` until it is true; raises ``TimeoutError`` after ``timeout``."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_python(
+    code: str,
+    *args: str,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a new interpreter of the same environment; returns the finished process."""
+    cmd: Sequence[str] = [sys.executable, "-c", code, *args]
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=None if env is None else dict(env), capture_output=True,
+        text=True, timeout=timeout, check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"subprocess failed ({proc.returncode}):\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
