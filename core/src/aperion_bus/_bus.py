@@ -13,21 +13,21 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from functools import partial
-from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import pluggy
 
-from ._correlation import _scope
-from ._errors import BusClosedError, DropEvent, EventRejected
 from . import _event as _ev
+from ._correlation import _scope
+from ._errors import BusClosedError, DropEvent
 from ._event import Event, _make_event, _MutableEvent
 from ._hookspecs import PROJECT_NAME, HookSpecs
-from ._plugins import load_config, register_plugins, subscribe_handler_entry_points
 from ._patterns import candidate_patterns, check_event_type, normalize_patterns
+from ._plugins import load_config, register_plugins, subscribe_handler_entry_points
 from ._threads import HandlerThreads, LoopThread
 from ._types import (
     DispatchResult,
@@ -69,6 +69,8 @@ class _Plan:
 
 
 _Caller = Callable[..., Any]
+#: (implementation, plugin name) pairs in call order
+_Callers = tuple[tuple[_Caller, str], ...]
 
 
 class _HookCallers:
@@ -87,6 +89,18 @@ class _HookCallers:
         "on_start",
         "on_stats",
     )
+
+    add_cli_commands: _Callers
+    on_audit: _Callers
+    on_dispatch: _Callers
+    on_drop: _Callers
+    on_emit: _Callers
+    on_enqueue: _Callers
+    on_handler: _Callers
+    on_handler_error: _Callers
+    on_shutdown: _Callers
+    on_start: _Callers
+    on_stats: _Callers
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         for name in self.__slots__:
@@ -203,7 +217,7 @@ class EventBus:
         self._slow_path = bool(
             self._hooks.on_dispatch or self._hooks.on_handler or self.handler_timeout
         )
-        for caller, plugin in self._hooks.on_start:
+        for caller, _plugin in self._hooks.on_start:
             try:
                 caller(self)
             except Exception:
@@ -309,7 +323,10 @@ class EventBus:
         return decorate
 
     def unsubscribe(self, subscription_id: str) -> bool:
-        """Remove a subscription; True if it existed. Events already dispatching may still call it."""
+        """Remove a subscription; True if it existed.
+
+        An event whose dispatch already began may still call it (it resolved its handlers).
+        """
         with self._lock:
             sub = self._subs.get(subscription_id)
             if sub is None:
@@ -472,6 +489,29 @@ class EventBus:
             _scope_reset(tok)
         return event.event_id
 
+    def dispatch(self, event: Event) -> DispatchResult:
+        """Dispatch an existing event now, in this thread, and return the result.
+
+        For events made elsewhere (another process, a retry): the event keeps its id,
+        correlation and causation ids. ``on_emit`` is not run (it ran where the event was
+        emitted); ``on_audit``, the handlers, ``on_dispatch``/``on_handler`` wrappers and the
+        failure reporting run as for ``emit(..., wait_for_handlers=True)``.
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"dispatch() takes an Event, got {type(event).__name__}")
+        if self._closing:
+            raise BusClosedError("the bus is shut down; it accepts no events")
+        if self._hooks.on_audit:
+            self._run_on_audit(event)
+        tok = _scope_set((event.correlation_id, event))
+        try:
+            result = self._dispatch_full(event, self._plan(check_event_type(event.event_type)))
+            if result.failures:
+                self._report_failures(result.failures)
+        finally:
+            _scope_reset(tok)
+        return result
+
     # ------------------------------------------------------------------ hooks on the emit path
     def _new_event(
         self,
@@ -602,7 +642,9 @@ class EventBus:
                     j += 1
                 batch = subs[i:j]
                 ctx = _copy_context()
-                fut = _run_in(self._threads, ctx, self._run_sync_batch_with_timeout, event, batch, timeout)
+                fut = _run_in(
+                    self._threads, ctx, self._run_sync_batch_with_timeout, event, batch, timeout
+                )
                 outcomes = await asyncio.wrap_future(fut)
             else:
                 one = self._call_one(event, subs[i])
@@ -851,7 +893,7 @@ class EventBus:
         hooks = self._hooks
         with self._queue_lock:
             if hooks.on_enqueue:
-                for caller, plugin in hooks.on_enqueue:
+                for caller, _plugin in hooks.on_enqueue:
                     try:
                         caller(self, event)
                     except DropEvent as drop:
@@ -1083,10 +1125,13 @@ class _Lane:
                 self.started = (k, _monotonic())
             outcome = self.bus._call_one(self.event, sub)
             with cond:
-                if self.abandoned:  # the emitter gave up on this handler: it reported it
+                if self._gave_up():  # the emitter gave up on this handler: it reported it
                     return
                 self.done.append(outcome)
                 cond.notify_all()
+
+    def _gave_up(self) -> bool:
+        return self.abandoned
 
     @property
     def outcomes(self) -> list[HandlerOutcome]:

@@ -17,7 +17,6 @@ from ._plugins import (
     PLUGIN_GROUP,
     _entry_points,
     _load,
-    build_plugin,
     installed_handlers,
     installed_plugins,
     load_config,
@@ -32,8 +31,15 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     active_handlers = set(config.handlers)
     rows = [("kind", "name", "distribution", "version", "active")]
     for info in installed_plugins():
-        rows.append(("plugin", info.name, info.distribution, info.version,
-                     "yes" if info.name in active else "no"))
+        rows.append(
+            (
+                "plugin",
+                info.name,
+                info.distribution,
+                info.version,
+                "yes" if info.name in active else "no",
+            )
+        )
     for info in installed_handlers():
         on = "*" in active_handlers or info.name in active_handlers
         rows.append(("handlers", info.name, info.distribution, info.version, "yes" if on else "no"))
@@ -82,7 +88,6 @@ def _plugin_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         except Exception as exc:  # a broken plugin must not break the whole CLI
             print(f"warning: plugin {name!r} not loaded: {exc}", file=sys.stderr)
     pm.hook.add_cli_commands(subparsers=subparsers)
-    del build_plugin  # noqa: F821 - keep the import list honest
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = cfg_sub.add_parser("check", help="load the config and build the bus it describes")
     check.set_defaults(func=_cmd_config_check)
     demo = sub.add_parser("demo", help="run the demo: a bus with plugins, files in --dir")
-    demo.add_argument("--dir", default="aperion-demo", help="where the demo writes (default: ./aperion-demo)")
+    demo.add_argument(
+        "--dir", default="aperion-demo", help="where the demo writes (default: ./aperion-demo)"
+    )
     demo.set_defaults(func=_cmd_demo)
     _plugin_commands(sub)
     return parser

@@ -46,7 +46,10 @@ def get_correlation_id() -> str | None:
 
 
 def set_correlation_id(correlation_id: str | None) -> Token[_Scope]:
-    """Set the correlation id of the current context; returns a token for :func:`reset_correlation_id`."""
+    """Set the correlation id of the current context.
+
+    Returns a token for :func:`reset_correlation_id`.
+    """
     if correlation_id is not None and not isinstance(correlation_id, str):
         raise TypeError(
             f"correlation_id must be a str or None, got {type(correlation_id).__name__}"

@@ -28,7 +28,8 @@ def run_demo(workdir: Path) -> int:
     config_path = workdir / "aperion-bus.toml"
     config_path.write_text(_CONFIG.format(plugins=_plugin_tables(installed)))
     os.chdir(workdir)  # plugins write their files here
-    print(f"aperion-bus demo: config {config_path} (plugins installed: {', '.join(sorted(installed)) or 'none'})")
+    names = ", ".join(sorted(installed)) or "none"
+    print(f"aperion-bus demo: config {config_path} (plugins installed: {names})")
     seen: collections.Counter[str] = collections.Counter()
     with EventBus.from_config(config_path.name) as bus:
         bus.subscribe(lambda e: seen.update([e.event_type]), "*", priority=1000)
@@ -44,8 +45,11 @@ def run_demo(workdir: Path) -> int:
 
         for user in ("alice", "bob"):
             with CorrelationContext(f"req-{user}"):
-                bus.emit("user.login", {"username": user, "email": f"{user}@example.com",
-                                        "password": "hunter2"}, wait_for_handlers=True)
+                bus.emit(
+                    "user.login",
+                    {"username": user, "email": f"{user}@example.com", "password": "hunter2"},
+                    wait_for_handlers=True,
+                )
                 bus.emit("chat.message", {"text": "hello"}, wait_for_handlers=True)
                 bus.emit("chat.message", {"text": "please fail"}, wait_for_handlers=True)
         bus.wait_for_pending()
@@ -53,7 +57,8 @@ def run_demo(workdir: Path) -> int:
     print("\nevents by type:")
     for name, n in sorted(seen.items()):
         print(f"  {name:24} {n}")
-    print(f"\nhandler errors: {stats['handler_errors']}, plugins active: {', '.join(stats['plugins']) or 'none'}")
+    active = ", ".join(stats["plugins"]) or "none"
+    print(f"\nhandler errors: {stats['handler_errors']}, plugins active: {active}")
     return 0
 
 

@@ -70,7 +70,7 @@ class PluginLoadError(PluginError, ImportError):
     """An entry point failed to import, or its factory failed to build the plugin."""
 
 
-class DropEvent(Exception):  # noqa: N818 - control flow, named for what it does
+class DropEvent(Exception):
     """Raised by an ``on_emit`` hook to drop the event without an error reaching the emitter.
 
     ``reason`` is passed to ``on_drop`` hooks (``"dropped"`` when not given).

@@ -8,7 +8,7 @@ import os
 import random
 import time
 from collections.abc import Mapping
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 import cattrs
@@ -20,8 +20,6 @@ __all__ = ["Event", "new_event_id"]
 _time_ns = time.time_ns
 _COUNTER_MASK: Final = 0xFFFFFF
 _counter = itertools.count(random.getrandbits(24))
-
-
 
 
 def _reseed_after_fork() -> None:
@@ -43,24 +41,24 @@ def new_event_id() -> str:
     return hex((_time_ns() << 24) | (next(_counter) & _COUNTER_MASK))[2:]
 
 
-def _check_event_type(_inst: object, _attr: object, value: object) -> None:
+def _check_event_type(_inst: object, _attr: object, value: Any) -> None:
     if not isinstance(value, str):
         raise TypeError(f"event_type must be a str, got {type(value).__name__}")
     if not value:
         raise ValueError("event_type must not be empty")
 
 
-def _check_payload(_inst: object, _attr: object, value: object) -> None:
+def _check_payload(_inst: object, _attr: object, value: Any) -> None:
     if not isinstance(value, dict):
         raise TypeError(f"payload must be a dict, got {type(value).__name__}")
 
 
-def _check_optional_str(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+def _check_optional_str(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"{attr.name} must be a str or None, got {type(value).__name__}")
 
 
-def _check_timestamp(_inst: object, _attr: object, value: object) -> None:
+def _check_timestamp(_inst: object, _attr: object, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"timestamp must be a number, got {type(value).__name__}")
 
@@ -70,14 +68,14 @@ class _EventSlots:
     # twin (_MutableEvent) and then switch the class: three times cheaper than a frozen
     # __init__, which must go through object.__setattr__ for every field.
     __slots__ = (
+        "__weakref__",
+        "causation_id",
+        "correlation_id",
+        "event_id",
         "event_type",
         "payload",
-        "timestamp",
-        "event_id",
         "source",
-        "correlation_id",
-        "causation_id",
-        "__weakref__",
+        "timestamp",
     )
 
 
@@ -146,6 +144,14 @@ class Event(_EventSlots):
 
 class _MutableEvent(_EventSlots):
     __slots__ = ()
+    if TYPE_CHECKING:
+        event_type: str
+        payload: dict[str, Any]
+        timestamp: float
+        event_id: str
+        source: str | None
+        correlation_id: str | None
+        causation_id: str | None
 
 
 _new = object.__new__

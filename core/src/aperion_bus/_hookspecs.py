@@ -72,9 +72,7 @@ class HookSpecs:
         """
 
     @hookspec
-    def on_dispatch(
-        self, bus: EventBus, event: Event
-    ) -> Generator[None, DispatchResult, None]:
+    def on_dispatch(self, bus: EventBus, event: Event) -> Generator[None, DispatchResult, None]:
         """Wraps the dispatch of one event to its handlers: a generator function.
 
         Code before ``yield`` runs before the first handler, in the dispatching thread (the

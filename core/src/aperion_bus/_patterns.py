@@ -38,7 +38,8 @@ def normalize_patterns(event_types: str | Iterable[str]) -> tuple[str, ...]:
     """Validate one pattern or an iterable of them; duplicates are removed, order kept."""
     if isinstance(event_types, str):
         return (check_pattern(event_types),)
-    if isinstance(event_types, (bytes, bytearray)) or not isinstance(event_types, Iterable):
+    given: object = event_types
+    if isinstance(given, (bytes, bytearray)) or not isinstance(given, Iterable):
         raise TypeError(
             "event_types must be a pattern string or a list of them, "
             f"got {type(event_types).__name__}"
@@ -56,7 +57,9 @@ def check_event_type(event_type: object) -> str:
     if not event_type:
         raise ValueError("event_type must not be empty")
     if "*" in event_type:
-        raise ValueError(f"event_type {event_type!r} must not contain '*' (patterns are for subscribe)")
+        raise ValueError(
+            f"event_type {event_type!r} must not contain '*' (patterns are for subscribe)"
+        )
     if ".." in event_type or event_type.startswith(".") or event_type.endswith("."):
         raise ValueError(f"event_type {event_type!r} has an empty segment")
     return event_type
@@ -78,6 +81,6 @@ def candidate_patterns(event_type: str) -> list[str]:
 
 def matches(pattern: str, event_type: str) -> bool:
     """True if ``pattern`` matches ``event_type``."""
-    if pattern == CATCH_ALL or pattern == event_type:
+    if pattern in (CATCH_ALL, event_type):
         return True
     return pattern.endswith(".*") and event_type.startswith(pattern[:-1])

@@ -93,14 +93,18 @@ def _info(ep: metadata.EntryPoint) -> EntryPointInfo:
 
 def installed_plugins() -> list[EntryPointInfo]:
     """Every plugin entry point installed, sorted by name."""
-    return sorted((_info(ep) for eps in _entry_points(PLUGIN_GROUP).values() for ep in eps),
-                  key=lambda i: (i.name, i.distribution))
+    return sorted(
+        (_info(ep) for eps in _entry_points(PLUGIN_GROUP).values() for ep in eps),
+        key=lambda i: (i.name, i.distribution),
+    )
 
 
 def installed_handlers() -> list[EntryPointInfo]:
     """Every handler entry point installed, sorted by name."""
-    return sorted((_info(ep) for eps in _entry_points(HANDLER_GROUP).values() for ep in eps),
-                  key=lambda i: (i.name, i.distribution))
+    return sorted(
+        (_info(ep) for eps in _entry_points(HANDLER_GROUP).values() for ep in eps),
+        key=lambda i: (i.name, i.distribution),
+    )
 
 
 def _lookup(group: str, name: str) -> metadata.EntryPoint:
@@ -142,7 +146,9 @@ def build_plugin(name: str, target: Any, settings: Mapping[str, Any]) -> Any:
         try:
             inspect.signature(target).bind(**settings)
         except TypeError as exc:
-            raise ConfigError(f"plugin {name!r}: invalid settings {sorted(settings)}: {exc}") from None
+            raise ConfigError(
+                f"plugin {name!r}: invalid settings {sorted(settings)}: {exc}"
+            ) from None
         except ValueError:  # no signature available: let the call decide
             pass
         return target(**settings)
@@ -218,7 +224,9 @@ def register_plugins(
             except (ConfigError, PluginNotFoundError):
                 raise
             except Exception as exc:
-                err = PluginLoadError(f"plugin {item!r} failed to build: {type(exc).__name__}: {exc}")
+                err = PluginLoadError(
+                    f"plugin {item!r} failed to build: {type(exc).__name__}: {exc}"
+                )
                 if strict:
                     raise err from exc
                 warnings.warn(f"{err}; skipped (strict = false)", RuntimeWarning, stacklevel=3)
@@ -372,7 +380,9 @@ def _expect(cond: bool, where: str, key: str, expected: str, got: object) -> Non
         raise ConfigError(f"{where}: {key!r} must be {expected}, got {got!r}")
 
 
-def parse_config(data: Mapping[str, Any], where: str = "<config>", source: Path | None = None) -> BusConfig:
+def parse_config(
+    data: Mapping[str, Any], where: str = "<config>", source: Path | None = None
+) -> BusConfig:
     """Validate a config mapping (a TOML document's content) into a :class:`BusConfig`."""
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
@@ -402,7 +412,10 @@ def parse_config(data: Mapping[str, Any], where: str = "<config>", source: Path 
         raw_handlers = ["*"]
     _expect(
         isinstance(raw_handlers, list) and all(isinstance(h, str) for h in raw_handlers),
-        where, "handlers", 'a list of handler entry-point names, or "*"', raw_handlers,
+        where,
+        "handlers",
+        'a list of handler entry-point names, or "*"',
+        raw_handlers,
     )
     bus = data.get("bus", {})
     _expect(isinstance(bus, dict), where, "bus", "a table", bus)

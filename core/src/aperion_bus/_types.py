@@ -25,7 +25,7 @@ __all__ = [
 Handler = Callable[[Event], Any]
 
 
-class FailureReason(str, enum.Enum):
+class FailureReason(enum.StrEnum):
     """Why an event or one of its handlers failed. The kernel reports the first two."""
 
     HANDLER_ERROR = "handler_error"

@@ -84,11 +84,17 @@ def run_python(
     """Run ``code`` in a new interpreter of the same environment; returns the finished process."""
     cmd: Sequence[str] = [sys.executable, "-c", code, *args]
     proc = subprocess.run(
-        cmd, cwd=cwd, env=None if env is None else dict(env), capture_output=True,
-        text=True, timeout=timeout, check=False,
+        cmd,
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"subprocess failed ({proc.returncode}):\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            f"subprocess failed ({proc.returncode}):\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
