@@ -79,7 +79,7 @@ class _EventSlots:
     )
 
 
-@attrs.frozen(slots=True, weakref_slot=False)
+@attrs.frozen(slots=True, weakref_slot=False, hash=False)
 class Event(_EventSlots):
     """An immutable event.
 
@@ -95,6 +95,10 @@ class Event(_EventSlots):
     source: str | None = attrs.field(default=None, validator=_check_optional_str)
     correlation_id: str | None = attrs.field(default=None, validator=_check_optional_str)
     causation_id: str | None = attrs.field(default=None, validator=_check_optional_str)
+
+    def __hash__(self) -> int:
+        # equal events have equal ids; the payload dict itself is not hashable
+        return hash(self.event_id)
 
     def to_dict(self) -> dict[str, Any]:
         """The event as a plain dict (the payload is the same object, not a copy)."""
@@ -125,7 +129,9 @@ class Event(_EventSlots):
         try:
             return _converter.structure(dict(data), cls)
         except cattrs.BaseValidationError as exc:
-            problems = "; ".join(cattrs.transform_error(exc, path="event"))
+            problems = "; ".join(
+                cattrs.transform_error(exc, path="event", format_exception=_describe)
+            )
             raise EventDecodeError(f"malformed event: {problems}") from exc
         except (TypeError, ValueError) as exc:
             raise EventDecodeError(f"malformed event: {exc}") from exc
@@ -176,6 +182,12 @@ def _make_event(
     ev.causation_id = causation_id
     ev.__class__ = Event  # type: ignore[assignment]  # same slots layout: a real frozen Event
     return cast(Event, ev)
+
+
+def _describe(exc: BaseException, _type: object) -> str:
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    return str(exc) or type(exc).__name__
 
 
 def _dumps(obj: Any) -> str:

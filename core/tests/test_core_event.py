@@ -1,0 +1,93 @@
+"""Event: the record, its ids and its JSON-lines codec."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import pytest
+
+from aperion_bus import Event, EventBus, EventDecodeError, new_event_id
+from aperion_bus.testing import Recorder
+
+
+def test_event_is_frozen_slotted_attrs_record() -> None:
+    ev = Event("user.login", {"u": 1})
+    assert attrs.has(Event)
+    assert not hasattr(ev, "__dict__")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        ev.event_type = "x.y"  # type: ignore[misc]
+    assert ev.causation_id is None and ev.source is None and ev.correlation_id is None
+
+
+def test_bus_built_event_equals_attrs_built_event() -> None:
+    rec = Recorder()
+    with EventBus() as bus:
+        bus.subscribe(rec, "user.login")
+        bus.emit("user.login", {"a": 1}, source="svc", correlation_id="c1", wait_for_handlers=True)
+    ev = rec.events[0]
+    assert type(ev) is Event
+    same = Event(**ev.to_dict())
+    assert same == ev and hash(same) == hash(ev)
+    assert len({ev, same}) == 1
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        ev.source = "other"  # type: ignore[misc]
+
+
+def test_event_ids_are_unique_and_time_sortable() -> None:
+    ids = [new_event_id() for _ in range(20000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert all(len(i) == 22 for i in ids)
+
+
+def test_jsonl_round_trip_is_exact() -> None:
+    ev = Event(
+        "chat.message.sent",
+        {"text": "héllo", "n": 3, "f": 0.1, "nested": {"l": [1, None, True]}},
+        source="svc",
+        correlation_id="req-1",
+        causation_id="abc",
+    )
+    line = ev.to_jsonl()
+    assert "\n" not in line
+    assert Event.from_jsonl(line) == ev
+    assert Event.from_jsonl(line.encode()) == ev
+
+
+def test_to_jsonl_rejects_unserializable_payload_clearly() -> None:
+    ev = Event("a.b", {"when": object()})
+    with pytest.raises(TypeError, match="cannot be serialized"):
+        ev.to_jsonl()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"payload": {}, "timestamp": 1.0, "event_id": "x"}', "event_type"),
+        ('{"event_type": 5, "payload": {}, "timestamp": 1.0, "event_id": "x"}', "event_type"),
+        ('{"event_type": "a.b", "payload": [], "timestamp": 1.0, "event_id": "x"}', "payload"),
+        ('{"event_type": "a.b", "payload": {}, "timestamp": "now", "event_id": "x"}', "timestamp"),
+        ('{"event_type": "a.b", "payload": {}, "timestamp": 1, "event_id": "x", "zz": 1}', "zz"),
+        ('{"event_type": "", "payload": {}, "timestamp": 1, "event_id": "x"}', "empty"),
+    ],
+)
+def test_from_jsonl_malformed_input_names_the_problem(line: str, message: str) -> None:
+    with pytest.raises(EventDecodeError, match=message):
+        Event.from_jsonl(line)
+
+
+def test_event_constructor_validates() -> None:
+    with pytest.raises(TypeError, match="payload must be a dict"):
+        Event("a.b", [])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="empty"):
+        Event("", {})
+    with pytest.raises(TypeError, match="correlation_id"):
+        Event("a.b", {}, correlation_id=5)  # type: ignore[arg-type]
+
+
+def test_to_dict_matches_json() -> None:
+    ev = Event("a.b", {"x": 1})
+    assert json.loads(ev.to_jsonl()) == ev.to_dict()
