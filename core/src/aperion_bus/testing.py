@@ -5,6 +5,7 @@ Shared by every distribution's tests: add helpers here rather than copying them.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from ._event import Event
 
-__all__ = ["Recorder", "free_port", "run_python", "wait_until"]
+__all__ = ["Recorder", "free_port", "install_distribution", "run_python", "wait_until"]
 
 
 class Recorder:
@@ -98,3 +99,43 @@ def run_python(
             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
+
+
+def install_distribution(project: str | Path, target: str | Path) -> Path:
+    """Build and install the distribution in ``project`` into the directory ``target``.
+
+    A real install (wheel built by its build backend, ``*.dist-info`` with entry points) that
+    touches nothing else: put ``target`` on ``sys.path`` (and call
+    ``aperion_bus.refresh_entry_points()``) to use it. Uses ``uv pip`` when available, else pip.
+    """
+    target = Path(target)
+    uv = shutil.which("uv")
+    if uv is not None:
+        cmd = [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--python",
+            sys.executable,
+            "--target",
+            str(target),
+            str(project),
+        ]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(project),
+        ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"installing {project} failed:\n{proc.stdout}\n{proc.stderr}")
+    return target

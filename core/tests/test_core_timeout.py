@@ -1,0 +1,125 @@
+"""Timeouts: what they really do (docs/concepts.md, "Timeouts")."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from aperion_bus import (
+    HANDLER_ERROR_EVENT,
+    Event,
+    EventBus,
+    FailureReason,
+    HandlerFailure,
+    hookimpl,
+)
+from aperion_bus.testing import Recorder, wait_until
+
+
+class FailureLog:
+    def __init__(self) -> None:
+        self.failures: list[HandlerFailure] = []
+
+    @hookimpl
+    def on_handler_error(self, failure: HandlerFailure) -> None:
+        self.failures.append(failure)
+
+
+def test_sync_handler_timeout_stops_waiting_but_handler_finishes() -> None:
+    log = FailureLog()
+    finished = threading.Event()
+    later: list[str] = []
+
+    def slow(event: Event) -> None:
+        time.sleep(0.5)
+        later.append("slow finished")  # a side effect after the timeout: it still happens
+        finished.set()
+
+    with EventBus(plugins=[log], handler_timeout=0.1) as bus:
+        bus.subscribe(slow, "t.x", priority=200)
+        bus.subscribe(lambda e: later.append("fast"), "t.x", priority=100)
+        t0 = time.monotonic()
+        bus.emit("t.x", {}, wait_for_handlers=True)
+        waited = time.monotonic() - t0
+        assert waited < 0.45, "emit waited for the slow handler"
+        assert later == ["fast"]  # the next handler ran without waiting for the slow one
+        (failure,) = log.failures
+        assert failure.reason is FailureReason.HANDLER_TIMEOUT
+        assert isinstance(failure.error, TimeoutError)
+        assert finished.wait(2), "the timed-out handler was not left to finish"
+        assert later == ["fast", "slow finished"]
+
+
+def test_one_thread_hand_off_per_emit() -> None:
+    threads: list[int] = []
+    with EventBus(handler_timeout=5) as bus:
+        for _ in range(5):
+            bus.subscribe(lambda e: threads.append(threading.get_ident()), "t.x")
+        bus.emit("t.x", {}, wait_for_handlers=True)
+    assert len(threads) == 5
+    assert len(set(threads)) == 1
+    assert threads[0] != threading.get_ident()
+
+
+def test_no_timeout_runs_sync_handlers_in_the_emitters_thread() -> None:
+    threads: list[int] = []
+    with EventBus() as bus:
+        bus.subscribe(lambda e: threads.append(threading.get_ident()), "t.x")
+        bus.emit("t.x", {}, wait_for_handlers=True)
+    assert threads == [threading.get_ident()]
+
+
+def test_async_handler_over_time_is_cancelled() -> None:
+    cancelled = threading.Event()
+    log = FailureLog()
+
+    async def slow(event: Event) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with EventBus(plugins=[log], handler_timeout=0.1) as bus:
+        bus.subscribe(slow, "t.x")
+        errors = Recorder()
+        bus.subscribe(errors, HANDLER_ERROR_EVENT)
+
+        async def main() -> None:
+            await bus.emit_async("t.x", {})
+
+        t0 = time.monotonic()
+        asyncio.run(main())
+        assert time.monotonic() - t0 < 2
+        assert cancelled.is_set()
+        assert log.failures[0].reason is FailureReason.HANDLER_TIMEOUT
+        assert errors.events[0].payload["reason"] == "handler_timeout"
+        # and from a sync emit (the bus's own loop)
+        cancelled.clear()
+        bus.emit("t.x", {}, wait_for_handlers=True)
+        wait_until(cancelled.is_set, 2)
+        assert len(log.failures) == 2
+
+
+def test_timeout_in_background_dispatch() -> None:
+    log = FailureLog()
+    got: list[int] = []
+    with EventBus(plugins=[log], handler_timeout=0.1) as bus:
+        bus.subscribe(lambda e: time.sleep(0.3), "t.slow")
+        bus.subscribe(lambda e: got.append(e.payload["i"]), "t.fast")
+        bus.emit("t.slow", {})
+        for i in range(5):
+            bus.emit("t.fast", {"i": i})
+        assert bus.wait_for_pending(5)
+    assert got == [0, 1, 2, 3, 4]
+    assert [f.reason for f in log.failures] == [FailureReason.HANDLER_TIMEOUT]
+
+
+def test_timeout_validation() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="handler_timeout"):
+        EventBus(handler_timeout=0)
+    with pytest.raises(TypeError, match="handler_timeout"):
+        EventBus(handler_timeout="5")  # type: ignore[arg-type]
