@@ -13,7 +13,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def members() -> dict[str, Path]:
     out: dict[str, Path] = {}
-    for d in [ROOT / "core", *sorted((ROOT / "plugins").glob("*")), *sorted((ROOT / "contrib").glob("*"))]:
+    for d in [
+        ROOT / "core",
+        *sorted((ROOT / "plugins").glob("*")),
+        *sorted((ROOT / "contrib").glob("*")),
+    ]:
         py = d / "pyproject.toml"
         if py.is_file():
             name = tomllib.loads(py.read_text())["project"]["name"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from aperion_bus import ConfigError, EventBus, load_config
 
 

@@ -8,7 +8,6 @@ import threading
 from typing import Any
 
 import pytest
-
 from aperion_bus import (
     HANDLER_ERROR_EVENT,
     BusClosedError,

@@ -6,7 +6,6 @@ import json
 
 import attrs
 import pytest
-
 from aperion_bus import Event, EventBus, EventDecodeError, new_event_id
 from aperion_bus.testing import Recorder
 

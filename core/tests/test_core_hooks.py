@@ -8,7 +8,6 @@ from typing import Any
 
 import attrs
 import pytest
-
 from aperion_bus import (
     DispatchResult,
     DropEvent,

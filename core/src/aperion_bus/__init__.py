@@ -3,9 +3,8 @@
 The public API is what ``__all__`` lists; modules whose names start with ``_`` are private.
 """
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._bus import HANDLER_ERROR_EVENT, EventBus
 from ._correlation import (
@@ -54,8 +53,8 @@ from ._types import (
 )
 
 try:
-    __version__ = version("aperion-bus")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _version("aperion-bus")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [

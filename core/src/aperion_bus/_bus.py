@@ -59,13 +59,21 @@ _scope_reset = _scope.reset
 
 
 class _Plan:
-    """The subscriptions one event type resolves to, in call order (cached per event type)."""
+    """The subscriptions one event type resolves to, in call order (cached per event type).
 
-    __slots__ = ("has_async", "subs")
+    ``plain`` plans (only strong, sync handlers) are dispatched by emit's inline loop over
+    ``pairs``.
+    """
+
+    __slots__ = ("has_async", "pairs", "plain", "subs")
 
     def __init__(self, subs: tuple[Subscription, ...]) -> None:
         self.subs = subs
         self.has_async = any(s.is_async for s in subs)
+        self.plain = not self.has_async and all(s.fn is not None for s in subs)
+        self.pairs: tuple[tuple[Subscription, Handler], ...] = tuple(
+            (s, s.fn) for s in subs if s.fn is not None
+        )
 
 
 _Caller = Callable[..., Any]
@@ -213,10 +221,10 @@ class EventBus:
         self.plugin_manager.add_hookspecs(HookSpecs)
         register_plugins(self.plugin_manager, plugins, settings or {}, strict=strict)
         self._hooks = _HookCallers(self.plugin_manager)
-        # Sync dispatch can skip the general path when nothing wraps or times handlers.
-        self._slow_path = bool(
-            self._hooks.on_dispatch or self._hooks.on_handler or self.handler_timeout
-        )
+        # emit() dispatches inline only when no plugin is on its path and nothing is timed.
+        h = self._hooks
+        self._wrapped = bool(h.on_dispatch or h.on_handler or self.handler_timeout)
+        self._hooked = bool(h.on_emit or h.on_audit or self._wrapped)
         for caller, _plugin in self._hooks.on_start:
             try:
                 caller(self)
@@ -394,7 +402,7 @@ class EventBus:
             plan = self._plans.get(event_type)
         except TypeError:  # unhashable
             plan = None
-        if plan is None or type(event_type) is not str:
+        if plan is None:
             check_event_type(event_type)
         if type(payload) is not dict:
             payload = _check_payload(payload)
@@ -414,51 +422,45 @@ class EventBus:
         event.event_type = event_type
         event.payload = payload
         event.timestamp = ns / 1e9
-        event.event_id = hex((ns << 24) | (next(_ev._counter) & 0xFFFFFF))[2:]
+        event.event_id = ((ns << 24) | (next(_ev._counter) & 0xFFFFFF)).to_bytes(11, "big").hex()
         event.source = source
         event.correlation_id = correlation_id
         event.causation_id = None if parent is None else parent.event_id
         event.__class__ = Event
-        hooks = self._hooks
-        if hooks.on_emit:
-            accepted = self._run_on_emit(event)
-            if accepted is None:
-                return event.event_id  # type: ignore[no-any-return]
-            if accepted is not event:
-                plan = None
-            event = accepted
-        if not wait_for_handlers:
-            self._enqueue(event)
-            return event.event_id  # type: ignore[no-any-return]
-        if hooks.on_audit:
-            self._run_on_audit(event)
-        if plan is None:
-            plan = self._plan(event.event_type)
+        if self._hooked or not wait_for_handlers or plan is None or not plan.plain:
+            return self._emit_general(event, plan, wait_for_handlers)
         tok = _scope_set((correlation_id, event))
         try:
-            if self._slow_path or plan.has_async:
-                failures = self._dispatch_full(event, plan).failures
-            else:
-                failures = None
-                for sub in plan.subs:
-                    fn = sub.fn
-                    if fn is None:
-                        fn = sub.handler
-                        if fn is None:
-                            continue
-                    try:
-                        fn(event)
-                    except Exception as exc:
-                        if failures is None:
-                            failures = []
-                        failures.append(
-                            HandlerFailure(event, sub, exc, FailureReason.HANDLER_ERROR, 0.0)
-                        )
+            failures = None
+            for sub, fn in plan.pairs:
+                try:
+                    fn(event)
+                except Exception as exc:
+                    if failures is None:
+                        failures = []
+                    failures.append(
+                        HandlerFailure(event, sub, exc, FailureReason.HANDLER_ERROR, 0.0)
+                    )
             if failures:
                 self._report_failures(failures)
         finally:
             _scope_reset(tok)
         return event.event_id  # type: ignore[no-any-return]
+
+    def _emit_general(self, event: Event, plan: _Plan | None, wait: bool) -> str:
+        """emit() for everything but a plain sync dispatch with no plugin on the path."""
+        if self._hooks.on_emit:
+            accepted = self._run_on_emit(event)
+            if accepted is None:
+                return event.event_id
+            if accepted is not event:
+                plan = None
+            event = accepted
+        if not wait:
+            self._enqueue(event)
+            return event.event_id
+        self.dispatch(event, _checked=True, _plan=plan)
+        return event.event_id
 
     async def emit_async(
         self,
@@ -480,16 +482,41 @@ class EventBus:
             event = accepted
         if self._hooks.on_audit:
             self._run_on_audit(event)
+        plan = self._plan(event.event_type)
         tok = _scope_set((event.correlation_id, event))
         try:
-            result = await self._adispatch(event, self._plan(event.event_type))
-            if result.failures:
-                await self._areport_failures(result.failures)
+            if self._wrapped:
+                failures: list[HandlerFailure] | None = (
+                    await self._adispatch(event, plan)
+                ).failures
+            else:  # the common case, inline: no wrappers, no timeout
+                failures = None
+                for sub in plan.subs:
+                    fn = sub.fn
+                    if fn is None:
+                        fn = sub.handler
+                        if fn is None:
+                            continue
+                    try:
+                        if sub.is_async:
+                            await fn(event)
+                        else:
+                            fn(event)
+                    except Exception as exc:
+                        if failures is None:
+                            failures = []
+                        failures.append(
+                            HandlerFailure(event, sub, exc, FailureReason.HANDLER_ERROR, 0.0)
+                        )
+            if failures:
+                await self._areport_failures(failures)
         finally:
             _scope_reset(tok)
         return event.event_id
 
-    def dispatch(self, event: Event) -> DispatchResult:
+    def dispatch(
+        self, event: Event, *, _checked: bool = False, _plan: _Plan | None = None
+    ) -> DispatchResult:
         """Dispatch an existing event now, in this thread, and return the result.
 
         For events made elsewhere (another process, a retry): the event keeps its id,
@@ -497,15 +524,18 @@ class EventBus:
         emitted); ``on_audit``, the handlers, ``on_dispatch``/``on_handler`` wrappers and the
         failure reporting run as for ``emit(..., wait_for_handlers=True)``.
         """
-        if not isinstance(event, Event):
-            raise TypeError(f"dispatch() takes an Event, got {type(event).__name__}")
-        if self._closing:
-            raise BusClosedError("the bus is shut down; it accepts no events")
+        if not _checked:
+            if not isinstance(event, Event):
+                raise TypeError(f"dispatch() takes an Event, got {type(event).__name__}")
+            check_event_type(event.event_type)
+            if self._closing:
+                raise BusClosedError("the bus is shut down; it accepts no events")
         if self._hooks.on_audit:
             self._run_on_audit(event)
         tok = _scope_set((event.correlation_id, event))
         try:
-            result = self._dispatch_full(event, self._plan(check_event_type(event.event_type)))
+            plan = _plan if _plan is not None else self._plan(event.event_type)
+            result = self._dispatch_full(event, plan)
             if result.failures:
                 self._report_failures(result.failures)
         finally:

@@ -38,7 +38,7 @@ def new_event_id() -> str:
     one process never repeat and ids from different processes collide only if they are made in
     the same nanosecond with the same counter value.
     """
-    return hex((_time_ns() << 24) | (next(_counter) & _COUNTER_MASK))[2:]
+    return ((_time_ns() << 24) | (next(_counter) & _COUNTER_MASK)).to_bytes(11, "big").hex()
 
 
 def _check_event_type(_inst: object, _attr: object, value: Any) -> None:
@@ -176,7 +176,7 @@ def _make_event(
     ev.event_type = event_type
     ev.payload = payload
     ev.timestamp = ns / 1e9
-    ev.event_id = hex((ns << 24) | (next(_counter) & _COUNTER_MASK))[2:]
+    ev.event_id = ((ns << 24) | (next(_counter) & _COUNTER_MASK)).to_bytes(11, "big").hex()
     ev.source = source
     ev.correlation_id = correlation_id
     ev.causation_id = causation_id

@@ -108,7 +108,8 @@ def install_distribution(project: str | Path, target: str | Path) -> Path:
     touches nothing else: put ``target`` on ``sys.path`` (and call
     ``aperion_bus.refresh_entry_points()``) to use it. Uses ``uv pip`` when available, else pip.
     """
-    target = Path(target)
+    target = Path(target).resolve()
+    project = Path(project).resolve()  # a path, not a name to look up in an index
     uv = shutil.which("uv")
     if uv is not None:
         cmd = [

@@ -1,0 +1,89 @@
+"""The public API of aperion_bus, pinned: a change here is a deliberate API change."""
+
+from __future__ import annotations
+
+import aperion_bus
+
+EXPECTED = {
+    "CORRELATION_HEADER",
+    "HANDLER_ERROR_EVENT",
+    "HANDLER_GROUP",
+    "PLUGIN_GROUP",
+    "AperionBusError",
+    "BusClosedError",
+    "BusConfig",
+    "ConfigError",
+    "CorrelationContext",
+    "DispatchResult",
+    "DropEvent",
+    "EntryPointInfo",
+    "Event",
+    "EventBus",
+    "EventDecodeError",
+    "EventRejected",
+    "FailureReason",
+    "Handler",
+    "HandlerFailure",
+    "HandlerOutcome",
+    "HookSpecs",
+    "PluginError",
+    "PluginLoadError",
+    "PluginNotFoundError",
+    "Subscription",
+    "__version__",
+    "build_correlation_headers",
+    "clear_correlation_id",
+    "current_event",
+    "extract_correlation_id_from_headers",
+    "generate_correlation_id",
+    "get_correlation_id",
+    "handler",
+    "hookimpl",
+    "installed_handlers",
+    "installed_plugins",
+    "load_config",
+    "new_event_id",
+    "refresh_entry_points",
+    "reset_correlation_id",
+    "set_correlation_id",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(aperion_bus.__all__) == EXPECTED
+    assert len(aperion_bus.__all__) == len(set(aperion_bus.__all__))
+
+
+def test_every_exported_name_exists_and_is_public_module_level() -> None:
+    for name in aperion_bus.__all__:
+        assert hasattr(aperion_bus, name), name
+    members = [n for n in dir(aperion_bus) if not n.startswith("_")]
+    # nothing public that is not exported (submodules aside)
+    import types
+
+    extra = {
+        n
+        for n in members
+        if n not in aperion_bus.__all__
+        and not isinstance(getattr(aperion_bus, n), types.ModuleType)
+    }
+    assert extra == set()
+
+
+def test_exception_tree() -> None:
+    from aperion_bus import (
+        AperionBusError,
+        BusClosedError,
+        ConfigError,
+        EventDecodeError,
+        EventRejected,
+        PluginError,
+        PluginLoadError,
+        PluginNotFoundError,
+    )
+
+    for exc in (BusClosedError, ConfigError, EventDecodeError, EventRejected, PluginError):
+        assert issubclass(exc, AperionBusError)
+    assert issubclass(EventDecodeError, ValueError) and issubclass(ConfigError, ValueError)
+    assert issubclass(PluginNotFoundError, (PluginError, LookupError))
+    assert issubclass(PluginLoadError, (PluginError, ImportError))
