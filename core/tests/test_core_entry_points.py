@@ -61,6 +61,13 @@ class CounterPlugin:
     def on_stats(self):
         return {"acme_counter": self.count}
 
+    @staticmethod
+    @hookimpl
+    def add_cli_commands(subparsers):
+        hello = subparsers.add_parser("acme-hello", help="say hello")
+        hello.add_argument("--name", default="world")
+        hello.set_defaults(func=lambda args: print(f"hello {args.name} from acme") or 0)
+
 
 def register(bus):
     bus.subscribe(lambda e: WELCOMED.append(e.payload["user"]), "user.login")
@@ -191,3 +198,13 @@ def test_cli_lists_plugins_with_active_flag(
     assert cli_main(["config", "check"]) == 0
     out = capsys.readouterr().out
     assert "acme_counter" in out and "ok" in out
+
+
+def test_plugins_add_cli_commands_through_the_hook(
+    acme_site: Path, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["acme-hello", "--name", "bus"]) == 0
+    captured = capsys.readouterr()
+    assert "hello bus from acme" in captured.out
+    # the broken entry point is reported, not fatal
+    assert "acme_broken" in captured.err

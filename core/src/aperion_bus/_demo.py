@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import os
 from pathlib import Path
 
 from ._bus import EventBus
@@ -26,12 +25,11 @@ def run_demo(workdir: Path) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     installed = {p.name for p in installed_plugins()}
     config_path = workdir / "aperion-bus.toml"
-    config_path.write_text(_CONFIG.format(plugins=_plugin_tables(installed)))
-    os.chdir(workdir)  # plugins write their files here
+    config_path.write_text(_CONFIG.format(plugins=_plugin_tables(installed, workdir)))
     names = ", ".join(sorted(installed)) or "none"
     print(f"aperion-bus demo: config {config_path} (plugins installed: {names})")
     seen: collections.Counter[str] = collections.Counter()
-    with EventBus.from_config(config_path.name) as bus:
+    with EventBus.from_config(config_path) as bus:
         bus.subscribe(lambda e: seen.update([e.event_type]), "*", priority=1000)
 
         @bus.on("user.*")
@@ -62,7 +60,15 @@ def run_demo(workdir: Path) -> int:
     return 0
 
 
-def _plugin_tables(installed: set[str]) -> str:
-    known = ["validate", "redact", "audit", "dlq", "backpressure", "metrics"]
-    active = [name for name in known if name in installed]
-    return "".join(f"[plugins.{name}]\n" for name in active)
+def _plugin_tables(installed: set[str], workdir: Path) -> str:
+    known = {
+        "validate": "",
+        "redact": "",
+        "audit": f'path = "{workdir / "events.jsonl"}"\n',
+        "dlq": f'path = "{workdir / "dead-letters.sqlite3"}"\n',
+        "backpressure": 'max_pending_events = 50\noverflow_policy = "drop"\n',
+        "metrics": "",
+    }
+    return "".join(
+        f"[plugins.{name}]\n{settings}\n" for name, settings in known.items() if name in installed
+    )

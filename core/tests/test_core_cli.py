@@ -1,0 +1,44 @@
+"""The aperion-bus command line (kernel commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aperion_bus._cli import main
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("APERION_BUS_CONFIG", raising=False)
+    return tmp_path
+
+
+def test_no_command_prints_help(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "plugins" in capsys.readouterr().out
+
+
+def test_config_check_reports_errors_clearly(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "aperion-bus.toml").write_text('plugins = ["no-such-plugin"]\n')
+    assert main(["config", "check"]) == 1
+    err = capsys.readouterr().err
+    assert "no-such-plugin" in err and "installed" in err
+
+
+def test_config_check_bare(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check"]) == 0
+    assert "bare kernel" in capsys.readouterr().out
+
+
+def test_demo_runs_and_writes_only_under_its_directory(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--dir", "demo-out"]) == 0
+    out = capsys.readouterr().out
+    assert "user.login" in out
+    assert Path.cwd() == workdir
+    assert {p.name for p in workdir.iterdir()} == {"demo-out"}
