@@ -8,13 +8,6 @@ import pytest
 from aperion_bus._cli import main
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("APERION_BUS_CONFIG", raising=False)
-    return tmp_path
-
-
 def test_no_command_prints_help(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "plugins" in capsys.readouterr().out

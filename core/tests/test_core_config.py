@@ -8,13 +8,6 @@ import pytest
 from aperion_bus import ConfigError, EventBus, load_config
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("APERION_BUS_CONFIG", raising=False)
-    return tmp_path
-
-
 def test_no_config_means_bare_kernel(workdir: Path) -> None:
     with EventBus.from_config() as bus:
         assert bus.plugin_names == [] and bus.handler_timeout is None

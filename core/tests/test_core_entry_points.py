@@ -104,13 +104,6 @@ def acme_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     refresh_entry_points()
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("APERION_BUS_CONFIG", raising=False)
-    return tmp_path
-
-
 def test_installed_entry_points_are_listed(acme_site: Path) -> None:
     plugins = {p.name: p for p in installed_plugins()}
     assert plugins["acme_counter"].distribution == "acme-bus-extras"

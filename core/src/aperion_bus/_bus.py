@@ -436,11 +436,7 @@ class EventBus:
                 try:
                     fn(event)
                 except Exception as exc:
-                    if failures is None:
-                        failures = []
-                    failures.append(
-                        HandlerFailure(event, sub, exc, FailureReason.HANDLER_ERROR, 0.0)
-                    )
+                    failures = _failed(failures, event, sub, exc)
             if failures:
                 self._report_failures(failures)
         finally:
@@ -503,11 +499,7 @@ class EventBus:
                         else:
                             fn(event)
                     except Exception as exc:
-                        if failures is None:
-                            failures = []
-                        failures.append(
-                            HandlerFailure(event, sub, exc, FailureReason.HANDLER_ERROR, 0.0)
-                        )
+                        failures = _failed(failures, event, sub, exc)
             if failures:
                 await self._areport_failures(failures)
         finally:
@@ -1101,6 +1093,16 @@ class EventBus:
             f"<EventBus {self.name!r} subscriptions={len(self._subs)} "
             f"plugins={self.plugin_names} pending={self._pending}>"
         )
+
+
+def _failed(
+    failures: list[HandlerFailure] | None, event: Event, sub: Subscription, exc: Exception
+) -> list[HandlerFailure]:
+    """Record a failure of the inline loops (where handlers are not timed)."""
+    if failures is None:
+        failures = []
+    failures.append(HandlerFailure(event, sub, exc, FailureReason.HANDLER_ERROR, 0.0))
+    return failures
 
 
 def _check_payload(payload: object) -> dict[str, Any]:
