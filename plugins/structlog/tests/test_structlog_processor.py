@@ -9,9 +9,10 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 import structlog
-from aperion_bus import CorrelationContext, Event, EventBus
+from aperion_bus import CorrelationContext, Event, EventBus, hookimpl
 from aperion_bus.testing import Recorder
 from aperion_bus_structlog import CorrelationProcessor, add_correlation_id
 from structlog.testing import LogCapture
@@ -173,3 +174,21 @@ def test_stdlib_records_routed_through_structlog_get_the_ids(stdlib_json: io.Str
         "event": "audit write failed: disk full", "level": "error", "correlation_id": "c-7",
         "event_id": eid, "event_type": "a.b",
     }
+
+
+class Stamp:
+    """An on_emit plugin that gives events a correlation id (as otel's correlation_from_trace)."""
+
+    @hookimpl
+    def on_emit(self, bus: EventBus, event: Event) -> Event:
+        return attrs.evolve(event, correlation_id="stamped")
+
+
+def test_correlation_id_set_by_an_on_emit_plugin(cap: LogCapture) -> None:
+    log = logger_with(cap)
+    with EventBus(plugins=[Stamp()]) as bus:
+        bus.subscribe(lambda e: log.info("x"), "a.b")
+        bus.emit("a.b", wait_for_handlers=True)
+        bus.emit("a.b")
+        assert bus.wait_for_pending(10)
+    assert [e["correlation_id"] for e in cap.entries] == ["stamped", "stamped"]
