@@ -1,0 +1,290 @@
+"""``OtelPlugin``: a span for every dispatched event and for every handler call."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+from aperion_bus import (
+    DispatchResult,
+    Event,
+    EventBus,
+    FailureReason,
+    HandlerFailure,
+    HandlerOutcome,
+    Subscription,
+    hookimpl,
+)
+
+from ._api import get_trace_correlation_id, get_tracer
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, Tracer, TracerProvider
+
+try:
+    from opentelemetry import context as _otel_context
+    from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+except ImportError:  # optional dependency: the plugin is then a no-op (no tracer)
+    pass
+
+__all__ = ["MESSAGING_SYSTEM", "OtelPlugin"]
+
+logger = logging.getLogger("aperion_bus.otel")
+
+#: The value of ``messaging.system`` on every span.
+MESSAGING_SYSTEM: Final = "aperion-bus"
+
+_AttrValue = str | bool | int | float
+
+
+class _HandlerSpan:
+    __slots__ = ("ended", "failed", "span")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.failed = False
+        self.ended = False
+
+
+class _Dispatch:
+    """State of one dispatch, shared with its handler wrappers through a context variable."""
+
+    __slots__ = ("ctx", "spans")
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.spans: dict[str, _HandlerSpan] = {}
+
+
+_current: contextvars.ContextVar[_Dispatch | None] = contextvars.ContextVar(
+    "aperion_bus_otel_dispatch", default=None
+)
+
+
+def _error_type(error: BaseException, reason: FailureReason | None) -> str:
+    if reason is FailureReason.HANDLER_TIMEOUT:
+        return "timeout"
+    cls = type(error)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class OtelPlugin:
+    """Trace the bus with OpenTelemetry (entry point ``otel``).
+
+    Every dispatched event gets a PRODUCER span ``publish <event_type>``, a child of the span
+    that was current where ``emit`` was called, and every handler call a CONSUMER span
+    ``process <event_type>``, a child of the publish span: also when the handler runs on the
+    bus's worker thread, a pool thread or an event loop. Attributes follow OpenTelemetry's
+    messaging semantic conventions (``messaging.system = "aperion-bus"``,
+    ``messaging.destination.name`` = event type, ``messaging.message.id`` = event id,
+    ``messaging.message.conversation_id`` = correlation id). A handler that raises or times
+    out marks its span with the exception and status ERROR.
+
+    ``tracer_provider``: the provider to take the tracer from (default: the global one, looked
+    up when the bus starts). ``correlation_from_trace``: give an event emitted without a
+    correlation id the current trace id as correlation id. ``trace_handlers``: False records
+    the publish spans only.
+
+    Without ``opentelemetry-api`` installed the plugin loads and does nothing.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        correlation_from_trace: bool = False,
+        trace_handlers: bool = True,
+    ) -> None:
+        if tracer_provider is not None and not callable(
+            getattr(tracer_provider, "get_tracer", None)
+        ):
+            raise TypeError(
+                "tracer_provider must be an opentelemetry TracerProvider or None, "
+                f"got {type(tracer_provider).__name__}"
+            )
+        for key, value in (
+            ("correlation_from_trace", correlation_from_trace),
+            ("trace_handlers", trace_handlers),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"{key} must be a bool, got {type(value).__name__}")
+        self.tracer_provider = tracer_provider
+        self.correlation_from_trace = correlation_from_trace
+        self.trace_handlers = trace_handlers
+        self._tracer: Tracer | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ life cycle
+    @hookimpl
+    def on_start(self, bus: EventBus) -> None:
+        self._tracer = get_tracer(self.tracer_provider)
+        if self._tracer is None:
+            logger.warning(
+                "opentelemetry-api is not installed: the otel plugin records no spans "
+                "(pip install 'aperion-bus-otel[otel]')"
+            )
+
+    @hookimpl
+    def on_stats(self, bus: EventBus) -> dict[str, Any]:
+        return {
+            "otel": {
+                "tracing": self._tracer is not None,
+                "trace_handlers": self.trace_handlers,
+                "correlation_from_trace": self.correlation_from_trace,
+            }
+        }
+
+    # ------------------------------------------------------------------ correlation
+    @hookimpl
+    def on_emit(self, bus: EventBus, event: Event) -> Event | None:
+        if not self.correlation_from_trace or event.correlation_id is not None:
+            return None
+        trace_id = get_trace_correlation_id()
+        if trace_id is None:
+            return None
+        return attrs.evolve(event, correlation_id=trace_id)
+
+    # ------------------------------------------------------------------ spans
+    @staticmethod
+    def _event_attributes(bus: EventBus, event: Event, op_type: str) -> dict[str, _AttrValue]:
+        out: dict[str, _AttrValue] = {
+            "messaging.system": MESSAGING_SYSTEM,
+            "messaging.operation.type": op_type,
+            "messaging.operation.name": "publish" if op_type == "send" else op_type,
+            "messaging.destination.name": event.event_type,
+            "messaging.message.id": event.event_id,
+            "aperion_bus.bus.name": bus.name,
+        }
+        if event.correlation_id is not None:
+            out["messaging.message.conversation_id"] = event.correlation_id
+            out["aperion_bus.correlation_id"] = event.correlation_id
+        if event.causation_id is not None:
+            out["aperion_bus.causation_id"] = event.causation_id
+        if event.source is not None:
+            out["aperion_bus.source"] = event.source
+        return out
+
+    def _handler_attributes(
+        self, bus: EventBus, event: Event, subscription: Subscription
+    ) -> dict[str, _AttrValue]:
+        out = self._event_attributes(bus, event, "process")
+        out["aperion_bus.handler"] = subscription.name
+        out["aperion_bus.subscription.id"] = subscription.id
+        return out
+
+    def _mark_failed(
+        self, hs: _HandlerSpan, error: BaseException, reason: FailureReason | None
+    ) -> None:
+        with self._lock:
+            if hs.failed or hs.ended:
+                return
+            hs.failed = True
+        span = hs.span
+        span.record_exception(error)
+        span.set_attribute("error.type", _error_type(error, reason))
+        if reason is not None:
+            span.set_attribute("aperion_bus.failure_reason", reason.value)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+
+    @hookimpl(wrapper=True)
+    def on_dispatch(self, bus: EventBus, event: Event) -> Generator[None, DispatchResult, None]:
+        tracer = self._tracer
+        if tracer is None:
+            yield
+            return
+        span = tracer.start_span(
+            f"publish {event.event_type}",
+            kind=SpanKind.PRODUCER,
+            attributes=self._event_attributes(bus, event, "send"),
+        )
+        ctx = set_span_in_context(span)
+        state = _Dispatch(ctx)
+        token = _otel_context.attach(ctx)
+        state_token = _current.set(state)
+        try:
+            result = yield
+            span.set_attribute("aperion_bus.handlers.count", result.handled)
+            span.set_attribute("aperion_bus.handlers.failed", len(result.failures))
+            for failure in result.failures:
+                if failure.reason is FailureReason.HANDLER_TIMEOUT:
+                    self._timed_out(bus, tracer, state, event, failure)
+        finally:
+            try:
+                _current.reset(state_token)
+            except ValueError:  # pragma: no cover - resumed in another context
+                logger.debug("otel: dispatch state reset in a foreign context")
+            _otel_context.detach(token)
+            span.end()
+
+    def _timed_out(
+        self,
+        bus: EventBus,
+        tracer: Tracer,
+        state: _Dispatch,
+        event: Event,
+        failure: HandlerFailure,
+    ) -> None:
+        """Mark a timed-out handler's span; make one if the handler never started."""
+        subscription, error = failure.subscription, failure.error
+        hs = state.spans.get(subscription.id)
+        if hs is not None:
+            # a sync handler the bus stopped waiting for: its span ends when it returns
+            self._mark_failed(hs, error, FailureReason.HANDLER_TIMEOUT)
+            return
+        if not self.trace_handlers:
+            return
+        span = tracer.start_span(
+            f"process {event.event_type}",
+            context=state.ctx,
+            kind=SpanKind.CONSUMER,
+            attributes=self._handler_attributes(bus, event, subscription),
+        )
+        hs = _HandlerSpan(span)
+        self._mark_failed(hs, error, FailureReason.HANDLER_TIMEOUT)
+        span.end()
+
+    @hookimpl(wrapper=True)
+    def on_handler(
+        self, bus: EventBus, event: Event, subscription: Subscription
+    ) -> Generator[None, HandlerOutcome, None]:
+        tracer = self._tracer
+        if tracer is None or not self.trace_handlers:
+            yield
+            return
+        span = tracer.start_span(
+            f"process {event.event_type}",
+            kind=SpanKind.CONSUMER,
+            attributes=self._handler_attributes(bus, event, subscription),
+        )
+        hs = _HandlerSpan(span)
+        state = _current.get()
+        if state is not None:
+            state.spans[subscription.id] = hs
+        token = _otel_context.attach(set_span_in_context(span))
+        try:
+            outcome = yield
+            timeout = bus.handler_timeout
+            if outcome.error is not None:
+                self._mark_failed(hs, outcome.error, outcome.reason)
+            elif (
+                timeout is not None
+                and not subscription.is_async
+                and outcome.duration >= timeout
+            ):
+                # the bus stopped waiting for it and reported a timeout; it then finished
+                err = TimeoutError(
+                    f"handler {subscription.name} exceeded handler_timeout={timeout}s"
+                )
+                self._mark_failed(hs, err, FailureReason.HANDLER_TIMEOUT)
+        finally:
+            _otel_context.detach(token)
+            with self._lock:
+                hs.ended = True
+            span.end()
+

@@ -1,0 +1,383 @@
+"""OtelPlugin with the SDK's in-memory exporter: span tree, attributes, errors, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="needs the test group (opentelemetry-sdk)")
+
+from aperion_bus import ConfigError, Event, EventBus, PluginLoadError
+from aperion_bus.testing import Recorder, wait_until
+from aperion_bus_otel import OtelPlugin, get_trace_correlation_id
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+
+class Traces:
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("test")
+
+    @property
+    def spans(self) -> Sequence[ReadableSpan]:
+        return self.exporter.get_finished_spans()
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [s for s in self.spans if s.name == name]
+
+    def one(self, name: str) -> ReadableSpan:
+        found = self.named(name)
+        assert len(found) == 1, [s.name for s in self.spans]
+        return found[0]
+
+
+@pytest.fixture
+def traces() -> Traces:
+    return Traces()
+
+
+@pytest.fixture
+def detach_errors(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Fail the test if OpenTelemetry logged a context detach in the wrong context."""
+    caplog.set_level(logging.ERROR, logger="opentelemetry.context")
+    yield caplog
+    bad = [r for r in caplog.records if r.name.startswith("opentelemetry.context")]
+    assert not bad, [r.getMessage() for r in bad]
+
+
+def make_bus(traces: Traces, **kwargs: object) -> EventBus:
+    timeout = kwargs.pop("handler_timeout", None)
+    plugin = OtelPlugin(tracer_provider=traces.provider, **kwargs)  # type: ignore[arg-type]
+    return EventBus(plugins=[plugin], handler_timeout=timeout)  # type: ignore[arg-type]
+
+
+def assert_child(child: ReadableSpan, parent: ReadableSpan) -> None:
+    assert child.parent is not None, f"{child.name} has no parent"
+    assert child.parent.span_id == parent.context.span_id
+    assert child.context.trace_id == parent.context.trace_id
+
+
+def root_id(span: trace.Span) -> int:
+    return span.get_span_context().span_id
+
+
+def test_sync_emit_span_tree_and_attributes(traces: Traces, detach_errors: object) -> None:
+    seen_trace: list[str | None] = []
+    with make_bus(traces) as bus:
+        bus.subscribe(lambda e: seen_trace.append(get_trace_correlation_id()), "user.*")
+        with traces.tracer.start_as_current_span("request") as root:
+            eid = bus.emit(
+                "user.login", {"u": 1}, source="web", correlation_id="req-1",
+                wait_for_handlers=True,
+            )
+            # the plugin restored the emitter's context
+            assert trace.get_current_span() is root
+    publish = traces.one("publish user.login")
+    process = traces.one("process user.login")
+    assert publish.parent is not None and publish.parent.span_id == root_id(root)
+    assert_child(process, publish)
+    assert publish.kind is SpanKind.PRODUCER and process.kind is SpanKind.CONSUMER
+    assert seen_trace == [format(root.get_span_context().trace_id, "032x")]
+    pa = dict(publish.attributes or {})
+    assert pa["messaging.system"] == "aperion-bus"
+    assert pa["messaging.operation.type"] == "send"
+    assert pa["messaging.operation.name"] == "publish"
+    assert pa["messaging.destination.name"] == "user.login"
+    assert pa["messaging.message.id"] == eid
+    assert pa["messaging.message.conversation_id"] == "req-1"
+    assert pa["aperion_bus.correlation_id"] == "req-1"
+    assert pa["aperion_bus.source"] == "web"
+    assert pa["aperion_bus.handlers.count"] == 1
+    assert pa["aperion_bus.handlers.failed"] == 0
+    ha = dict(process.attributes or {})
+    assert ha["messaging.operation.type"] == "process"
+    assert ha["messaging.destination.name"] == "user.login"
+    assert ha["messaging.message.id"] == eid
+    assert ha["aperion_bus.handler"].endswith("<lambda>")  # type: ignore[union-attr]
+    assert str(ha["aperion_bus.subscription.id"]).startswith("sub-")
+    assert publish.status.status_code is StatusCode.UNSET
+    assert process.status.status_code is StatusCode.UNSET
+
+
+def test_one_handler_span_per_handler(traces: Traces) -> None:
+    with make_bus(traces) as bus:
+        bus.subscribe(lambda e: None, "a.b")
+        bus.subscribe(lambda e: None, "a.*")
+        bus.emit("a.b", wait_for_handlers=True)
+    publish = traces.one("publish a.b")
+    processes = traces.named("process a.b")
+    assert len(processes) == 2
+    for p in processes:
+        assert_child(p, publish)
+    assert {dict(p.attributes or {})["aperion_bus.subscription.id"] for p in processes} == {
+        "sub-1", "sub-2"
+    }
+
+
+def test_background_dispatch_keeps_the_parent(traces: Traces, detach_errors: object) -> None:
+    threads: list[str] = []
+    with make_bus(traces) as bus:
+        bus.subscribe(lambda e: threads.append(threading.current_thread().name), "job.run")
+        with traces.tracer.start_as_current_span("request") as root:
+            bus.emit("job.run", {"n": 1})
+            bus.emit("job.run", {"n": 2})
+        assert bus.wait_for_pending(10)
+        assert trace.get_current_span() is trace.INVALID_SPAN
+    assert threads and all(t != threading.current_thread().name for t in threads)
+    publishes = traces.named("publish job.run")
+    processes = traces.named("process job.run")
+    assert len(publishes) == 2 and len(processes) == 2
+    for pub in publishes:
+        assert pub.parent is not None and pub.parent.span_id == root_id(root)
+    by_msg = {dict(p.attributes or {})["messaging.message.id"]: p for p in publishes}
+    for proc in processes:
+        assert_child(proc, by_msg[dict(proc.attributes or {})["messaging.message.id"]])
+
+
+def test_async_handlers_on_the_bus_loop_and_in_background(
+    traces: Traces, detach_errors: object
+) -> None:
+    async def ahandler(event: Event) -> None:
+        await asyncio.sleep(0.001)
+        assert get_trace_correlation_id() is not None
+
+    with make_bus(traces) as bus:
+        bus.subscribe(ahandler, "x.sync")
+        bus.subscribe(ahandler, "x.bg")
+        with traces.tracer.start_as_current_span("request") as root:
+            bus.emit("x.sync", wait_for_handlers=True)
+            bus.emit("x.bg")
+        assert bus.wait_for_pending(10)
+    for etype in ("x.sync", "x.bg"):
+        publish = traces.one(f"publish {etype}")
+        process = traces.one(f"process {etype}")
+        assert publish.parent is not None and publish.parent.span_id == root_id(root)
+        assert_child(process, publish)
+
+
+def test_emit_async_with_sync_and_async_handlers(traces: Traces, detach_errors: object) -> None:
+    async def ahandler(event: Event) -> None:
+        await asyncio.sleep(0)
+
+    async def main(bus: EventBus) -> trace.Span:
+        with traces.tracer.start_as_current_span("request") as root:
+            # two concurrent emits on one loop: each keeps its own span stack
+            await asyncio.gather(bus.emit_async("a.one"), bus.emit_async("a.two"))
+            assert trace.get_current_span() is root
+        return root
+
+    with make_bus(traces) as bus:
+        bus.subscribe(ahandler, "a.*", priority=200)
+        bus.subscribe(lambda e: None, "a.*", priority=100)
+        root = asyncio.run(main(bus))
+    for etype in ("a.one", "a.two"):
+        publish = traces.one(f"publish {etype}")
+        assert publish.parent is not None and publish.parent.span_id == root_id(root)
+        processes = traces.named(f"process {etype}")
+        assert len(processes) == 2
+        for p in processes:
+            assert_child(p, publish)
+
+
+def test_background_async_handler_on_the_emitters_loop(traces: Traces) -> None:
+    rec = Recorder()
+
+    async def ahandler(event: Event) -> None:
+        rec(event)
+
+    async def main(bus: EventBus) -> trace.Span:
+        with traces.tracer.start_as_current_span("request") as root:
+            bus.emit("loop.bg")
+        while not rec.events:
+            await asyncio.sleep(0.005)
+        return root
+
+    with make_bus(traces) as bus:
+        bus.subscribe(ahandler, "loop.bg")
+        root = asyncio.run(main(bus))
+        assert bus.wait_for_pending(10)
+    publish = traces.one("publish loop.bg")
+    assert publish.parent is not None and publish.parent.span_id == root_id(root)
+    assert_child(traces.one("process loop.bg"), publish)
+
+
+def test_event_emitted_by_a_handler_is_a_child_of_the_handler_span(traces: Traces) -> None:
+    with make_bus(traces) as bus:
+        bus.subscribe(lambda e: bus.emit("order.paid", wait_for_handlers=True), "order.placed")
+        bus.subscribe(lambda e: None, "order.paid")
+        bus.emit("order.placed", correlation_id="c-9", wait_for_handlers=True)
+    outer_process = traces.one("process order.placed")
+    inner_publish = traces.one("publish order.paid")
+    assert_child(inner_publish, outer_process)
+    assert_child(traces.one("process order.paid"), inner_publish)
+    inner = dict(inner_publish.attributes or {})
+    outer = dict(traces.one("publish order.placed").attributes or {})
+    assert inner["aperion_bus.causation_id"] == outer["messaging.message.id"]
+    assert inner["aperion_bus.correlation_id"] == "c-9"
+
+
+def test_failed_handler_marks_its_span(traces: Traces) -> None:
+    def bad(event: Event) -> None:
+        raise ValueError("bad payload")
+
+    with make_bus(traces) as bus:
+        bus.subscribe(bad, "pay.card")
+        bus.subscribe(lambda e: None, "pay.card")
+        bus.emit("pay.card", wait_for_handlers=True)
+    processes = traces.named("process pay.card")
+    failed = [p for p in processes if p.status.status_code is StatusCode.ERROR]
+    assert len(failed) == 1 and len(processes) == 2
+    span = failed[0]
+    assert span.status.description == "ValueError: bad payload"
+    assert dict(span.attributes or {})["error.type"] == "ValueError"
+    assert dict(span.attributes or {})["aperion_bus.failure_reason"] == "handler_error"
+    (exc_event,) = span.events
+    assert exc_event.name == "exception"
+    assert dict(exc_event.attributes or {})["exception.type"] == "ValueError"
+    assert dict(exc_event.attributes or {})["exception.message"] == "bad payload"
+    publish = traces.one("publish pay.card")
+    assert dict(publish.attributes or {})["aperion_bus.handlers.failed"] == 1
+    # the kernel's system.handler_error event is traced as well
+    assert traces.named("publish system.handler_error")
+
+
+def test_failed_async_handler_in_background(traces: Traces) -> None:
+    async def bad(event: Event) -> None:
+        raise KeyError("k")
+
+    with make_bus(traces) as bus:
+        bus.subscribe(bad, "pay.card")
+        bus.emit("pay.card")
+        assert bus.wait_for_pending(10)
+    span = traces.one("process pay.card")
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["error.type"] == "KeyError"
+
+
+def test_async_handler_timeout_marks_its_span(traces: Traces) -> None:
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(5)
+
+    with make_bus(traces, handler_timeout=0.1) as bus:
+        bus.subscribe(slow, "t.slow")
+        bus.emit("t.slow", wait_for_handlers=True)
+    span = traces.one("process t.slow")
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["error.type"] == "timeout"
+    assert dict(span.attributes or {})["aperion_bus.failure_reason"] == "handler_timeout"
+
+
+@pytest.mark.slow
+def test_sync_handler_timeout_marks_its_span(traces: Traces) -> None:
+    release = threading.Event()
+
+    def stuck(event: Event) -> None:
+        release.wait(10)
+
+    with make_bus(traces, handler_timeout=0.1) as bus:
+        bus.subscribe(stuck, "t.stuck", priority=200)
+        bus.subscribe(lambda e: None, "t.stuck", priority=100)
+        bus.emit("t.stuck", wait_for_handlers=True)
+        # the bus stopped waiting; the stuck handler's span is still open
+        publish = traces.one("publish t.stuck")
+        assert dict(publish.attributes or {})["aperion_bus.handlers.failed"] == 1
+        release.set()
+        wait_until(lambda: len(traces.named("process t.stuck")) == 2)
+    by_status = {p.status.status_code: p for p in traces.named("process t.stuck")}
+    assert set(by_status) == {StatusCode.ERROR, StatusCode.UNSET}
+    stuck_span = by_status[StatusCode.ERROR]
+    assert_child(stuck_span, publish)
+    assert dict(stuck_span.attributes or {})["error.type"] == "timeout"
+    assert str(dict(stuck_span.attributes or {})["aperion_bus.handler"]).endswith("stuck")
+
+
+@pytest.mark.slow
+def test_sync_handler_that_finishes_late_is_still_a_timeout(traces: Traces) -> None:
+    # The late handler returns while the dispatch is still going on (the next handler waits
+    # for its span), so its own wrapper must tell that the bus gave up on it.
+    def late(event: Event) -> None:
+        time.sleep(0.2)
+
+    def next_one(event: Event) -> None:
+        deadline = time.monotonic() + 5
+        while not traces.named("process t.late") and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    with make_bus(traces, handler_timeout=0.1) as bus:
+        bus.subscribe(late, "t.late", priority=200)
+        bus.subscribe(next_one, "t.late", priority=100)
+        bus.emit("t.late", wait_for_handlers=True)
+    publish = traces.one("publish t.late")
+    late_span = next(
+        s for s in traces.named("process t.late")
+        if str(dict(s.attributes or {})["aperion_bus.handler"]).endswith("late")
+    )
+    assert late_span.end_time is not None and publish.end_time is not None
+    assert late_span.end_time <= publish.end_time  # ended before the dispatch finished
+    assert late_span.status.status_code is StatusCode.ERROR
+    assert dict(late_span.attributes or {})["error.type"] == "timeout"
+
+
+def test_trace_handlers_false_records_publish_spans_only(traces: Traces) -> None:
+    with make_bus(traces, trace_handlers=False) as bus:
+        bus.subscribe(lambda e: None, "a.b")
+        bus.emit("a.b", wait_for_handlers=True)
+    assert [s.name for s in traces.spans] == ["publish a.b"]
+
+
+def test_correlation_from_trace(traces: Traces) -> None:
+    rec = Recorder()
+    with make_bus(traces, correlation_from_trace=True) as bus:
+        bus.subscribe(rec, "c.*")
+        with traces.tracer.start_as_current_span("request") as root:
+            bus.emit("c.one", wait_for_handlers=True)
+            bus.emit("c.two", correlation_id="given", wait_for_handlers=True)
+        bus.emit("c.three", wait_for_handlers=True)  # no span: nothing to take
+    trace_hex = format(root.get_span_context().trace_id, "032x")
+    assert [e.correlation_id for e in rec.events] == [trace_hex, "given", None]
+    attrs = dict(traces.one("publish c.one").attributes or {})
+    assert attrs["aperion_bus.correlation_id"] == trace_hex
+
+
+def test_correlation_from_trace_is_off_by_default(traces: Traces) -> None:
+    rec = Recorder()
+    with make_bus(traces) as bus:
+        bus.subscribe(rec, "c.*")
+        with traces.tracer.start_as_current_span("request"):
+            bus.emit("c.one", wait_for_handlers=True)
+    assert rec.events[0].correlation_id is None
+
+
+def test_loaded_by_entry_point_name_with_settings() -> None:
+    rec = Recorder()
+    with EventBus(plugins=["otel"], settings={"otel": {"correlation_from_trace": True}}) as bus:
+        bus.subscribe(rec, "e.p")
+        bus.emit("e.p", wait_for_handlers=True)  # global provider: no-op spans, still works
+        stats = bus.get_stats()["otel"]
+        assert isinstance(bus.get_plugin("otel"), OtelPlugin)
+    assert len(rec.events) == 1
+    assert stats == {"tracing": True, "trace_handlers": True, "correlation_from_trace": True}
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(TypeError, match="correlation_from_trace must be a bool"):
+        OtelPlugin(correlation_from_trace="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="trace_handlers must be a bool"):
+        OtelPlugin(trace_handlers=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="tracer_provider"):
+        OtelPlugin(tracer_provider=42)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="no_such_setting"):
+        EventBus(plugins=["otel"], settings={"otel": {"no_such_setting": 1}})
+    with pytest.raises(PluginLoadError, match="correlation_from_trace must be a bool"):
+        EventBus(plugins=["otel"], settings={"otel": {"correlation_from_trace": "on"}})

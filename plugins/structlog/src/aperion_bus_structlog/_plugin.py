@@ -1,0 +1,125 @@
+"""``StructlogPlugin``: the bus's diagnostics as structured log entries."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Final
+
+import structlog
+from aperion_bus import Event, EventBus, FailureReason, HandlerFailure, hookimpl
+
+__all__ = ["DIAGNOSTICS", "LEVELS", "StructlogPlugin"]
+
+#: The entries the plugin writes (the log entry's ``event``) and their default levels.
+DIAGNOSTICS: Final[Mapping[str, str]] = {
+    "handler_error": "error",
+    "handler_timeout": "error",
+    "event_rejected": "warning",
+    "event_dropped": "warning",
+}
+#: The levels a diagnostic can be written at; ``"off"`` leaves it out.
+LEVELS: Final = ("debug", "info", "warning", "error", "critical", "off")
+
+
+class StructlogPlugin:
+    """Write the bus's diagnostics as structured log entries (entry point ``structlog``).
+
+    Handler failures and timeouts (``on_handler_error``) and dropped or rejected events
+    (``on_drop``) become entries ``handler_error``, ``handler_timeout``, ``event_dropped``
+    and ``event_rejected`` on ``structlog.get_logger(logger_name)``, with the fields
+    ``bus``, ``event_type``, ``event_id``, ``correlation_id``, ``causation_id``, ``reason``
+    and, as they apply, ``handler``, ``subscription_id``, ``duration``, ``error_type``,
+    ``error`` (and ``exc_info`` for a handler's exception when ``exc_info`` is True).
+
+    ``levels`` maps a diagnostic to a level (``debug`` ... ``critical``, or ``off``).
+    The plugin never configures structlog: the application does.
+    """
+
+    def __init__(
+        self,
+        logger_name: str = "aperion_bus",
+        levels: Mapping[str, str] | None = None,
+        exc_info: bool = True,
+    ) -> None:
+        if not isinstance(logger_name, str) or not logger_name:
+            raise TypeError(f"logger_name must be a non-empty str, got {logger_name!r}")
+        if not isinstance(exc_info, bool):
+            raise TypeError(f"exc_info must be a bool, got {type(exc_info).__name__}")
+        chosen = dict(DIAGNOSTICS)
+        if levels is not None:
+            if not isinstance(levels, Mapping):
+                raise TypeError(f"levels must be a mapping, got {type(levels).__name__}")
+            for name, level in levels.items():
+                if name not in DIAGNOSTICS:
+                    raise ValueError(
+                        f"levels: unknown diagnostic {name!r}; known: {sorted(DIAGNOSTICS)}"
+                    )
+                if not isinstance(level, str) or level.lower() not in LEVELS:
+                    raise ValueError(
+                        f"levels[{name!r}]: unknown level {level!r}; use one of {list(LEVELS)}"
+                    )
+                chosen[name] = level.lower()
+        self.logger_name = logger_name
+        self.levels: dict[str, str] = chosen
+        self.exc_info = exc_info
+        self._log: Any = None
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def on_start(self, bus: EventBus) -> None:
+        self._log = structlog.get_logger(self.logger_name)
+
+    def _write(self, name: str, fields: dict[str, Any]) -> None:
+        level = self.levels[name]
+        if level == "off":
+            return
+        log = self._log if self._log is not None else structlog.get_logger(self.logger_name)
+        getattr(log, level)(name, **fields)
+        with self._lock:
+            self._counts[name] += 1
+
+    @staticmethod
+    def _event_fields(bus: EventBus, event: Event) -> dict[str, Any]:
+        return {
+            "bus": bus.name,
+            "event_type": event.event_type,
+            "event_id": event.event_id,
+            "correlation_id": event.correlation_id,
+            "causation_id": event.causation_id,
+        }
+
+    @hookimpl
+    def on_handler_error(self, bus: EventBus, failure: HandlerFailure) -> None:
+        timeout = failure.reason is FailureReason.HANDLER_TIMEOUT
+        fields = self._event_fields(bus, failure.event)
+        fields.update(
+            handler=failure.handler_name,
+            subscription_id=failure.subscription.id,
+            reason=failure.reason.value,
+            error_type=type(failure.error).__name__,
+            error=str(failure.error),
+            duration=failure.duration,
+        )
+        if self.exc_info and not timeout:
+            fields["exc_info"] = failure.error
+        self._write("handler_timeout" if timeout else "handler_error", fields)
+
+    @hookimpl
+    def on_drop(
+        self, bus: EventBus, event: Event, reason: str, error: BaseException | None
+    ) -> None:
+        fields = self._event_fields(bus, event)
+        fields["reason"] = reason
+        if error is not None:
+            fields["error_type"] = type(error).__name__
+            fields["error"] = str(error)
+        self._write("event_dropped" if error is None else "event_rejected", fields)
+
+    @hookimpl
+    def on_stats(self, bus: EventBus) -> dict[str, Any]:
+        with self._lock:
+            counts = dict(self._counts)
+        return {"structlog": {"entries": {name: counts.get(name, 0) for name in DIAGNOSTICS}}}
