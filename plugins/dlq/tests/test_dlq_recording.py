@@ -106,6 +106,8 @@ def test_all_handlers_failed_adds_one_summary_entry_besides_the_per_handler_ones
 def test_record_all_failed_false_records_only_per_handler_entries() -> None:
     plugin = DLQPlugin(record_all_failed=False)
     with EventBus([plugin]) as bus:
+        # no on_dispatch wrapper registered: the kernel keeps its fast path
+        assert bus.plugin_manager.hook.on_dispatch.get_hookimpls() == []
         bus.subscribe(failing, "a.b")
         bus.emit("a.b", {}, wait_for_handlers=True)
     assert [e.reason for e in plugin.queue.get_all()] == [FailureReason.HANDLER_ERROR]
@@ -291,3 +293,23 @@ def test_building_the_plugin_opens_no_file(tmp_path: Any) -> None:
     DLQPlugin(path=path)
     DeadLetterQueue(path=path)
     assert not path.exists()
+
+
+def test_traceback_text_keeps_chained_exceptions(dlq: DeadLetterQueue) -> None:
+    def chained(event: Event) -> None:
+        table: dict[str, int] = {}
+        try:
+            table["missing"]
+        except KeyError as exc:
+            raise RuntimeError("lookup failed") from exc
+
+    with EventBus([DLQPlugin(queue=dlq, record_all_failed=False)]) as bus:
+        bus.subscribe(chained, "a.b")
+        bus.emit("a.b", {}, wait_for_handlers=True)
+    [entry] = dlq.get_all()
+    tb = entry.traceback
+    assert tb.index("KeyError: 'missing'") < tb.index("direct cause") < tb.index(
+        "RuntimeError: lookup failed"
+    )
+    assert tb.count("Traceback (most recent call last):") == 2
+    assert "in chained" in tb
