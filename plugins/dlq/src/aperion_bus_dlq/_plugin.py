@@ -1,0 +1,137 @@
+"""The ``dlq`` plugin: feeds a :class:`DeadLetterQueue` from the bus's failure hooks."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from aperion_bus import (
+    HANDLER_ERROR_EVENT,
+    DispatchResult,
+    Event,
+    FailureReason,
+    HandlerFailure,
+    hookimpl,
+)
+
+from ._queue import DeadLetterQueue
+
+if TYPE_CHECKING:
+    from aperion_bus import EventBus
+
+__all__ = ["AllHandlersFailedError", "DLQPlugin"]
+
+logger = logging.getLogger("aperion_bus.dlq")
+
+
+class AllHandlersFailedError(Exception):
+    """The error recorded on an ``ALL_HANDLERS_FAILED`` entry: lists each handler's error."""
+
+
+class DLQPlugin:
+    """Records failed handler calls, all-handlers-failed events and validation rejections.
+
+    Give either ``queue`` (a :class:`DeadLetterQueue` you keep a reference to) or the
+    settings of the queue to build (``max_size``, ``path``, ``busy_timeout``). A queue built
+    here is opened in ``on_start`` and closed in ``on_shutdown``; a queue you pass is yours to
+    close. ``record_all_failed``: also store one ``ALL_HANDLERS_FAILED`` entry when every
+    handler of an event failed (default True; it needs an ``on_dispatch`` wrapper, which
+    moves the bus off its fastest dispatch path, so False drops the wrapper). Failures of
+    handlers of the bus's own ``system.handler_error`` events are not stored unless
+    ``record_handler_error_events``.
+    """
+
+    plugin_name = "dlq"
+
+    def __init__(
+        self,
+        max_size: int = 1000,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        busy_timeout: float = 10.0,
+        queue: DeadLetterQueue | None = None,
+        record_all_failed: bool = True,
+        record_handler_error_events: bool = False,
+    ) -> None:
+        if queue is not None and not isinstance(queue, DeadLetterQueue):
+            raise TypeError(f"queue must be a DeadLetterQueue, got {type(queue).__name__}")
+        for name, flag in (("record_all_failed", record_all_failed),
+                           ("record_handler_error_events", record_handler_error_events)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be true or false, got {flag!r}")
+        self._owned = queue is None
+        self.queue = (
+            queue if queue is not None
+            else DeadLetterQueue(max_size=max_size, path=path, busy_timeout=busy_timeout)
+        )
+        self.record_all_failed = record_all_failed
+        self.record_handler_error_events = record_handler_error_events
+        if not record_all_failed:
+            # Hide the on_dispatch wrapper from pluggy: with no wrapper registered the kernel
+            # keeps its fast dispatch path.
+            setattr(self, "on_dispatch", None)  # noqa: B010
+
+    def __repr__(self) -> str:
+        return f"<DLQPlugin {self.queue!r}>"
+
+    # ------------------------------------------------------------------ hooks
+    @hookimpl
+    def on_start(self, bus: EventBus) -> None:
+        if self._owned:
+            self.queue.open()
+
+    @hookimpl
+    def on_shutdown(self, bus: EventBus) -> None:
+        if self._owned:
+            self.queue.close()
+
+    def _skip(self, event: Event) -> bool:
+        return event.event_type == HANDLER_ERROR_EVENT and not self.record_handler_error_events
+
+    @hookimpl
+    def on_handler_error(self, bus: EventBus, failure: HandlerFailure) -> None:
+        if not self._skip(failure.event):
+            self.queue.add_failure(failure)
+
+    @hookimpl(wrapper=True)
+    def on_dispatch(self, bus: EventBus, event: Event) -> Generator[None, DispatchResult, None]:
+        result = yield
+        if (
+            self.record_all_failed
+            and result.handled > 0
+            and len(result.failures) == result.handled
+            and not self._skip(event)
+        ):
+            names = tuple(f.subscription.name for f in result.failures)
+            lines = "; ".join(
+                f"{f.subscription.name}: {type(f.error).__name__}: {f.error}"
+                for f in result.failures
+            )
+            self.queue.add(
+                event,
+                FailureReason.ALL_HANDLERS_FAILED,
+                AllHandlersFailedError(f"all {result.handled} handler(s) failed: {lines}"),
+                failed_handlers=names,
+            )
+
+    @hookimpl
+    def on_drop(
+        self, bus: EventBus, event: Event, reason: str, error: BaseException | None
+    ) -> None:
+        if getattr(error, "failure_reason", None) == FailureReason.VALIDATION_ERROR:
+            self.queue.add(event, FailureReason.VALIDATION_ERROR, error)
+
+    @hookimpl
+    def on_stats(self, bus: EventBus) -> dict[str, Any]:
+        return {"dlq": self.queue.get_stats()}
+
+    @staticmethod
+    @hookimpl
+    def add_cli_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+        from ._cli import add_commands
+
+        add_commands(subparsers)
+
