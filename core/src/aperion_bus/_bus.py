@@ -88,6 +88,7 @@ class _HookCallers:
         "add_cli_commands",
         "on_audit",
         "on_dispatch",
+        "on_dispatch_failed",
         "on_drop",
         "on_emit",
         "on_enqueue",
@@ -101,6 +102,7 @@ class _HookCallers:
     add_cli_commands: _Callers
     on_audit: _Callers
     on_dispatch: _Callers
+    on_dispatch_failed: _Callers
     on_drop: _Callers
     on_emit: _Callers
     on_enqueue: _Callers
@@ -438,7 +440,7 @@ class EventBus:
                 except Exception as exc:
                     failures = _failed(failures, event, sub, exc)
             if failures:
-                self._report_failures(failures)
+                self._report_failures(DispatchResult(event, len(plan.pairs), failures))
         finally:
             _scope_reset(tok)
         return event.event_id  # type: ignore[no-any-return]
@@ -482,9 +484,9 @@ class EventBus:
         tok = _scope_set((event.correlation_id, event))
         try:
             if self._wrapped:
-                failures: list[HandlerFailure] | None = (
-                    await self._adispatch(event, plan)
-                ).failures
+                result = await self._adispatch(event, plan)
+                if result.failures:
+                    await self._areport_failures(result)
             else:  # the common case, inline: no wrappers, no timeout
                 failures = None
                 for sub in plan.subs:
@@ -500,8 +502,9 @@ class EventBus:
                             fn(event)
                     except Exception as exc:
                         failures = _failed(failures, event, sub, exc)
-            if failures:
-                await self._areport_failures(failures)
+                if failures:
+                    handled = sum(1 for s in plan.subs if s.handler is not None)
+                    await self._areport_failures(DispatchResult(event, handled, failures))
         finally:
             _scope_reset(tok)
         return event.event_id
@@ -529,10 +532,43 @@ class EventBus:
             plan = _plan if _plan is not None else self._plan(event.event_type)
             result = self._dispatch_full(event, plan)
             if result.failures:
-                self._report_failures(result.failures)
+                self._report_failures(result)
         finally:
             _scope_reset(tok)
         return result
+
+    def call_handler(self, subscription: Subscription, event: Event) -> HandlerOutcome:
+        """Run one subscription's handler on ``event`` now, as a dispatch would, and return
+        the outcome.
+
+        The handler runs inside the event's scope (its correlation id; ``current_event()`` is
+        the event, so what it emits gets ``causation_id``), under ``handler_timeout`` and the
+        ``on_handler`` wrappers. A failure is returned, not reported: no ``on_handler_error``,
+        no ``system.handler_error``. Retries (the DLQ) use it. Raises ``LookupError`` if a
+        weakly held handler is gone.
+        """
+        if not isinstance(subscription, Subscription):
+            raise TypeError(f"expected a Subscription, got {type(subscription).__name__}")
+        if not isinstance(event, Event):
+            raise TypeError(f"expected an Event, got {type(event).__name__}")
+        if subscription.handler is None:
+            raise LookupError(f"handler {subscription.name} was garbage-collected")
+        tok = _scope_set((event.correlation_id, event))
+        try:
+            if subscription.is_async:
+                outcomes = self._run_async_batch(event, [subscription])
+            elif self.handler_timeout is not None:
+                outcomes = self._run_sync_batch_with_timeout(
+                    event, [subscription], self.handler_timeout
+                )
+            else:
+                one = self._call_one(event, subscription)
+                outcomes = [] if one is None else [one]
+        finally:
+            _scope_reset(tok)
+        if not outcomes:
+            raise LookupError(f"handler {subscription.name} was garbage-collected")
+        return outcomes[0]
 
     # ------------------------------------------------------------------ hooks on the emit path
     def _new_event(
@@ -871,16 +907,25 @@ class EventBus:
             except Exception as exc:
                 self._plugin_failed("on_handler_error", plugin, exc)
 
-    def _report_failures(self, failures: list[HandlerFailure]) -> None:
-        for failure in failures:
+    def _failures_to_hooks(self, result: DispatchResult) -> bool:
+        """on_handler_error per failure, then on_dispatch_failed; True if error events are due."""
+        for failure in result.failures:
             self._failure_bookkeeping(failure)
-            if failure.event.event_type != HANDLER_ERROR_EVENT and not self._closed:
+        for caller, plugin in self._hooks.on_dispatch_failed:
+            try:
+                caller(self, result)
+            except Exception as exc:
+                self._plugin_failed("on_dispatch_failed", plugin, exc)
+        return result.event.event_type != HANDLER_ERROR_EVENT and not self._closed
+
+    def _report_failures(self, result: DispatchResult) -> None:
+        if self._failures_to_hooks(result):
+            for failure in result.failures:
                 self._emit_handler_error(failure)
 
-    async def _areport_failures(self, failures: list[HandlerFailure]) -> None:
-        for failure in failures:
-            self._failure_bookkeeping(failure)
-            if failure.event.event_type != HANDLER_ERROR_EVENT and not self._closed:
+    async def _areport_failures(self, result: DispatchResult) -> None:
+        if self._failures_to_hooks(result):
+            for failure in result.failures:
                 await self._emit_handler_error_async(failure)
 
     def _emit_handler_error(self, failure: HandlerFailure) -> None:
@@ -960,7 +1005,7 @@ class EventBus:
         _scope_set((event.correlation_id, event))
         result = self._dispatch_full(event, self._plan(event.event_type), loop)
         if result.failures:
-            self._report_failures(result.failures)
+            self._report_failures(result)
 
     def get_pending_count(self) -> int:
         """Background events queued or being dispatched, exactly."""

@@ -99,6 +99,14 @@ class HookSpecs:
         """A handler raised, or ran out of time. Exceptions are isolated and counted."""
 
     @hookspec
+    def on_dispatch_failed(self, bus: EventBus, result: DispatchResult) -> None:
+        """An event's dispatch ended with at least one failure (after its ``on_handler_error``
+        calls, before its ``system.handler_error`` events). ``result.handled`` handlers ran and
+        ``result.failures`` failed: the dead-letter queue records "all handlers failed" here
+        without wrapping every dispatch. Exceptions are isolated and counted.
+        """
+
+    @hookspec
     def on_drop(
         self, bus: EventBus, event: Event, reason: str, error: BaseException | None
     ) -> None:
