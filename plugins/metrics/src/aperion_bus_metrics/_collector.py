@@ -8,19 +8,19 @@ the number of live threads times the number of distinct labels (``max_label_valu
 
 from __future__ import annotations
 
-import math
+import bisect
 import threading
 from typing import Any, Final
 
 from ._backends import MetricsBackend
-from ._histogram import N_BUCKETS, percentile
+from ._histogram import LOWER_BOUNDS, N_BUCKETS, percentile
 
 __all__ = ["OTHER", "MetricsCollector"]
 
 #: The label that distinct values beyond ``max_label_values`` are folded into.
 OTHER: Final = "other"
-_LAST: Final = N_BUCKETS - 1
-_frexp = math.frexp
+_LOWER: Final = LOWER_BOUNDS
+_bucket = bisect.bisect_right
 
 
 class _Cell:
@@ -203,17 +203,7 @@ class MetricsCollector:
         cell = st.handlers.get(handler)
         if cell is None:
             cell = self._cell(st.handlers, handler, self._handlers)
-        # inlined _histogram.bucket_index
-        if duration <= 0.0:
-            i = 0
-        else:
-            m, e = _frexp(duration)
-            i = (e + 30) * 8 + int(m * 16.0) - 7
-            if i < 1:
-                i = 0
-            elif i >= _LAST:
-                i = _LAST
-        cell.buckets[i] += 1
+        cell.buckets[_bucket(_LOWER, duration)] += 1
         cell.total += duration
         backend = self.backend
         if backend is not None:
@@ -228,16 +218,7 @@ class MetricsCollector:
         cell = st.dispatch.get(event_type)
         if cell is None:
             cell = self._cell(st.dispatch, event_type, self._types)
-        if duration <= 0.0:
-            i = 0
-        else:
-            m, e = _frexp(duration)
-            i = (e + 30) * 8 + int(m * 16.0) - 7
-            if i < 1:
-                i = 0
-            elif i >= _LAST:
-                i = _LAST
-        cell.buckets[i] += 1
+        cell.buckets[_bucket(_LOWER, duration)] += 1
         cell.total += duration
         backend = self.backend
         if backend is not None:

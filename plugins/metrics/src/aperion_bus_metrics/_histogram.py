@@ -8,11 +8,12 @@ number of samples. A percentile is reported as the middle of its bucket, so it i
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["N_BUCKETS", "bucket_index", "bucket_value", "percentile"]
+__all__ = ["LOWER_BOUNDS", "N_BUCKETS", "bucket_index", "bucket_value", "percentile"]
 
 _SUB: Final = 8
 _MIN_EXP: Final = -30
@@ -20,20 +21,18 @@ _OCTAVES: Final = 43
 #: underflow bucket (0), _OCTAVES * _SUB regular buckets, overflow bucket (last)
 N_BUCKETS: Final = _OCTAVES * _SUB + 2
 _LAST: Final = N_BUCKETS - 1
-_frexp = math.frexp
+
+
+#: the lower bound of buckets 1.. N_BUCKETS - 1: ``bisect_right(LOWER_BOUNDS, seconds)`` is
+#: the bucket of ``seconds`` (one C call: faster than computing it with ``math.frexp``)
+LOWER_BOUNDS: Final = tuple(
+    math.ldexp(_SUB + k % _SUB, k // _SUB + _MIN_EXP - 4) for k in range(N_BUCKETS - 1)
+)
 
 
 def bucket_index(seconds: float) -> int:
     """The bucket a duration in seconds falls into (must not be NaN)."""
-    if seconds <= 0.0:
-        return 0
-    m, e = _frexp(seconds)  # seconds = m * 2**e, 0.5 <= m < 1
-    i = (e - _MIN_EXP) * _SUB + int(m * 16.0) - 7
-    if i < 1:
-        return 0
-    if i > _LAST - 1:
-        return _LAST
-    return i
+    return bisect.bisect_right(LOWER_BOUNDS, seconds)
 
 
 def bucket_value(index: int) -> float:
