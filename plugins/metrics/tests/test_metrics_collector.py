@@ -238,8 +238,8 @@ def test_reset_forgets_counts() -> None:
     [
         ({"backend": "statsd"}, ConfigError, "backend must be 'memory' or 'prometheus'"),
         ({"backend": 42}, TypeError, "backend must be"),
-        ({"max_label_values": 0}, ValueError, "max_label_values must be >= 1"),
-        ({"max_label_values": "7"}, TypeError, "max_label_values must be an int"),
+        ({"max_label_values": 0}, ConfigError, "max_label_values must be an int >= 1, got 0"),
+        ({"max_label_values": "7"}, ConfigError, "max_label_values must be an int >= 1"),
         ({"registry": "default"}, ConfigError, "only apply to backend = 'prometheus'"),
         ({"dispatch_latency": "yes"}, ConfigError, "dispatch_latency must be true or false"),
     ],
@@ -255,6 +255,8 @@ def test_bad_settings_from_config_name_the_problem() -> None:
 
 
 def test_collector_refuses_a_non_backend() -> None:
+    with pytest.raises(ValueError, match="max_label_values must be >= 1"):
+        MetricsCollector(max_label_values=0)
     with pytest.raises(TypeError, match="backend must be a MetricsBackend"):
         MetricsCollector(object())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="callback must be callable"):

@@ -196,4 +196,4 @@ def test_cli_metrics_serve_refuses_a_bad_config(tmp_path: object) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode != 0
-    assert "max_label_values must be >= 1" in proc.stderr
+    assert "max_label_values must be an int >= 1" in proc.stderr

@@ -53,6 +53,14 @@ class MetricsPlugin:
                 f"metrics: {', '.join(given)} only apply to backend = 'prometheus' "
                 f"(backend is {backend!r})"
             )
+        if (
+            isinstance(max_label_values, bool)
+            or not isinstance(max_label_values, int)
+            or max_label_values < 1
+        ):
+            raise ConfigError(
+                f"metrics: max_label_values must be an int >= 1, got {max_label_values!r}"
+            )
         if isinstance(backend, MetricsCollector):
             collector = backend
         elif isinstance(backend, MetricsBackend):
