@@ -1,0 +1,186 @@
+"""The ``metrics`` plugin: feeds a :class:`MetricsCollector` from the bus's hooks."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from aperion_bus import ConfigError, Event, EventBus, FailureReason, HandlerFailure, hookimpl
+
+from ._backends import MetricsBackend
+from ._collector import MetricsCollector
+from ._prometheus import PrometheusMetrics
+from ._server import MetricsServer
+
+if TYPE_CHECKING:
+    from aperion_bus import DispatchResult, HandlerOutcome, Subscription
+    from prometheus_client import CollectorRegistry
+
+__all__ = ["MetricsPlugin"]
+
+_TIMEOUT = FailureReason.HANDLER_TIMEOUT
+_perf = time.perf_counter
+
+
+class MetricsPlugin:
+    """Counts events, drops, handler calls, failures and latencies of a bus.
+
+    ``backend``: ``"memory"`` (default: :meth:`get_snapshot` only), ``"prometheus"`` (also
+    Prometheus metrics in :attr:`registry`; needs the ``[prometheus]`` extra), a
+    :class:`MetricsBackend` (e.g. :class:`CallbackMetrics`), or a ready :class:`MetricsCollector`.
+    See ``docs/metrics.md`` for every setting.
+    """
+
+    plugin_name = "metrics"
+
+    def __init__(
+        self,
+        backend: str | MetricsBackend | MetricsCollector = "memory",
+        *,
+        max_label_values: int = 200,
+        dispatch_latency: bool | None = None,
+        registry: str | CollectorRegistry | None = None,
+        namespace: str | None = None,
+        buckets: Sequence[float] | None = None,
+    ) -> None:
+        prometheus_only = {"registry": registry, "namespace": namespace, "buckets": buckets}
+        given = sorted(k for k, v in prometheus_only.items() if v is not None)
+        if backend != "prometheus" and given:
+            raise ConfigError(
+                f"metrics: {', '.join(given)} only apply to backend = 'prometheus' "
+                f"(backend is {backend!r})"
+            )
+        if (
+            isinstance(max_label_values, bool)
+            or not isinstance(max_label_values, int)
+            or max_label_values < 1
+        ):
+            raise ConfigError(
+                f"metrics: max_label_values must be an int >= 1, got {max_label_values!r}"
+            )
+        if isinstance(backend, MetricsCollector):
+            collector = backend
+        elif isinstance(backend, MetricsBackend):
+            collector = MetricsCollector(backend, max_label_values=max_label_values)
+        elif backend == "memory":
+            collector = MetricsCollector(None, max_label_values=max_label_values)
+        elif backend == "prometheus":
+            prom = PrometheusMetrics(
+                None if registry in (None, "private") else registry,
+                namespace=namespace or "aperion_bus",
+                **({} if buckets is None else {"buckets": buckets}),
+            )
+            collector = MetricsCollector(prom, max_label_values=max_label_values)
+        elif isinstance(backend, str):
+            raise ConfigError(
+                f"metrics: backend must be 'memory' or 'prometheus' (or a MetricsBackend or "
+                f"MetricsCollector object), got {backend!r}"
+            )
+        else:
+            raise TypeError(
+                "backend must be 'memory', 'prometheus', a MetricsBackend or a "
+                f"MetricsCollector, got {type(backend).__name__}"
+            )
+        if dispatch_latency is None:
+            dispatch_latency = isinstance(collector.backend, PrometheusMetrics)
+        elif not isinstance(dispatch_latency, bool):
+            raise ConfigError(
+                f"metrics: dispatch_latency must be true or false, got {dispatch_latency!r}"
+            )
+        self.collector = collector
+        self.dispatch_latency = dispatch_latency
+        self._servers: list[MetricsServer] = []
+        self._servers_lock = threading.Lock()
+        # bound once: the hooks below run on the hot path
+        self._emitted = collector.record_event_emitted
+        self._handled = collector.record_handler_call
+        if dispatch_latency:
+            # The on_dispatch wrapper costs about a microsecond per event: it is registered
+            # only when asked for (pluggy finds hook implementations among attributes).
+            record_dispatch = collector.record_dispatch
+
+            @hookimpl(wrapper=True)
+            def on_dispatch(bus: EventBus, event: Event) -> Generator[None, DispatchResult, None]:
+                t0 = _perf()
+                yield
+                record_dispatch(event.event_type, _perf() - t0)
+
+            self.on_dispatch = on_dispatch
+
+    # ------------------------------------------------------------------ hooks
+    # Hooks take the spec's full argument list: the kernel calls those without an adapter.
+    @hookimpl(trylast=True)
+    def on_emit(self, bus: EventBus, event: Event) -> None:
+        self._emitted(event.event_type)
+
+    @hookimpl(wrapper=True)
+    def on_handler(
+        self, bus: EventBus, event: Event, subscription: Subscription
+    ) -> Generator[None, HandlerOutcome, None]:
+        outcome = yield
+        if outcome.reason is not _TIMEOUT:  # a timeout is counted by on_handler_error
+            self._handled(subscription.name, outcome.duration)
+
+    @hookimpl
+    def on_handler_error(self, bus: EventBus, failure: HandlerFailure) -> None:
+        self.collector.record_handler_failure(
+            failure.subscription.name, failure.event.event_type, timeout=failure.reason is _TIMEOUT
+        )
+
+    @hookimpl
+    def on_drop(
+        self, bus: EventBus, event: Event, reason: str, error: BaseException | None
+    ) -> None:
+        self.collector.record_event_dropped(event.event_type, reason)
+
+    @hookimpl
+    def on_stats(self, bus: EventBus) -> dict[str, Any]:
+        return {"metrics": self.collector.get_snapshot()}
+
+    @hookimpl
+    def on_shutdown(self, bus: EventBus) -> None:
+        with self._servers_lock:
+            servers, self._servers = self._servers, []
+        for server in servers:
+            server.shutdown()
+
+    @staticmethod
+    @hookimpl
+    def add_cli_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+        from ._cli import add_commands
+
+        add_commands(subparsers)
+
+    # ------------------------------------------------------------------ API
+    def get_snapshot(self) -> dict[str, Any]:
+        """The collector's snapshot (see :meth:`MetricsCollector.get_snapshot`)."""
+        return self.collector.get_snapshot()
+
+    @property
+    def registry(self) -> CollectorRegistry | None:
+        """The Prometheus registry (backend ``"prometheus"``), else None."""
+        backend = self.collector.backend
+        return backend.registry if isinstance(backend, PrometheusMetrics) else None
+
+    def serve(self, port: int = 0, host: str = "127.0.0.1") -> MetricsServer:
+        """Serve the Prometheus registry on ``http://host:port/metrics`` from a daemon thread.
+
+        ``port=0`` picks a free port (``server.port``). Stopped by ``server.shutdown()`` or
+        when the bus shuts down. Needs ``backend="prometheus"``.
+        """
+        registry = self.registry
+        if registry is None:
+            raise ConfigError(
+                "metrics: serve() needs backend = 'prometheus' (this plugin's backend is "
+                f"{type(self.collector.backend).__name__ if self.collector.backend else 'memory'})"
+            )
+        server = MetricsServer(registry, port, host)
+        with self._servers_lock:
+            self._servers.append(server)
+        return server
+
+    def __repr__(self) -> str:
+        return f"<MetricsPlugin {self.collector!r}>"
