@@ -20,6 +20,7 @@ EXPECTED = {
     "Event",
     "EventBus",
     "EventDecodeError",
+    "EventForwarded",
     "EventRejected",
     "FailureReason",
     "Handler",

@@ -23,7 +23,7 @@ import pluggy
 
 from . import _event as _ev
 from ._correlation import _scope
-from ._errors import BusClosedError, DropEvent
+from ._errors import BusClosedError, DropEvent, EventForwarded
 from ._event import Event, _make_event, _MutableEvent
 from ._hookspecs import PROJECT_NAME, HookSpecs
 from ._patterns import candidate_patterns, check_event_type, normalize_patterns
@@ -87,6 +87,7 @@ class _HookCallers:
     __slots__ = (
         "add_cli_commands",
         "on_audit",
+        "on_closing",
         "on_dispatch",
         "on_dispatch_failed",
         "on_drop",
@@ -94,6 +95,7 @@ class _HookCallers:
         "on_enqueue",
         "on_handler",
         "on_handler_error",
+        "on_handler_result",
         "on_shutdown",
         "on_start",
         "on_stats",
@@ -101,6 +103,7 @@ class _HookCallers:
 
     add_cli_commands: _Callers
     on_audit: _Callers
+    on_closing: _Callers
     on_dispatch: _Callers
     on_dispatch_failed: _Callers
     on_drop: _Callers
@@ -108,6 +111,7 @@ class _HookCallers:
     on_enqueue: _Callers
     on_handler: _Callers
     on_handler_error: _Callers
+    on_handler_result: _Callers
     on_shutdown: _Callers
     on_start: _Callers
     on_stats: _Callers
@@ -210,7 +214,10 @@ class EventBus:
         ] = collections.deque()
         self._pending = 0
         self._worker: threading.Thread | None = None
+        self._worker_idle = False
+        self._deferred_drops: list[tuple[Event, str, BaseException | None]] | None = None
         self._closing = False
+        self._shutting_down = False
         self._closed = False
         self._threads = HandlerThreads(max_handler_threads, f"{name}-handler")
         self._loop_thread = LoopThread(f"{name}-loop")
@@ -226,7 +233,7 @@ class EventBus:
         # emit() dispatches inline only when no plugin is on its path and nothing is timed.
         h = self._hooks
         self._wrapped = bool(h.on_dispatch or h.on_handler or self.handler_timeout)
-        self._hooked = bool(h.on_emit or h.on_audit or self._wrapped)
+        self._hooked = bool(h.on_emit or h.on_audit or h.on_handler_result or self._wrapped)
         for caller, _plugin in self._hooks.on_start:
             try:
                 caller(self)
@@ -483,7 +490,7 @@ class EventBus:
         plan = self._plan(event.event_type)
         tok = _scope_set((event.correlation_id, event))
         try:
-            if self._wrapped:
+            if self._wrapped or self._hooks.on_handler_result:
                 result = await self._adispatch(event, plan)
                 if result.failures:
                     await self._areport_failures(result)
@@ -530,7 +537,10 @@ class EventBus:
         tok = _scope_set((event.correlation_id, event))
         try:
             plan = _plan if _plan is not None else self._plan(event.event_type)
-            result = self._dispatch_full(event, plan)
+            if self._wrapped or not plan.plain:
+                result = self._dispatch_full(event, plan)
+            else:
+                result = DispatchResult(event, len(plan.pairs), self._run_plain(event, plan))
             if result.failures:
                 self._report_failures(result)
         finally:
@@ -607,6 +617,9 @@ class EventBus:
         for caller, plugin in self._hooks.on_emit:
             try:
                 replaced = caller(self, event)
+            except EventForwarded:
+                self._count("events_forwarded")
+                return None
             except DropEvent as drop:
                 self._dropped(event, drop.reason, None)
                 return None
@@ -653,6 +666,42 @@ class EventBus:
             self._counts[key] += n
 
     # ------------------------------------------------------------------ dispatch
+    def _run_plain(self, event: Event, plan: _Plan) -> list[HandlerFailure]:
+        """Call a plain plan's handlers in this thread (the event's scope is set)."""
+        failures: list[HandlerFailure] | None = None
+        results = self._hooks.on_handler_result
+        if not results:
+            for sub, fn in plan.pairs:
+                try:
+                    fn(event)
+                except Exception as exc:
+                    failures = _failed(failures, event, sub, exc)
+            return failures or []
+        for sub, fn in plan.pairs:
+            error: Exception | None = None
+            t0 = _perf()
+            try:
+                fn(event)
+            except Exception as exc:
+                error = exc
+                failures = _failed(failures, event, sub, exc)
+            self._handler_result(results, event, sub, _perf() - t0, error)
+        return failures or []
+
+    def _handler_result(
+        self,
+        results: _Callers,
+        event: Event,
+        sub: Subscription,
+        duration: float,
+        error: BaseException | None,
+    ) -> None:
+        for caller, plugin in results:
+            try:
+                caller(self, event, sub, duration, error)
+            except Exception as exc:
+                self._plugin_failed("on_handler_result", plugin, exc)
+
     def _dispatch_full(
         self, event: Event, plan: _Plan, loop: asyncio.AbstractEventLoop | None = None
     ) -> DispatchResult:
@@ -778,6 +827,10 @@ class EventBus:
             outcome = HandlerOutcome(sub, _perf() - t0, exc, FailureReason.HANDLER_ERROR)
         if wrappers:
             self._finish_wrappers(wrappers, outcome)
+        if self._hooks.on_handler_result:
+            self._handler_result(
+                self._hooks.on_handler_result, event, sub, outcome.duration, outcome.error
+            )
         return outcome
 
     async def _acall_one(
@@ -804,6 +857,10 @@ class EventBus:
             outcome = HandlerOutcome(sub, _perf() - t0, exc, FailureReason.HANDLER_ERROR)
         if wrappers:
             self._finish_wrappers(wrappers, outcome)
+        if self._hooks.on_handler_result:
+            self._handler_result(
+                self._hooks.on_handler_result, event, sub, outcome.duration, outcome.error
+            )
         return outcome
 
     async def _run_async_subs(
@@ -958,54 +1015,79 @@ class EventBus:
         loop = _get_running_loop()
         ctx = _copy_context()
         hooks = self._hooks
-        with self._queue_lock:
-            if hooks.on_enqueue:
-                for caller, _plugin in hooks.on_enqueue:
+        # on_drop hooks may be slow (a DLQ writes to disk): never run them under the queue
+        # lock; drops decided under it are collected here and reported after.
+        drops: list[tuple[Event, str, BaseException | None]] = []
+        try:
+            with self._queue_lock:
+                if hooks.on_enqueue:
+                    self._deferred_drops = drops
                     try:
-                        caller(self, event)
+                        for caller, _plugin in hooks.on_enqueue:
+                            caller(self, event)
                     except DropEvent as drop:
-                        self._dropped(event, drop.reason, None)
+                        drops.append((event, drop.reason, None))
                         return
                     except Exception as exc:
-                        self._dropped(event, "rejected", exc)
+                        drops.append((event, "rejected", exc))
                         raise
-            if self._closing:
-                raise BusClosedError("the bus is shut down; it accepts no events")
-            if hooks.on_audit:
-                self._run_on_audit(event)
-            self._queue.append((event, ctx, loop))
-            self._pending += 1
-            if self._worker is None:
-                self._worker = threading.Thread(
-                    target=self._work, name=f"{self.name}-worker", daemon=True
-                )
-                self._worker.start()
-            self._work_ready.notify()
+                    finally:
+                        self._deferred_drops = None
+                if self._closing:
+                    raise BusClosedError("the bus is shut down; it accepts no events")
+                if hooks.on_audit:
+                    self._run_on_audit(event)
+                self._queue.append((event, ctx, loop))
+                self._pending += 1
+                if self._worker_idle:
+                    self._work_ready.notify()
+                elif self._worker is None:
+                    self._worker = threading.Thread(
+                        target=self._work, name=f"{self.name}-worker", daemon=True
+                    )
+                    self._worker.start()
+        finally:
+            for dropped, reason, error in drops:
+                self._dropped(dropped, reason, error)
 
     def _work(self) -> None:
         queue = self._queue
+        lock = self._queue_lock
+        pending_waiters = self.pending_condition._waiters  # type: ignore[attr-defined]
+        finished = False  # an event was dispatched and not yet subtracted from _pending
         while True:
-            with self._queue_lock:
+            with lock:
+                # one lock round per event: count the last one done, take the next
+                if finished:
+                    self._pending -= 1
+                    if pending_waiters:
+                        self.pending_condition.notify_all()
+                    finished = False
                 while not queue:
                     if self._closing:
                         return
+                    self._worker_idle = True
                     self._work_ready.wait()
+                    self._worker_idle = False
                 event, ctx, loop = queue.popleft()
             try:
                 ctx.run(self._dispatch_background, event, loop)
             except BaseException as exc:  # never let the worker die
                 logger.error("background dispatch of %s failed: %r", event.event_id, exc)
-            finally:
-                with self._queue_lock:
-                    self._pending -= 1
-                    self.pending_condition.notify_all()
+            finished = True
 
     def _dispatch_background(self, event: Event, loop: asyncio.AbstractEventLoop | None) -> None:
         # runs inside the emitter's copied context: set, no need to reset
         _scope_set((event.correlation_id, event))
-        result = self._dispatch_full(event, self._plan(event.event_type), loop)
-        if result.failures:
-            self._report_failures(result)
+        plan = self._plan(event.event_type)
+        if self._wrapped or not plan.plain:
+            result = self._dispatch_full(event, plan, loop)
+            if result.failures:
+                self._report_failures(result)
+            return
+        failures = self._run_plain(event, plan)
+        if failures:
+            self._report_failures(DispatchResult(event, len(plan.pairs), failures))
 
     def get_pending_count(self) -> int:
         """Background events queued or being dispatched, exactly."""
@@ -1027,6 +1109,10 @@ class EventBus:
             event, _ctx, _loop = self._queue.popleft()
             self._pending -= 1
             self.pending_condition.notify_all()
+            deferred = self._deferred_drops
+            if deferred is not None:  # inside on_enqueue: reported once the lock is released
+                deferred.append((event, "discarded", None))
+                return event
         self._dropped(event, "discarded", None)
         return event
 
@@ -1057,6 +1143,7 @@ class EventBus:
             "handler_timeouts": counts.get("handler_timeouts", 0),
             "events_dropped": counts.get("events_dropped", 0),
             "events_rejected": counts.get("events_rejected", 0),
+            "events_forwarded": counts.get("events_forwarded", 0),
             "plugin_errors": counts.get("plugin_errors", 0),
             "plugins": self.plugin_names,
             "closed": self._closed,
@@ -1083,8 +1170,15 @@ class EventBus:
         if everything was drained. Calling it again does nothing and returns True.
         """
         with self._queue_lock:
-            if self._closing:
+            if self._closing or self._shutting_down:
                 return True
+            self._shutting_down = True
+        for caller, plugin in self._hooks.on_closing:
+            try:
+                caller(self)
+            except Exception as exc:
+                self._plugin_failed("on_closing", plugin, exc)
+        with self._queue_lock:
             self._closing = True
         drained = True
         if self._worker is not None and not self.in_worker_thread():

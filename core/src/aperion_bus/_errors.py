@@ -11,7 +11,9 @@ AperionBusError                   base of everything the kernel raises on purpos
     └── PluginLoadError (ImportError)      an entry point that fails to import or build
 
 DropEvent                         control flow, not an error: raised by an ``on_emit`` hook to
-                                  drop an event silently (``emit`` still returns its id)
+│                                 drop an event silently (``emit`` still returns its id)
+└── EventForwarded                the event was handed to another transport (e.g. a Redis
+                                  consumer group) instead of being dispatched here
 ```
 
 Bad arguments to ``subscribe``/``emit`` raise the built-in ``TypeError``/``ValueError`` with a
@@ -27,6 +29,7 @@ __all__ = [
     "ConfigError",
     "DropEvent",
     "EventDecodeError",
+    "EventForwarded",
     "EventRejected",
     "PluginError",
     "PluginLoadError",
@@ -79,3 +82,14 @@ class DropEvent(Exception):
     def __init__(self, reason: str = "dropped") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class EventForwarded(DropEvent):
+    """Raised by an ``on_emit`` hook that handed the event to another transport.
+
+    The event is not dispatched here and not audited here (the process that handles it does
+    both); it is counted as ``events_forwarded``, not as dropped, and ``on_drop`` is not called.
+    """
+
+    def __init__(self, reason: str = "forwarded") -> None:
+        super().__init__(reason)
