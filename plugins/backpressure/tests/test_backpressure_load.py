@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
-
 from aperion_bus import Event, EventBus
 from aperion_bus_backpressure import BackpressurePlugin
 
@@ -83,7 +83,7 @@ def test_drop_under_load_accounts_for_every_event() -> None:
         assert 0 < tally.max_pending <= limit
         for p in range(PRODUCERS):  # no event twice, order kept
             seq = tally.seen[p]
-            assert all(a < b for a, b in zip(seq, seq[1:], strict=False)), f"producer {p}"
+            assert all(a < b for a, b in itertools.pairwise(seq)), f"producer {p}"
 
 
 def test_drop_oldest_under_load_accounts_for_every_event() -> None:
@@ -100,4 +100,4 @@ def test_drop_oldest_under_load_accounts_for_every_event() -> None:
         assert s["dropped"] > 0
         for p in range(PRODUCERS):  # no event twice, order kept
             seq = tally.seen[p]
-            assert all(a < b for a, b in zip(seq, seq[1:], strict=False)), f"producer {p}"
+            assert all(a < b for a, b in itertools.pairwise(seq)), f"producer {p}"

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from aperion_bus import ConfigError, EventBus, EventRejected
 from aperion_bus.testing import Recorder, wait_until
 from aperion_bus_backpressure import BackpressureError, BackpressurePlugin, OverflowPolicy
@@ -78,7 +77,7 @@ def test_policy_accepts_names_in_any_case(given: str, expected: OverflowPolicy) 
 @pytest.mark.parametrize("bad", ["fifo", "", 3, None])
 def test_bad_policy_is_a_value_error_listing_the_valid_ones(bad: object) -> None:
     with pytest.raises(ValueError, match="'drop', 'drop_oldest', 'raise', 'block'"):
-        OverflowPolicy(bad)
+        OverflowPolicy(bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"overflow_policy: invalid overflow policy"):
         BackpressurePlugin(5, bad)  # type: ignore[arg-type]
 

@@ -19,7 +19,7 @@ _DISCARDED: Final = "discarded"
 _monotonic = time.monotonic
 
 
-class OverflowPolicy(str, enum.Enum):
+class OverflowPolicy(enum.StrEnum):
     """What to do with a background emit when ``max_pending_events`` are already pending.
 
     Strings are accepted wherever a policy is: ``OverflowPolicy("drop_oldest")``,
@@ -48,9 +48,6 @@ class OverflowPolicy(str, enum.Enum):
             f"invalid overflow policy {value!r}: expected one of {valid} "
             "(any case) or an OverflowPolicy member"
         )
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class BackpressureError(EventRejected):
@@ -206,7 +203,7 @@ class BackpressurePlugin:
 
     @hookimpl
     def on_drop(self, event: Event, reason: str) -> None:
-        if reason == DROP_REASON or reason == _DISCARDED:
+        if reason in (DROP_REASON, _DISCARDED):
             with self._lock:
                 self._dropped += 1
                 self._dropped_by_type[event.event_type] += 1
