@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aperion_bus import ConfigError, EventBus, EventRejected
+from aperion_bus import BusClosedError, ConfigError, EventBus, EventRejected
 from aperion_bus.testing import Recorder, wait_until
 from aperion_bus_backpressure import BackpressureError, BackpressurePlugin, OverflowPolicy
 
@@ -264,3 +264,28 @@ def test_below_the_limit_nothing_happens() -> None:
         wait_until(lambda: len(rec.events) == 50, timeout=5)
         s = stats(bus)
         assert (s["dropped"], s["raised"], s["blocked"]) == (0, 0, 0)
+
+
+def test_shutdown_wakes_a_blocked_producer_with_bus_closed() -> None:
+    bus, gate, rec = held_bus(BackpressurePlugin(1, "block"))
+    outcome: list[BaseException | None] = []
+
+    def produce() -> None:
+        try:
+            bus.emit("work.late")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(0.1)  # let it reach the wait (the outcome is the same if it has not yet)
+    assert producer.is_alive(), "emit returned although the bus was full"
+    closer = threading.Thread(target=bus.shutdown)
+    closer.start()
+    gate.open()
+    producer.join(5)
+    closer.join(5)
+    assert not producer.is_alive() and not closer.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], BusClosedError)
+    assert rec.events == []
