@@ -28,6 +28,15 @@ _TYPES: Final[dict[str, Callable[[object], bool]]] = {
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,
 }
+_PY_TYPES: Final[dict[str, tuple[type, ...]]] = {
+    "object": (dict,),
+    "array": (list, tuple),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
 _KEYWORDS: Final = (
     "type",
     "required",
@@ -78,6 +87,10 @@ class DictSchema:
     """A compiled dict schema; :meth:`errors` lists every problem of a value, path first."""
 
     __slots__ = (
+        "_bool_ok",
+        "_checks_value",
+        "_py_types",
+        "_suffixes",
         "additional",
         "enum",
         "items",
@@ -116,6 +129,12 @@ class DictSchema:
                 )
             types = tuple(names)
         self.types = types
+        # isinstance() over Python types, with bool (an int subclass) only where "boolean" is
+        self._py_types: tuple[type, ...] | None = None
+        self._bool_ok = True
+        if types is not None:
+            self._py_types = tuple(t for n in types for t in _PY_TYPES[n])
+            self._bool_ok = "boolean" in types
 
         required = schema.get("required", [])
         if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
@@ -161,6 +180,13 @@ class DictSchema:
 
         pattern = schema.get("pattern")
         self.pattern: re.Pattern[str] | None = None
+        self._suffixes = {k: format_path("", k) for k in self.properties}
+        self._checks_value = any(
+            v is not None
+            for v in (
+                self.enum, self.minimum, self.maximum, self.min_length, self.max_length, pattern,
+            )
+        ) or bool(self.required or self.properties or self.additional is not True or items)
         if pattern is not None:
             if not isinstance(pattern, str):
                 raise bad(f"'pattern' must be a regular expression string, got {pattern!r}")
@@ -178,10 +204,16 @@ class DictSchema:
         return out
 
     def _check(self, value: Any, path: str, out: list[str]) -> None:
-        if self.types is not None and not any(_TYPES[t](value) for t in self.types):
+        py_types = self._py_types
+        if py_types is not None and not (
+            isinstance(value, py_types) and (self._bool_ok or not isinstance(value, bool))
+        ):
+            assert self.types is not None
             expected = " or ".join(self.types)
             out.append(f"{path}: expected {expected}, got {_type_name(value)}")
             return  # the other keywords would only repeat the problem
+        if not self._checks_value:
+            return
         if self.enum is not None and not any(_same(value, e) for e in self.enum):
             allowed = ", ".join(repr(e) for e in self.enum)
             out.append(f"{path}: expected one of {allowed}, got {_shown(value)}")
@@ -204,10 +236,16 @@ class DictSchema:
                     out.append(f"{format_path(path, key)}: required property missing")
             props = self.properties
             additional = self.additional
+            if additional is True:
+                suffixes = self._suffixes
+                for key, prop in props.items():
+                    if key in value:
+                        prop._check(value[key], path + suffixes[key], out)
+                return
             for key, item in value.items():
-                sub = props.get(key) if isinstance(key, str) else None
-                if sub is not None:
-                    sub._check(item, format_path(path, key), out)
+                found = props.get(key) if isinstance(key, str) else None
+                if found is not None:
+                    found._check(item, path + self._suffixes[key], out)
                 elif additional is False:
                     allowed_keys = ", ".join(props) or "none"
                     out.append(
