@@ -1,0 +1,225 @@
+"""The backpressure plugin: a bound on the bus's pending background events."""
+
+from __future__ import annotations
+
+import collections
+import enum
+import threading
+import time
+from typing import Any, Final
+
+from aperion_bus import ConfigError, DropEvent, Event, EventBus, EventRejected, hookimpl
+
+__all__ = ["DROP_REASON", "BackpressureError", "BackpressurePlugin", "OverflowPolicy"]
+
+#: The ``on_drop`` reason of an event this plugin dropped (policy DROP, or DROP_OLDEST when
+#: nothing queued could be discarded). Events discarded by DROP_OLDEST arrive as ``"discarded"``.
+DROP_REASON: Final = "backpressure"
+_DISCARDED: Final = "discarded"
+_monotonic = time.monotonic
+
+
+class OverflowPolicy(enum.StrEnum):
+    """What to do with a background emit when ``max_pending_events`` are already pending.
+
+    Strings are accepted wherever a policy is: ``OverflowPolicy("drop_oldest")``,
+    ``OverflowPolicy("DROP")`` (case does not matter; ``-`` may stand for ``_``).
+    """
+
+    #: drop the new event (``on_drop`` reason ``"backpressure"``); ``emit`` returns normally
+    DROP = "drop"
+    #: discard the oldest queued event (``on_drop`` reason ``"discarded"``) and queue the new one
+    DROP_OLDEST = "drop_oldest"
+    #: refuse the new event: ``emit`` raises :class:`BackpressureError`
+    RAISE = "raise"
+    #: wait until the bus is below the limit (at most ``block_timeout`` seconds, then
+    #: :class:`BackpressureError`); raises at once when called from the bus's worker thread
+    BLOCK = "block"
+
+    @classmethod
+    def _missing_(cls, value: object) -> OverflowPolicy:
+        if isinstance(value, str):
+            key = value.strip().lower().replace("-", "_")
+            for member in cls:
+                if member.value == key:
+                    return member
+        valid = ", ".join(repr(m.value) for m in cls)
+        raise ValueError(
+            f"invalid overflow policy {value!r}: expected one of {valid} "
+            "(any case) or an OverflowPolicy member"
+        )
+
+
+class BackpressureError(EventRejected):
+    """The bus has ``limit`` pending background events and the policy refused a new one.
+
+    Raised by ``emit`` for policy RAISE, for BLOCK after ``block_timeout``, and for BLOCK
+    when the emitter is the bus's own worker thread (blocking there would deadlock).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        event_type: str,
+        limit: int,
+        pending: int,
+        policy: OverflowPolicy,
+    ) -> None:
+        super().__init__(message)
+        self.event_type = event_type
+        self.limit = limit
+        self.pending = pending
+        self.policy = policy
+
+
+def _check_limit(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"backpressure: max_pending_events must be an int >= 1, got {type(value).__name__} "
+            f"{value!r}"
+        )
+    if value < 1:
+        raise ConfigError(f"backpressure: max_pending_events must be >= 1, got {value}")
+    return value
+
+
+def _check_timeout(value: object, policy: OverflowPolicy) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(
+            "backpressure: block_timeout must be a number of seconds or None, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if not value > 0:  # also refuses NaN
+        raise ConfigError(f"backpressure: block_timeout must be > 0 seconds, got {value!r}")
+    if policy is not OverflowPolicy.BLOCK:
+        raise ConfigError(
+            f"backpressure: block_timeout only applies to overflow_policy 'block', "
+            f"not {policy.value!r}"
+        )
+    return float(value)
+
+
+class BackpressurePlugin:
+    """Bound the number of pending background events (``emit(..., wait_for_handlers=False)``).
+
+    ``max_pending_events``: the most background events queued or being dispatched at once.
+    ``overflow_policy``: an :class:`OverflowPolicy` or its name. ``block_timeout``: seconds a
+    BLOCK emit waits at most (None: as long as it takes); only valid with BLOCK.
+    Bad settings raise :class:`aperion_bus.ConfigError` (a ``ValueError``).
+    """
+
+    plugin_name = "backpressure"
+
+    def __init__(
+        self,
+        max_pending_events: int = 10_000,
+        overflow_policy: OverflowPolicy | str = OverflowPolicy.DROP,
+        block_timeout: float | None = None,
+    ) -> None:
+        self.max_pending_events = _check_limit(max_pending_events)
+        try:
+            self.overflow_policy = OverflowPolicy(overflow_policy)
+        except ValueError as exc:
+            raise ConfigError(f"backpressure: overflow_policy: {exc}") from None
+        self.block_timeout = _check_timeout(block_timeout, self.overflow_policy)
+        self._lock = threading.Lock()
+        self._dropped_by_type: collections.Counter[str] = collections.Counter()
+        self._dropped = 0
+        self._blocked = 0
+        self._blocked_seconds = 0.0
+        self._raised = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<BackpressurePlugin max_pending_events={self.max_pending_events} "
+            f"policy={self.overflow_policy.value} block_timeout={self.block_timeout}>"
+        )
+
+    # ------------------------------------------------------------------ hooks
+    @hookimpl
+    def on_enqueue(self, bus: EventBus, event: Event) -> None:
+        """Apply the policy; the kernel calls this with ``bus.pending_condition`` held."""
+        limit = self.max_pending_events
+        if bus.get_pending_count() < limit:
+            return
+        policy = self.overflow_policy
+        if policy is OverflowPolicy.DROP:
+            raise DropEvent(DROP_REASON)
+        if policy is OverflowPolicy.DROP_OLDEST:
+            while bus.get_pending_count() >= limit:
+                if bus.discard_oldest_pending() is None:
+                    # only the event being dispatched is pending (limit 1): nothing to discard
+                    raise DropEvent(DROP_REASON)
+            return
+        if policy is OverflowPolicy.RAISE:
+            raise self._refuse(bus, event, "")
+        # BLOCK
+        if bus.in_worker_thread():
+            raise self._refuse(
+                bus,
+                event,
+                " (policy 'block' cannot wait in the bus's worker thread: a handler emitting "
+                "in the background would wait for itself; raised instead)",
+            )
+        self._wait(bus, event, limit)
+
+    def _wait(self, bus: EventBus, event: Event, limit: int) -> None:
+        timeout = self.block_timeout
+        start = _monotonic()
+        deadline = None if timeout is None else start + timeout
+        cond = bus.pending_condition
+        try:
+            while bus.get_pending_count() >= limit:
+                if deadline is None:
+                    cond.wait()
+                    continue
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    raise self._refuse(
+                        bus, event, f" (waited block_timeout={timeout}s for room)"
+                    )
+                cond.wait(remaining)
+        finally:
+            waited = _monotonic() - start
+            with self._lock:
+                self._blocked += 1
+                self._blocked_seconds += waited
+
+    def _refuse(self, bus: EventBus, event: Event, detail: str) -> BackpressureError:
+        pending = bus.get_pending_count()
+        with self._lock:
+            self._raised += 1
+        return BackpressureError(
+            f"backpressure: {event.event_type!r} refused, {pending} background events are "
+            f"pending and max_pending_events is {self.max_pending_events}{detail}",
+            event_type=event.event_type,
+            limit=self.max_pending_events,
+            pending=pending,
+            policy=self.overflow_policy,
+        )
+
+    @hookimpl
+    def on_drop(self, event: Event, reason: str) -> None:
+        if reason in (DROP_REASON, _DISCARDED):
+            with self._lock:
+                self._dropped += 1
+                self._dropped_by_type[event.event_type] += 1
+
+    @hookimpl
+    def on_stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "backpressure": {
+                    "max_pending_events": self.max_pending_events,
+                    "policy": self.overflow_policy.value,
+                    "block_timeout": self.block_timeout,
+                    "dropped": self._dropped,
+                    "dropped_by_type": dict(self._dropped_by_type),
+                    "blocked": self._blocked,
+                    "blocked_seconds": self._blocked_seconds,
+                    "raised": self._raised,
+                }
+            }
