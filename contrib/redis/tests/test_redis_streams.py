@@ -252,6 +252,24 @@ def test_clean_shutdown_finishes_in_flight_and_flushes(
     assert client.xlen(stream) == 501
 
 
+def test_consumer_survives_its_stream_being_deleted(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    bus = make_bus(redis_url, stream, block_ms=50)
+    try:
+        rec = Recorder()
+        bus.subscribe(rec, "*")
+        bus.emit("a.b", {})
+        rec.wait_for(1)
+        client.delete(stream)  # the group goes with it: reads fail with NOGROUP
+        wait_until(lambda: bus.get_stats()["redis"]["read_errors"] >= 1)
+        wait_until(lambda: client.exists(stream) == 1)  # group recreated
+        bus.emit("a.b", {})
+        rec.wait_for(2)
+    finally:
+        bus.shutdown()
+
+
 def test_unserializable_payload_is_refused_to_the_emitter(redis_url: str, stream: str) -> None:
     bus = make_bus(redis_url, stream, consume=False, patterns="user.*")
     try:

@@ -241,7 +241,7 @@ class RedisStreams:
             counts = dict(self._counts)
         keys = (
             "published", "publish_errors", "received", "acked", "failed",
-            "claimed", "dead_lettered", "skipped_own",
+            "claimed", "dead_lettered", "skipped_own", "read_errors",
         )
         stats: dict[str, Any] = {k: counts.get(k, 0) for k in keys}
         stats.update(
@@ -368,34 +368,50 @@ class RedisStreams:
         claim_every = max(s.claim_idle_ms / 2000.0, 0.01)
         block = max(1, min(s.block_ms, int(claim_every * 1000)))
         acks: dict[str, list[bytes]] = {}
+        recovered = False
+        backoff = 0.05
+        next_claim = time.monotonic() + claim_every
         try:
-            # entries this consumer name was given before (a restart): read them again first
-            for stream in streams:
-                acks = await self._recover(stream, acks)
-            next_claim = time.monotonic() + claim_every
             while not self._stopping:
-                if time.monotonic() >= next_claim:
-                    for stream in streams:
-                        acks = await self._claim(stream, acks)
-                    next_claim = time.monotonic() + claim_every
-                assert self._redis is not None
-                pipe = self._redis.pipeline(transaction=False)
-                for stream, ids in acks.items():
-                    pipe.xack(stream, self._group, *ids)
-                pipe.xreadgroup(
-                    self._group, self.consumer, dict.fromkeys(streams, ">"),
-                    count=s.batch_size, block=block,
-                )
-                self._reading = True
                 try:
-                    res = await pipe.execute()
-                finally:
-                    self._reading = False
-                self._count("acked", sum(len(v) for v in acks.values()))
-                acks = {}
-                entries = _entries(res[-1])
-                if entries:
-                    acks = await self._handle(entries)
+                    if not recovered:
+                        # entries this consumer name was given before (a restart): read them first
+                        for stream in streams:
+                            acks = await self._recover(stream, acks)
+                        recovered = True
+                    if time.monotonic() >= next_claim:
+                        for stream in streams:
+                            acks = await self._claim(stream, acks)
+                        next_claim = time.monotonic() + claim_every
+                    assert self._redis is not None
+                    pipe = self._redis.pipeline(transaction=False)
+                    for stream, ids in acks.items():
+                        pipe.xack(stream, self._group, *ids)
+                    pipe.xreadgroup(
+                        self._group, self.consumer, dict.fromkeys(streams, ">"),
+                        count=s.batch_size, block=block,
+                    )
+                    self._reading = True
+                    try:
+                        res = await pipe.execute()
+                    finally:
+                        self._reading = False
+                    self._count("acked", sum(len(v) for v in acks.values()))
+                    acks = {}
+                    backoff = 0.05
+                    entries = _entries(res[-1])
+                    if entries:
+                        acks = await self._handle(entries)
+                except RedisError as exc:
+                    # Redis unreachable or restarting: keep the acks (XACK is idempotent), retry
+                    self._count("read_errors")
+                    logger.warning("redis: reading %s failed, retrying: %r", streams, exc)
+                    if "NOGROUP" in str(exc):  # the stream or group was deleted: recreate
+                        with contextlib.suppress(RedisError):
+                            for stream in streams:
+                                await self._ensure_group(stream)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
