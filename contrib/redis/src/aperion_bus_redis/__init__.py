@@ -1,0 +1,19 @@
+"""aperion-bus-redis: events across processes and machines on Redis Streams.
+
+``RedisStreams`` is the plugin (entry-point name ``redis``); see ``docs/redis.md``.
+"""
+
+from __future__ import annotations
+
+from ._dispatch import dispatch_existing
+from ._plugin import PUBLISHED_REASON, PublishBufferFull, RedisStreams, SerializationError
+from ._settings import RedisSettings
+
+__all__ = [
+    "PUBLISHED_REASON",
+    "PublishBufferFull",
+    "RedisSettings",
+    "RedisStreams",
+    "SerializationError",
+    "dispatch_existing",
+]

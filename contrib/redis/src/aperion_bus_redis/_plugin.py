@@ -1,0 +1,621 @@
+"""The ``redis`` plugin: publish local events to Redis Streams, dispatch remote ones locally."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Iterable
+from typing import Any, Final, TypeVar
+
+import attrs
+import redis.asyncio as aioredis
+from aperion_bus import (
+    DropEvent,
+    Event,
+    EventBus,
+    EventDecodeError,
+    EventRejected,
+    FailureReason,
+    hookimpl,
+)
+from redis.exceptions import RedisError, ResponseError
+
+from ._dispatch import dispatch_existing
+from ._settings import RedisSettings, matches_any
+
+__all__ = ["PublishBufferFull", "RedisStreams", "SerializationError"]
+
+logger = logging.getLogger("aperion_bus.redis")
+
+_T = TypeVar("_T")
+#: The ``on_drop`` reason for an event handed to the consumer group instead of local handlers.
+PUBLISHED_REASON: Final = "redis.published"
+_EVENT: Final = b"event"
+_ORIGIN: Final = b"o"
+_START_TIMEOUT: Final = 10.0
+_LAST_ERRORS_MAX: Final = 10_000
+_instances = itertools.count(1)
+
+
+class SerializationError(EventRejected):
+    """A matching event's payload cannot be written as JSON, so it cannot be published."""
+
+
+class PublishBufferFull(EventRejected):
+    """More than ``buffer_size`` events are waiting to be published (Redis slow or down)."""
+
+
+class _Flush:
+    """A marker put in the outbox; set once everything queued before it was written."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+@attrs.define
+class _Entry:
+    stream: str
+    entry_id: bytes
+    fields: dict[bytes, bytes] | None
+    deliveries: int = 1
+
+
+@attrs.define
+class _Dead:
+    entry: _Entry
+    reason: FailureReason
+    error: str
+    event: Event | None = None
+    handler: str | None = None
+    exc: BaseException | None = None
+
+
+class RedisStreams:
+    """Events across processes and machines on Redis Streams (see ``docs/redis.md``).
+
+    Local events whose type matches ``patterns`` are written to the stream (``XADD``, pipelined
+    in batches by a background thread). Entries read from the stream are dispatched to the
+    local handlers like local events, acknowledged only when every handler succeeded, retried
+    after ``claim_idle_ms``, and dead-lettered after ``max_deliveries``.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = RedisSettings.build(**settings)
+        self.consumer: str = self.settings.consumer or ""
+        self._bus: EventBus | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._redis: aioredis.Redis | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._dispatch_thread: threading.Thread | None = None
+        self._outbox: collections.deque[tuple[str, str] | _Flush] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._wake_pending = False
+        self._publisher: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._reading = False
+        self._stopping = False
+        self._started = False
+        self._origin = b""
+        self._group = self.settings.group
+        self._ensured: set[str] = set()
+        self._publish_cache: dict[str, bool] = {}
+        self._last_errors: collections.OrderedDict[bytes, tuple[str, BaseException]] = (
+            collections.OrderedDict()
+        )
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._count_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ life cycle
+    @hookimpl
+    def on_start(self, bus: EventBus) -> None:
+        s = self.settings
+        self._bus = bus
+        if not self.consumer:
+            # host-pid; a second bus of the same process gets a suffix (one PEL per consumer)
+            n = next(_instances)
+            self.consumer = f"{socket.gethostname()}-{os.getpid()}" + (f"-{n}" if n > 1 else "")
+        self._origin = f"{self.consumer}:{uuid.uuid4().hex[:12]}".encode()
+        if s.mode == "broadcast":
+            self._group = f"{s.group}:{self.consumer}"
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="aperion-redis-loop", daemon=True)
+        self._thread.start()
+        ready.wait()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="aperion-redis-dispatch"
+        )
+        try:
+            self._call(self._start(), _START_TIMEOUT)
+        except BaseException:
+            self._call(self._close_client(), _START_TIMEOUT)
+            self._stop_loop()
+            raise
+        self._started = True
+
+    async def _start(self) -> None:
+        s = self.settings
+        self._redis = aioredis.Redis.from_url(s.url)
+        await self._redis.ping()
+        self._wake = asyncio.Event()
+        if s.mode == "shared" and not s.per_domain:
+            await self._ensure_group(s.stream)
+        if s.consume:
+            for stream in s.consume_streams():
+                await self._ensure_group(stream)
+        self._publisher = asyncio.create_task(self._publish_loop())
+        if s.consume:
+            self._reader = asyncio.create_task(self._read_loop())
+
+    @hookimpl
+    def on_shutdown(self, bus: EventBus) -> None:
+        if not self._started:
+            return
+        self._started = False
+        if threading.current_thread() is self._dispatch_thread:
+            # shutdown() called from a handler we are running: waiting would deadlock.
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._request_stop)
+            return
+        try:
+            self._call(self._stop(), None)
+        except Exception as exc:
+            logger.warning("redis: unclean shutdown: %r", exc)
+        self._stop_loop()
+
+    def _request_stop(self) -> None:
+        self._stopping = True
+        if self._reader is not None and self._reading:
+            self._reader.cancel()
+
+    async def _stop(self) -> None:
+        self._request_stop()
+        if self._reader is not None:
+            try:
+                await self._reader  # finishes the batch in flight and acknowledges it
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:
+                logger.warning("redis: reader ended with %r", exc)
+        self._outbox.append(_Flush())
+        self._wake_publisher()
+        if self._publisher is not None:
+            try:
+                await asyncio.wait_for(self._publisher, 30.0)
+            except Exception as exc:
+                logger.warning("redis: %d events not published: %r", self._buffered(), exc)
+        s = self.settings
+        if s.mode == "broadcast" and s.consumer is None and s.consume and self._redis is not None:
+            # a generated consumer name never comes back: its group would only leak
+            for stream in s.consume_streams():
+                with contextlib.suppress(RedisError):
+                    await self._redis.xgroup_destroy(stream, self._group)
+        await self._close_client()
+
+    async def _close_client(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    def _stop_loop(self) -> None:
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(5.0)
+            if not loop.is_running():
+                loop.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def _call(self, coro: Coroutine[Any, Any, _T], timeout: float | None) -> _T:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._count_lock:
+            self._counts[key] += n
+
+    @hookimpl
+    def on_stats(self, bus: EventBus) -> dict[str, Any]:
+        with self._count_lock:
+            counts = dict(self._counts)
+        keys = (
+            "published", "publish_errors", "received", "acked", "failed",
+            "claimed", "dead_lettered", "skipped_own", "read_errors",
+        )
+        stats: dict[str, Any] = {k: counts.get(k, 0) for k in keys}
+        stats.update(
+            buffered=self._buffered(),
+            mode=self.settings.mode,
+            consumer=self.consumer,
+            group=self._group,
+        )
+        return {"redis": stats}
+
+    def _buffered(self) -> int:
+        return sum(1 for item in list(self._outbox) if not isinstance(item, _Flush))
+
+    # ------------------------------------------------------------------ publishing
+    @hookimpl(trylast=True)
+    def on_emit(self, bus: EventBus, event: Event) -> None:
+        s = self.settings
+        etype = event.event_type
+        publish = self._publish_cache.get(etype)
+        if publish is None:
+            publish = matches_any(s.patterns, etype)
+            if len(self._publish_cache) > 4096:
+                self._publish_cache.clear()
+            self._publish_cache[etype] = publish
+        if not publish or not self._started:
+            return None
+        try:
+            data = event.to_jsonl()
+        except TypeError as exc:
+            raise SerializationError(f"redis: cannot publish {etype}: {exc}") from exc
+        if len(self._outbox) >= s.buffer_size:
+            self._count("publish_errors")
+            raise PublishBufferFull(
+                f"redis: {len(self._outbox)} events wait to be published (buffer_size="
+                f"{s.buffer_size}); is Redis reachable at {s.url}?"
+            )
+        self._outbox.append((s.stream_for(etype), data))
+        if not self._wake_pending:
+            self._wake_publisher()
+        if s.mode == "shared":
+            # the group handles it: one process of the group, maybe this one, through Redis
+            raise DropEvent(PUBLISHED_REASON)
+        return None
+
+    def _wake_publisher(self) -> None:
+        self._wake_pending = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed
+                loop.call_soon_threadsafe(wake.set)
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Block until every event published so far was written to Redis; False on timeout."""
+        if not self._started:
+            return not self._buffered()
+        marker = _Flush()
+        self._outbox.append(marker)
+        self._wake_publisher()
+        return marker.done.wait(timeout)
+
+    async def _publish_loop(self) -> None:
+        assert self._wake is not None and self._redis is not None
+        outbox = self._outbox
+        batch_size = self.settings.batch_size
+        backoff = 0.05
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._wake_pending = False
+            while outbox:
+                batch: list[tuple[str, str]] = []
+                markers: list[_Flush] = []
+                while outbox and len(batch) < batch_size:
+                    item = outbox.popleft()
+                    if isinstance(item, _Flush):
+                        markers.append(item)
+                        break
+                    batch.append(item)
+                if batch:
+                    try:
+                        await self._xadd_batch(batch)
+                        backoff = 0.05
+                    except RedisError as exc:
+                        self._count("publish_errors")
+                        logger.warning("redis: publishing %d events failed: %r", len(batch), exc)
+                        outbox.extendleft([*markers[::-1], *batch[::-1]])
+                        if self._stopping:
+                            return
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, 2.0)
+                        continue
+                for m in markers:
+                    m.done.set()
+            if self._stopping:
+                return
+
+    async def _xadd_batch(self, batch: list[tuple[str, str]]) -> None:
+        assert self._redis is not None
+        s = self.settings
+        if s.mode == "shared" and s.per_domain:
+            for stream in {stream for stream, _ in batch} - self._ensured:
+                await self._ensure_group(stream)
+        pipe = self._redis.pipeline(transaction=False)
+        fields: dict[Any, Any]
+        for stream, data in batch:
+            fields = {_EVENT: data, _ORIGIN: self._origin}
+            pipe.xadd(stream, fields, maxlen=s.maxlen, approximate=True)
+        await pipe.execute()
+        self._count("published", len(batch))
+
+    async def _ensure_group(self, stream: str) -> None:
+        assert self._redis is not None
+        try:
+            await self._redis.xgroup_create(stream, self._group, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._ensured.add(stream)
+
+    # ------------------------------------------------------------------ consuming
+    async def _read_loop(self) -> None:
+        s = self.settings
+        streams = s.consume_streams()
+        claim_every = max(s.claim_idle_ms / 2000.0, 0.01)
+        block = max(1, min(s.block_ms, int(claim_every * 1000)))
+        acks: dict[str, list[bytes]] = {}
+        recovered = False
+        backoff = 0.05
+        next_claim = time.monotonic() + claim_every
+        try:
+            while not self._stopping:
+                try:
+                    if not recovered:
+                        # entries this consumer name was given before (a restart): read them first
+                        for stream in streams:
+                            acks = await self._recover(stream, acks)
+                        recovered = True
+                    if time.monotonic() >= next_claim:
+                        for stream in streams:
+                            acks = await self._claim(stream, acks)
+                        next_claim = time.monotonic() + claim_every
+                    assert self._redis is not None
+                    pipe = self._redis.pipeline(transaction=False)
+                    for stream, ids in acks.items():
+                        pipe.xack(stream, self._group, *ids)
+                    pipe.xreadgroup(
+                        self._group, self.consumer, dict.fromkeys(streams, ">"),
+                        count=s.batch_size, block=block,
+                    )
+                    self._reading = True
+                    try:
+                        res = await pipe.execute()
+                    finally:
+                        self._reading = False
+                    self._count("acked", sum(len(v) for v in acks.values()))
+                    acks = {}
+                    backoff = 0.05
+                    entries = _entries(res[-1])
+                    if entries:
+                        acks = await self._handle(entries)
+                except RedisError as exc:
+                    # Redis unreachable or restarting: keep the acks (XACK is idempotent), retry
+                    self._count("read_errors")
+                    logger.warning("redis: reading %s failed, retrying: %r", streams, exc)
+                    if "NOGROUP" in str(exc):  # the stream or group was deleted: recreate
+                        with contextlib.suppress(RedisError):
+                            for stream in streams:
+                                await self._ensure_group(stream)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        finally:
+            if acks and self._redis is not None:
+                # the blocking read may have been cancelled: acknowledge (again) what we handled
+                pipe = self._redis.pipeline(transaction=False)
+                for stream, ids in acks.items():
+                    pipe.xack(stream, self._group, *ids)
+                try:
+                    await pipe.execute()
+                    self._count("acked", sum(len(v) for v in acks.values()))
+                except RedisError as exc:
+                    logger.warning("redis: final XACK failed (entries come again): %r", exc)
+
+    async def _recover(
+        self, stream: str, acks: dict[str, list[bytes]]
+    ) -> dict[str, list[bytes]]:
+        assert self._redis is not None
+        last: bytes | str = "0"
+        while not self._stopping:
+            res = await self._redis.xreadgroup(
+                self._group, self.consumer, {stream: last}, count=self.settings.batch_size
+            )
+            entries = _entries(res)
+            if not entries:
+                break
+            last = entries[-1].entry_id
+            await self._set_deliveries(entries)
+            acks = await self._ack_now(acks)
+            acks = await self._handle(entries)
+        return acks
+
+    async def _claim(self, stream: str, acks: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+        assert self._redis is not None
+        s = self.settings
+        start: bytes | str = "0-0"
+        for _ in range(1000):  # bounded: one claim cycle must not starve reading
+            res = await self._redis.xautoclaim(
+                stream, self._group, self.consumer, s.claim_idle_ms, start_id=start,
+                count=s.batch_size,
+            )
+            start = res[0]
+            entries = [_Entry(stream, eid, fields) for eid, fields in res[1]]
+            if entries:
+                self._count("claimed", len(entries))
+                await self._set_deliveries(entries)
+                acks = await self._ack_now(acks)
+                acks = await self._handle(entries)
+            if start in (b"0-0", "0-0") or self._stopping:
+                break
+        return acks
+
+    async def _ack_now(self, acks: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+        assert self._redis is not None
+        for stream, ids in acks.items():
+            await self._redis.xack(stream, self._group, *ids)
+            self._count("acked", len(ids))
+        return {}
+
+    async def _set_deliveries(self, entries: list[_Entry]) -> None:
+        assert self._redis is not None
+        pipe = self._redis.pipeline(transaction=False)
+        for e in entries:
+            pipe.xpending_range(e.stream, self._group, e.entry_id, e.entry_id, 1)
+        for e, info in zip(entries, await pipe.execute(), strict=True):
+            if info:
+                e.deliveries = int(info[0]["times_delivered"])
+
+    async def _handle(self, entries: list[_Entry]) -> dict[str, list[bytes]]:
+        """Dispatch a batch on the dispatch thread; returns the ids to acknowledge."""
+        loop = asyncio.get_running_loop()
+        ok, dead = await loop.run_in_executor(self._executor, self._dispatch_batch, entries)
+        acks: dict[str, list[bytes]] = {}
+        for e in ok:
+            acks.setdefault(e.stream, []).append(e.entry_id)
+        if dead:
+            await self._dead_letter(dead)
+            for d in dead:
+                acks.setdefault(d.entry.stream, []).append(d.entry.entry_id)
+        return acks
+
+    def _dispatch_batch(self, entries: list[_Entry]) -> tuple[list[_Entry], list[_Dead]]:
+        """Runs on the dispatch thread: decode, dispatch, sort into ok / dead / retry later."""
+        self._dispatch_thread = threading.current_thread()
+        bus = self._bus
+        assert bus is not None
+        s = self.settings
+        broadcast = s.mode == "broadcast"
+        ok: list[_Entry] = []
+        dead: list[_Dead] = []
+        for e in entries:
+            fields = e.fields
+            if not fields:  # trimmed away (MAXLEN) while pending: nothing left to do
+                ok.append(e)
+                continue
+            self._count("received")
+            if broadcast and fields.get(_ORIGIN) == self._origin:
+                self._count("skipped_own")  # already dispatched locally when emitted
+                ok.append(e)
+                continue
+            if e.deliveries > s.max_deliveries:
+                last = self._last_errors.pop(e.entry_id, None)
+                event = _decode_or_none(fields)
+                if last is None:
+                    msg = (
+                        f"delivered {e.deliveries} times (max_deliveries={s.max_deliveries}) "
+                        "and never acknowledged"
+                    )
+                    dead.append(_Dead(e, FailureReason.HANDLER_ERROR, msg, event))
+                else:
+                    name, exc = last
+                    reason = (
+                        FailureReason.HANDLER_TIMEOUT
+                        if isinstance(exc, TimeoutError)
+                        else FailureReason.HANDLER_ERROR
+                    )
+                    dead.append(_Dead(e, reason, f"{type(exc).__name__}: {exc}", event, name, exc))
+                continue
+            try:
+                event = Event.from_jsonl(fields.get(_EVENT, b""))
+            except EventDecodeError as exc:
+                dead.append(_Dead(e, FailureReason.SERIALIZATION_ERROR, str(exc), exc=exc))
+                continue
+            try:
+                result = dispatch_existing(bus, event)
+            except Exception as exc:  # the bus itself refused (e.g. closed)
+                logger.warning("redis: dispatching %s failed: %r", event.event_id, exc)
+                self._count("failed")
+                continue
+            if result.ok:
+                ok.append(e)
+                self._last_errors.pop(e.entry_id, None)
+            else:
+                self._count("failed")
+                f = result.failures[-1]
+                self._last_errors[e.entry_id] = (f.handler_name, f.error)
+                if len(self._last_errors) > _LAST_ERRORS_MAX:
+                    self._last_errors.popitem(last=False)
+        return ok, dead
+
+    async def _dead_letter(self, dead: list[_Dead]) -> None:
+        assert self._redis is not None
+        s = self.settings
+        pipe = self._redis.pipeline(transaction=False)
+        for d in dead:
+            fields: dict[Any, Any] = {
+                "event": (d.entry.fields or {}).get(_EVENT, b""),
+                "stream": d.entry.stream,
+                "id": d.entry.entry_id,
+                "group": self._group,
+                "consumer": self.consumer,
+                "deliveries": d.entry.deliveries,
+                "reason": d.reason.value,
+                "error": d.error,
+                "handler": d.handler or "",
+            }
+            pipe.xadd(f"{d.entry.stream}:dead", fields, maxlen=s.maxlen, approximate=True)
+        await pipe.execute()
+        self._count("dead_lettered", len(dead))
+        bus = self._bus
+        dlq = bus.get_plugin("dlq") if bus is not None else None
+        add = getattr(dlq, "add_dead_letter", None)
+        if add is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self._to_dlq, add, dead)
+
+    def _to_dlq(self, add: Any, dead: list[_Dead]) -> None:
+        for d in dead:
+            if d.event is None:
+                continue  # nothing the DLQ could retry: the dead-letter stream keeps the bytes
+            try:
+                add(
+                    d.event,
+                    reason=d.reason,
+                    error=d.exc if d.exc is not None else RuntimeError(d.error),
+                    handler=d.handler,
+                    attempts=d.entry.deliveries,
+                    details={
+                        "stream": d.entry.stream,
+                        "entry_id": d.entry.entry_id.decode(),
+                        "group": self._group,
+                        "consumer": self.consumer,
+                    },
+                )
+            except Exception as exc:
+                logger.warning("redis: the dlq plugin refused %s: %r", d.event.event_id, exc)
+
+
+def _decode_or_none(fields: dict[bytes, bytes]) -> Event | None:
+    try:
+        return Event.from_jsonl(fields.get(_EVENT, b""))
+    except EventDecodeError:
+        return None
+
+
+def _entries(res: Any) -> list[_Entry]:
+    """XREADGROUP's reply (RESP2 list or RESP3 dict) as a flat list of entries."""
+    if not res:
+        return []
+    items: Iterable[Any] = res.items() if isinstance(res, dict) else res
+    out: list[_Entry] = []
+    for stream, messages in items:
+        name = stream.decode() if isinstance(stream, bytes) else str(stream)
+        for eid, fields in messages:
+            out.append(_Entry(name, eid, fields or None))
+    return out

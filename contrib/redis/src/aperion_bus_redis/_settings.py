@@ -1,0 +1,178 @@
+"""The plugin's settings, checked once at construction (no I/O here)."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable
+from typing import Any, Final, Literal
+
+import attrs
+from aperion_bus import ConfigError
+
+__all__ = ["RedisSettings", "domain_of", "matches_any"]
+
+Mode = Literal["shared", "broadcast"]
+_MODES: Final = ("shared", "broadcast")
+
+
+def _check_pattern(pattern: object) -> str:
+    if not isinstance(pattern, str):
+        raise ConfigError(f"redis: patterns must be strings, got {type(pattern).__name__}")
+    if pattern == "*":
+        return pattern
+    segments = pattern.split(".")
+    for i, seg in enumerate(segments):
+        if not seg or ("*" in seg and (seg != "*" or i != len(segments) - 1)):
+            raise ConfigError(
+                f"redis: invalid pattern {pattern!r} (expected 'domain.action', 'domain.*' or '*')"
+            )
+    return pattern
+
+
+def matches_any(patterns: tuple[str, ...], event_type: str) -> bool:
+    """True if one of ``patterns`` (``a.b``, ``a.*``, ``*``) matches ``event_type``."""
+    for p in patterns:
+        if p == "*" or p == event_type:
+            return True
+        if p.endswith(".*") and event_type.startswith(p[:-1]):
+            return True
+    return False
+
+
+def domain_of(event_type: str) -> str:
+    """``user.login`` -> ``user``: the part a per-domain stream is named after."""
+    return event_type.partition(".")[0]
+
+
+def _positive_int(name: str, value: object, *, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"redis: {name} must be an int, got {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"redis: {name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value
+
+
+def _nonempty_str(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"redis: {name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _str_list(name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable) or isinstance(value, (bytes, dict)):
+        raise ConfigError(f"redis: {name} must be a string or a list of strings")
+    items: list[Any] = list(value)
+    return tuple(items)
+
+
+@attrs.frozen
+class RedisSettings:
+    """Every setting of the ``redis`` plugin, validated (see ``docs/redis.md``)."""
+
+    url: str = "redis://localhost:6379/0"
+    stream: str = "aperion:events"
+    group: str = "aperion"
+    consumer: str | None = None
+    patterns: tuple[str, ...] = ("*",)
+    mode: Mode = "shared"
+    maxlen: int | None = 100_000
+    max_deliveries: int = 5
+    claim_idle_ms: int = 30_000
+    domains: tuple[str, ...] | None = None
+    consume: bool = True
+    batch_size: int = 100
+    block_ms: int = 1_000
+    buffer_size: int = 100_000
+
+    @property
+    def per_domain(self) -> bool:
+        return "{domain}" in self.stream
+
+    def stream_for(self, event_type: str) -> str:
+        if self.per_domain:
+            return self.stream.replace("{domain}", domain_of(event_type))
+        return self.stream
+
+    def consume_streams(self) -> tuple[str, ...]:
+        """The streams this process reads."""
+        if not self.per_domain:
+            return (self.stream,)
+        assert self.domains is not None
+        return tuple(self.stream.replace("{domain}", d) for d in self.domains)
+
+    @classmethod
+    def build(cls, **kwargs: Any) -> RedisSettings:
+        """Check raw settings (from a config file or keyword arguments)."""
+        known = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise ConfigError(
+                f"redis: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        s = dict(kwargs)
+        url = _nonempty_str("url", s.get("url", "redis://localhost:6379/0"))
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"redis: url must start with redis://, rediss:// or unix://, got {url!r}"
+            )
+        stream = _nonempty_str("stream", s.get("stream", "aperion:events"))
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(stream) if f is not None}
+        except ValueError as exc:
+            raise ConfigError(f"redis: bad stream name {stream!r}: {exc}") from None
+        if fields - {"domain"}:
+            raise ConfigError(
+                f"redis: stream {stream!r} may only contain the placeholder {{domain}}"
+            )
+        group = _nonempty_str("group", s.get("group", "aperion"))
+        consumer = s.get("consumer")
+        if consumer is not None:
+            consumer = _nonempty_str("consumer", consumer)
+        patterns = tuple(_check_pattern(p) for p in _str_list("patterns", s.get("patterns", ["*"])))
+        mode = s.get("mode", "shared")
+        if mode not in _MODES:
+            raise ConfigError(f"redis: mode must be 'shared' or 'broadcast', got {mode!r}")
+        maxlen = s.get("maxlen", 100_000)
+        if maxlen is not None:
+            maxlen = _positive_int("maxlen", maxlen)
+        max_deliveries = _positive_int("max_deliveries", s.get("max_deliveries", 5))
+        claim_idle_ms = _positive_int("claim_idle_ms", s.get("claim_idle_ms", 30_000))
+        consume = s.get("consume", True)
+        if not isinstance(consume, bool):
+            raise ConfigError(f"redis: consume must be true or false, got {consume!r}")
+        domains_raw = s.get("domains")
+        domains: tuple[str, ...] | None = None
+        if domains_raw is not None:
+            domains = tuple(_nonempty_str("domains", d) for d in _str_list("domains", domains_raw))
+        if "{domain}" in stream and domains is None and consume:
+            derived: list[str] = []
+            for p in patterns:
+                if p == "*":
+                    raise ConfigError(
+                        f"redis: stream {stream!r} is per domain and patterns include '*': "
+                        "name the domains to consume with the `domains` setting"
+                    )
+                d = domain_of(p)
+                if d not in derived:
+                    derived.append(d)
+            domains = tuple(derived)
+        if "{domain}" in stream and consume and not domains:
+            raise ConfigError("redis: a per-domain stream needs `domains` (or patterns) to consume")
+        return cls(
+            url=url,
+            stream=stream,
+            group=group,
+            consumer=consumer,
+            patterns=patterns,
+            mode=mode,
+            maxlen=maxlen,
+            max_deliveries=max_deliveries,
+            claim_idle_ms=claim_idle_ms,
+            domains=domains,
+            consume=consume,
+            batch_size=_positive_int("batch_size", s.get("batch_size", 100)),
+            block_ms=_positive_int("block_ms", s.get("block_ms", 1_000)),
+            buffer_size=_positive_int("buffer_size", s.get("buffer_size", 100_000)),
+        )

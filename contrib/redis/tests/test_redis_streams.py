@@ -1,0 +1,352 @@
+"""aperion-bus-redis against a real redis-server (see conftest.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from aperion_bus import ConfigError, Event, EventBus, FailureReason, hookimpl
+from aperion_bus.testing import Recorder, free_port, wait_until
+from aperion_bus_redis import PUBLISHED_REASON, RedisStreams, SerializationError
+
+#: redis-py's sync client; its reply types are unions too wide for the tests to narrow
+Client = Any
+
+
+@pytest.fixture
+def stream() -> str:
+    return f"test:{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[Client]:
+    r = redis.Redis.from_url(redis_url)
+    yield r
+    r.close()
+
+
+def make_bus(redis_url: str, stream: str, **settings: Any) -> EventBus:
+    return EventBus(
+        ["redis"], settings={"redis": {"url": redis_url, "stream": stream, **settings}}
+    )
+
+
+def pending(client: Client, stream: str, group: str = "aperion") -> int:
+    return int(client.xpending(stream, group)["pending"])
+
+
+def test_shared_mode_each_event_handled_once_with_ids_kept(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    a = make_bus(redis_url, stream)
+    b = make_bus(redis_url, stream)
+    try:
+        ra, rb = Recorder(), Recorder()
+        a.subscribe(ra, "order.*")
+        b.subscribe(rb, "order.*")
+        ids = [
+            a.emit("order.created", {"n": i}, source="shop", correlation_id=f"c{i}")
+            for i in range(200)
+        ]
+        wait_until(lambda: len(ra.events) + len(rb.events) >= 200)
+        wait_until(lambda: pending(client, stream) == 0)
+        got = sorted(ra.events + rb.events, key=lambda e: e.payload["n"])
+        assert [e.event_id for e in got] == ids  # each handled once, original ids
+        assert [e.correlation_id for e in got] == [f"c{i}" for i in range(200)]
+        assert {e.source for e in got} == {"shop"}
+        assert client.xlen(stream) == 200  # nothing was published twice
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
+def test_shared_mode_hands_published_events_to_the_group(redis_url: str, stream: str) -> None:
+    drops: list[str] = []
+
+    class Drops:
+        @hookimpl
+        def on_drop(self, event: Event, reason: str) -> None:
+            drops.append(reason)
+
+    bus = EventBus(
+        ["redis", Drops()], settings={"redis": {"url": redis_url, "stream": stream}}
+    )
+    try:
+        rec = Recorder()
+        bus.subscribe(rec, "*")
+        bus.emit("job.run", {}, wait_for_handlers=True)
+        assert rec.events == []  # not run locally by the emitter...
+        assert drops == [PUBLISHED_REASON]
+        rec.wait_for(1)  # ...but by the group, which this bus is part of
+    finally:
+        bus.shutdown()
+
+
+def test_broadcast_every_process_once_and_no_loops(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    a = make_bus(redis_url, stream, mode="broadcast", claim_idle_ms=200)
+    b = make_bus(redis_url, stream, mode="broadcast", claim_idle_ms=200)
+    try:
+        ra, rb, replies = Recorder(), Recorder(), Recorder()
+        a.subscribe(ra, "ping")
+        b.subscribe(rb, "ping")
+        a.subscribe(replies, "pong")
+
+        # a remote event's handler emits: that new event is published, the remote one is not
+        b.subscribe(lambda e: b.emit("pong", {"n": e.payload["n"]}), "ping")
+        for i in range(20):
+            a.emit("ping", {"n": i}, wait_for_handlers=True)
+        assert len(ra.events) == 20  # the emitter ran its handlers right away
+        rb.wait_for(20)
+        replies.wait_for(20)
+        ping_ids = {e.event_id for e in ra.events}
+        assert {e.event_id for e in rb.events} == ping_ids
+        assert {e.causation_id for e in replies.events} == ping_ids
+        time.sleep(0.3)
+        assert len(ra.events) == 20 and len(rb.events) == 20 and len(replies.events) == 20
+        assert client.xlen(stream) == 40  # 20 pings + 20 pongs, no echo
+        assert a.get_stats()["redis"]["skipped_own"] == 20
+    finally:
+        a.shutdown()
+        b.shutdown()
+    # generated consumer names: their broadcast groups are removed at shutdown
+    assert client.xinfo_groups(stream) == []
+
+
+def test_ack_only_after_success_and_retry_after_claim_idle(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    bus = make_bus(redis_url, stream, claim_idle_ms=200)
+    attempts: list[str] = []
+    try:
+
+        def flaky(event: Event) -> None:
+            attempts.append(event.event_id)
+            if len(attempts) == 1:
+                raise RuntimeError("first try fails")
+
+        bus.subscribe(flaky, "task.run")
+        event_id = bus.emit("task.run", {})
+        wait_until(lambda: len(attempts) >= 1)
+        time.sleep(0.05)
+        assert pending(client, stream) == 1  # failed: not acknowledged
+        wait_until(lambda: len(attempts) >= 2, timeout=5)
+        wait_until(lambda: pending(client, stream) == 0)
+        assert attempts == [event_id, event_id]
+        stats = bus.get_stats()
+        assert stats["redis"]["failed"] == 1 and stats["redis"]["claimed"] >= 1
+        assert stats["handler_errors"] == 1
+    finally:
+        bus.shutdown()
+
+
+def test_poison_event_goes_to_dead_letter_stream_and_dlq(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    dead: list[tuple[Event, dict[str, Any]]] = []
+
+    class FakeDLQ:
+        def add_dead_letter(self, event: Event, **info: Any) -> None:
+            dead.append((event, info))
+
+    bus = EventBus(
+        ["redis"],
+        settings={"redis": {"url": redis_url, "stream": stream, "claim_idle_ms": 100,
+                            "max_deliveries": 3}},
+    )
+    bus.plugin_manager.register(FakeDLQ(), name="dlq")
+    calls: list[int] = []
+    try:
+
+        def always_fails(event: Event) -> None:
+            calls.append(1)
+            raise ValueError("bad order")
+
+        bus.subscribe(always_fails, "order.created")
+        event_id = bus.emit("order.created", {"n": 1})
+        wait_until(lambda: client.xlen(f"{stream}:dead") == 1, timeout=10)
+        wait_until(lambda: pending(client, stream) == 0)
+        assert len(calls) == 3  # max_deliveries attempts, then dead-lettered
+        [(_, fields)] = client.xrange(f"{stream}:dead")
+        assert fields[b"reason"] == b"handler_error"
+        assert b"ValueError: bad order" in fields[b"error"]
+        assert fields[b"deliveries"] == b"4"
+        assert Event.from_jsonl(fields[b"event"]).event_id == event_id
+        wait_until(lambda: len(dead) == 1)
+        event, info = dead[0]
+        assert event.event_id == event_id
+        assert info["reason"] is FailureReason.HANDLER_ERROR
+        assert isinstance(info["error"], ValueError)
+        assert info["handler"].endswith("always_fails")
+        assert info["attempts"] == 4
+        assert bus.get_stats()["redis"]["dead_lettered"] == 1
+    finally:
+        bus.shutdown()
+
+
+def test_undecodable_entry_is_dead_lettered_at_once(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    bus = make_bus(redis_url, stream)
+    try:
+        client.xadd(stream, {"event": "{not json"})
+        wait_until(lambda: client.xlen(f"{stream}:dead") == 1)
+        [(_, fields)] = client.xrange(f"{stream}:dead")
+        assert fields[b"reason"] == b"serialization_error"
+        wait_until(lambda: pending(client, stream) == 0)
+    finally:
+        bus.shutdown()
+
+
+def test_entries_of_a_dead_consumer_are_reclaimed(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    publisher = make_bus(redis_url, stream, consume=False)  # creates the group
+    ids = [publisher.emit("user.login", {"n": i}) for i in range(5)]
+    assert publisher.get_plugin("redis").flush(5)
+    publisher.shutdown()
+    # a consumer reads them and dies before acknowledging
+    got = client.xreadgroup("aperion", "ghost", {stream: ">"}, count=10)
+    assert len(got[0][1]) == 5
+    assert pending(client, stream) == 5
+    bus = make_bus(redis_url, stream, claim_idle_ms=200)
+    try:
+        rec = Recorder()
+        bus.subscribe(rec, "user.*")
+        rec.wait_for(5, timeout=5)
+        assert sorted(e.event_id for e in rec.events) == sorted(ids)
+        wait_until(lambda: pending(client, stream) == 0)
+    finally:
+        bus.shutdown()
+
+
+def test_clean_shutdown_finishes_in_flight_and_flushes(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    bus = make_bus(redis_url, stream)
+    started = threading.Event()
+    done: list[str] = []
+
+    def slow(event: Event) -> None:
+        started.set()
+        time.sleep(0.3)
+        done.append(event.event_id)
+
+    bus.subscribe(slow, "slow.job")
+    bus.emit("slow.job", {})
+    assert started.wait(5)
+    bus.shutdown()  # while the handler runs
+    assert len(done) == 1
+    assert pending(client, stream) == 0  # acknowledged before closing
+
+    producer = make_bus(redis_url, stream, consume=False)
+    for i in range(500):
+        producer.emit("bulk.item", {"n": i})
+    producer.shutdown()  # publishes everything still buffered
+    assert client.xlen(stream) == 501
+
+
+def test_consumer_survives_its_stream_being_deleted(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    bus = make_bus(redis_url, stream, block_ms=50)
+    try:
+        rec = Recorder()
+        bus.subscribe(rec, "*")
+        bus.emit("a.b", {})
+        rec.wait_for(1)
+        client.delete(stream)  # the group goes with it: reads fail with NOGROUP
+        wait_until(lambda: bus.get_stats()["redis"]["read_errors"] >= 1)
+        wait_until(lambda: client.exists(stream) == 1)  # group recreated
+        bus.emit("a.b", {})
+        rec.wait_for(2)
+    finally:
+        bus.shutdown()
+
+
+def test_unserializable_payload_is_refused_to_the_emitter(redis_url: str, stream: str) -> None:
+    bus = make_bus(redis_url, stream, consume=False, patterns="user.*")
+    try:
+        with pytest.raises(SerializationError, match=r"cannot publish user\.login"):
+            bus.emit("user.login", {"when": object()})
+        bus.emit("local.only", {"when": object()})  # not published: no JSON needed
+    finally:
+        bus.shutdown()
+
+
+def test_patterns_choose_what_is_published(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    bus = make_bus(redis_url, stream, patterns=["user.*", "billing.paid"], consume=False)
+    try:
+        rec = Recorder()
+        bus.subscribe(rec, "*")
+        for t in ("user.login", "user.profile.saved", "billing.paid", "billing.refund", "x"):
+            bus.emit(t, {}, wait_for_handlers=True)
+        assert bus.get_plugin("redis").flush(5)
+        assert rec.types == ["billing.refund", "x"]  # the rest went to the group
+        published = [Event.from_jsonl(f[b"event"]).event_type for _, f in client.xrange(stream)]
+        assert published == ["user.login", "user.profile.saved", "billing.paid"]
+    finally:
+        bus.shutdown()
+
+
+def test_per_domain_streams_and_maxlen(redis_url: str, client: Client) -> None:
+    prefix = f"test:{uuid.uuid4().hex}"
+    bus = EventBus(
+        ["redis"],
+        settings={"redis": {"url": redis_url, "stream": prefix + ":{domain}",
+                            "patterns": ["user.*", "order.*"], "maxlen": 10}},
+    )
+    try:
+        rec = Recorder()
+        bus.subscribe(rec, "*")
+        bus.emit("user.login", {})
+        bus.emit("order.created", {})
+        rec.wait_for(2)
+        assert client.xlen(f"{prefix}:user") == 1
+        assert client.xlen(f"{prefix}:order") == 1
+    finally:
+        bus.shutdown()
+    producer = EventBus(
+        ["redis"],
+        settings={"redis": {"url": redis_url, "stream": prefix + ":{domain}", "maxlen": 10,
+                            "consume": False}},
+    )
+    for _ in range(1000):
+        producer.emit("user.login", {})
+    producer.shutdown()
+    # trimmed approximately (whole macro nodes) to about maxlen: entries nobody read are lost
+    assert client.xlen(f"{prefix}:user") < 1000
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"mode": "fanout"}, "mode must be 'shared' or 'broadcast'"),
+        ({"max_deliveries": 0}, "max_deliveries must be > 0"),
+        ({"claim_idle_ms": "5s"}, "claim_idle_ms must be an int"),
+        ({"url": "http://x"}, "url must start with redis://"),
+        ({"stream": "a:{kind}"}, "may only contain the placeholder"),
+        ({"stream": "a:{domain}"}, "name the domains to consume"),
+        ({"patterns": ["user..x"]}, "invalid pattern"),
+        ({"colour": "red"}, "unknown setting"),
+        ({"maxlen": -1}, "maxlen must be > 0"),
+    ],
+)
+def test_bad_settings_are_refused_clearly(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RedisStreams(**settings)
+
+
+def test_unreachable_server_fails_at_bus_construction() -> None:
+    plugin = RedisStreams(url=f"redis://127.0.0.1:{free_port()}/0")  # no I/O yet
+    assert plugin.flush(0.1)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        EventBus([plugin])
