@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,11 @@ def test_doc_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("APERION_BUS_CONFIG", raising=False)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    namespace: dict[str, object] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
+    # a real module, so that annotations and pickling can find the page's classes
+    module = types.ModuleType(f"docs_{page.stem.replace('-', '_')}")
+    namespace: dict[str, object] = module.__dict__
     modules_before = set(sys.modules)
+    sys.modules[module.__name__] = module
     try:
         for info, code, line in blocks(page):
             words = info.split()
@@ -52,7 +56,8 @@ def test_doc_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monkey
                 path.write_text(code)
             elif words[:1] == ["python"]:
                 try:
-                    exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
+                    # dont_inherit: this file's `from __future__` must not leak into the examples
+                    exec(compile(code, f"{page.name}:{line}", "exec", dont_inherit=True), namespace)
                 except BaseException as exc:
                     raise AssertionError(
                         f"{page.name}, block at line {line} failed: {exc!r}"
@@ -62,6 +67,7 @@ def test_doc_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monkey
         shutdown = getattr(bus, "shutdown", None)
         if callable(shutdown):
             shutdown()
+        sys.modules.pop(module.__name__, None)
         for name in set(sys.modules) - modules_before:
             mod = sys.modules.get(name)
             if mod is not None and str(getattr(mod, "__file__", "") or "").startswith(
