@@ -136,8 +136,9 @@ def test_failures_of_system_handler_error_handlers_are_not_recorded_by_default()
         bus.emit("a.b", {}, wait_for_handlers=True)
     monitor = [e for e in recording.queue.get_all() if e.event.event_type == HANDLER_ERROR_EVENT]
     # recorded once each (error + summary), no loop: the kernel emits no handler_error for it
+    # per-handler entries first (on_handler_error), then the summary (on_dispatch_failed)
     assert [e.reason for e in monitor] == [
-        FailureReason.ALL_HANDLERS_FAILED, FailureReason.HANDLER_ERROR
+        FailureReason.HANDLER_ERROR, FailureReason.ALL_HANDLERS_FAILED
     ]
 
 

@@ -253,3 +253,31 @@ def test_retry_all_bad_arguments() -> None:
             dlq.retry_all(bus, backoff=0)
         with pytest.raises(ValueError, match="max_backoff must be > 0"):
             dlq.retry_all(bus, backoff=1, max_backoff=-2)
+
+
+def test_a_retried_handler_runs_inside_the_events_scope() -> None:
+    from aperion_bus import current_event
+    from aperion_bus.testing import Recorder
+    from aperion_bus_dlq import DLQPlugin
+
+    calls: list[object] = []
+    broken = [True]
+
+    def flaky(event: Event) -> None:
+        calls.append(current_event())
+        if broken[0]:
+            raise ValueError("down")
+        bus.emit("audit.followup", {}, wait_for_handlers=True)
+
+    followups = Recorder()
+    with EventBus([DLQPlugin()]) as bus:
+        bus.subscribe(flaky, "order.placed")
+        bus.subscribe(followups, "audit.followup")
+        eid = bus.emit("order.placed", {}, correlation_id="c-7", wait_for_handlers=True)
+        dlq = bus.get_plugin("dlq").queue
+        (entry,) = [e for e in dlq.get_all() if e.handler_name and e.handler_name.endswith("flaky")]
+        broken[0] = False
+        assert dlq.retry(entry.id, bus) is True
+    assert calls[-1] is not None and calls[-1].event_id == eid
+    (followup,) = followups.events
+    assert followup.causation_id == eid and followup.correlation_id == "c-7"

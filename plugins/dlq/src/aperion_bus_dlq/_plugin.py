@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from aperion_bus import (
@@ -17,6 +16,7 @@ from aperion_bus import (
     hookimpl,
 )
 
+from ._entry import DeadLetter
 from ._queue import DeadLetterQueue
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ class DLQPlugin:
     settings of the queue to build (``max_size``, ``path``, ``busy_timeout``). A queue built
     here is opened in ``on_start`` and closed in ``on_shutdown``; a queue you pass is yours to
     close. ``record_all_failed``: also store one ``ALL_HANDLERS_FAILED`` entry when every
-    handler of an event failed (default True; it needs an ``on_dispatch`` wrapper, which
-    moves the bus off its fastest dispatch path, so False drops the wrapper). Failures of
+    handler of an event failed (default True; recorded from the kernel's
+    ``on_dispatch_failed`` hook, which costs nothing while handlers succeed). Failures of
     handlers of the bus's own ``system.handler_error`` events are not stored unless
     ``record_handler_error_events``.
     """
@@ -69,10 +69,6 @@ class DLQPlugin:
         )
         self.record_all_failed = record_all_failed
         self.record_handler_error_events = record_handler_error_events
-        if not record_all_failed:
-            # Hide the on_dispatch wrapper from pluggy: with no wrapper registered the kernel
-            # keeps its fast dispatch path.
-            setattr(self, "on_dispatch", None)  # noqa: B010
 
     def __repr__(self) -> str:
         return f"<DLQPlugin {self.queue!r}>"
@@ -96,9 +92,9 @@ class DLQPlugin:
         if not self._skip(failure.event):
             self.queue.add_failure(failure)
 
-    @hookimpl(wrapper=True)
-    def on_dispatch(self, bus: EventBus, event: Event) -> Generator[None, DispatchResult, None]:
-        result = yield
+    @hookimpl
+    def on_dispatch_failed(self, bus: EventBus, result: DispatchResult) -> None:
+        event = result.event
         if (
             self.record_all_failed
             and result.handled > 0
@@ -123,6 +119,27 @@ class DLQPlugin:
     ) -> None:
         if getattr(error, "failure_reason", None) == FailureReason.VALIDATION_ERROR:
             self.queue.add(event, FailureReason.VALIDATION_ERROR, error)
+
+    def add_dead_letter(
+        self,
+        event: Event,
+        *,
+        reason: FailureReason | str,
+        error: BaseException | None = None,
+        handler: str | None = None,
+        attempts: int = 1,
+        details: dict[str, str] | None = None,
+    ) -> DeadLetter:
+        """Store a dead letter found by another component.
+
+        For a transport that gave up on an entry after ``attempts`` deliveries; ``details``
+        (e.g. stream and entry id) are kept in the error message.
+        """
+        if details:
+            extra = ", ".join(f"{k}={v}" for k, v in sorted(details.items()))
+            base = f"{type(error).__name__}: {error}" if error is not None else "gave up"
+            error = RuntimeError(f"{base} ({extra})")
+        return self.queue.add(event, reason, error, handler_name=handler, attempts=attempts)
 
     @hookimpl
     def on_stats(self, bus: EventBus) -> dict[str, Any]:

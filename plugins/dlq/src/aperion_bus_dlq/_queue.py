@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import math
 import os
 import random as _random
-import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from aperion_bus import (
-    CorrelationContext,
     Event,
     FailureReason,
     HandlerFailure,
     Subscription,
     new_event_id,
-    reset_correlation_id,
-    set_correlation_id,
 )
 
 from ._entry import HANDLER_REASONS, DeadLetter, RetrySummary, error_fields
@@ -139,6 +133,7 @@ class DeadLetterQueue:
         handler_name: str | None = None,
         subscription_id: str | None = None,
         failed_handlers: tuple[str, ...] = (),
+        attempts: int = 1,
     ) -> DeadLetter:
         """Store a new entry and return it.
 
@@ -149,6 +144,8 @@ class DeadLetterQueue:
         """
         if not isinstance(event, Event):
             raise TypeError(f"event must be an aperion_bus.Event, got {type(event).__name__}")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be an int >= 1, got {attempts!r}")
         reason = coerce_reason(reason)
         original: FailureReason | None = None
         if self._store.persistent:
@@ -176,7 +173,7 @@ class DeadLetterQueue:
             error_type=etype,
             error_message=message,
             traceback=tb,
-            attempts=1,
+            attempts=attempts,
             first_failed_at=now,
             last_failed_at=now,
             original_reason=original,
@@ -275,7 +272,7 @@ class DeadLetterQueue:
                 "handler to re-run; inspect it and remove it, or emit a corrected event"
             )
         sub = find_subscription(bus, entry)
-        error, reason = call_handler(sub, entry.event, bus.handler_timeout)
+        error, reason = call_handler(bus, sub, entry.event)
         if error is None:
             self._store.remove(entry.id)
             return True
@@ -419,89 +416,16 @@ def find_subscription(bus: EventBus, entry: DeadLetter) -> Subscription:
 
 
 def call_handler(
-    sub: Subscription, event: Event, timeout: float | None
+    bus: EventBus, sub: Subscription, event: Event
 ) -> tuple[BaseException | None, FailureReason | None]:
-    """Call one handler with ``event`` in the event's correlation context.
-
-    A sync handler is called in this thread; an async one runs with ``asyncio.run`` on a new
-    loop (on a helper thread if this thread already runs a loop). With ``timeout``, the call
-    runs on a helper thread and we stop waiting after ``timeout`` seconds (``HANDLER_TIMEOUT``;
-    a sync handler cannot be stopped and runs on; an async one is cancelled).
-    """
-    fn = sub.handler
-    if fn is None:
+    """Run one handler on ``event`` through the kernel (``EventBus.call_handler``): inside
+    the event's scope (correlation id, ``current_event()``), under ``handler_timeout`` (a sync
+    handler that runs over is not stopped; an async one is cancelled) and the ``on_handler``
+    wrappers. Returns (error, reason); (None, None) on success."""
+    try:
+        outcome = bus.call_handler(sub, event)
+    except LookupError:
         raise HandlerNotFoundError(
             f"handler {sub.name!r} was garbage-collected (weak subscription)"
-        )
-
-    def run() -> None:
-        if sub.is_async:
-            asyncio.run(_await_handler(fn, event, timeout))
-        else:
-            fn(event)
-
-    if event.correlation_id is not None:
-        with CorrelationContext(event.correlation_id):
-            return _call(run, sub, timeout)
-    token = set_correlation_id(None)
-    try:
-        return _call(run, sub, timeout)
-    finally:
-        reset_correlation_id(token)
-
-
-async def _await_handler(fn: Callable[[Event], Any], event: Event, timeout: float | None) -> None:
-    coro: Coroutine[Any, Any, Any] = fn(event)
-    await asyncio.wait_for(coro, timeout)
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _call(
-    run: Callable[[], None], sub: Subscription, timeout: float | None
-) -> tuple[BaseException | None, FailureReason | None]:
-    if timeout is None and not (sub.is_async and _loop_running()):
-        try:
-            run()
-        except Exception as exc:
-            return exc, FailureReason.HANDLER_ERROR
-        return None, None
-    outcome: list[BaseException | None] = []
-    ctx = contextvars.copy_context()
-
-    def target() -> None:
-        try:
-            ctx.run(run)
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=target, name=f"dlq-retry-{sub.name}", daemon=True)
-    thread.start()
-    # an async handler is cancelled by wait_for at `timeout`: give the loop a moment to finish
-    thread.join(None if timeout is None else timeout + (1.0 if sub.is_async else 0.0))
-    if not outcome:
-        return (
-            TimeoutError(
-                f"handler {sub.name} exceeded handler_timeout={timeout}s during a DLQ retry; "
-                "it keeps running on its own thread"
-            ),
-            FailureReason.HANDLER_TIMEOUT,
-        )
-    error = outcome[0]
-    if error is None:
-        return None, None
-    if isinstance(error, TimeoutError) and sub.is_async:
-        return (
-            TimeoutError(
-                f"handler {sub.name} exceeded handler_timeout={timeout}s during a DLQ retry"
-            ),
-            FailureReason.HANDLER_TIMEOUT,
-        )
-    return error, FailureReason.HANDLER_ERROR
+        ) from None
+    return outcome.error, outcome.reason
