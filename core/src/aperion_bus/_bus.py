@@ -857,7 +857,8 @@ class EventBus:
             outcome = HandlerOutcome(sub, _perf() - t0, exc, FailureReason.HANDLER_ERROR)
         if wrappers:
             self._finish_wrappers(wrappers, outcome)
-        if self._hooks.on_handler_result:
+        if self._hooks.on_handler_result and outcome.reason is not FailureReason.HANDLER_TIMEOUT:
+            # a cancelled handler did not finish: on_handler_error reports the timeout
             self._handler_result(
                 self._hooks.on_handler_result, event, sub, outcome.duration, outcome.error
             )

@@ -109,7 +109,8 @@ class HookSpecs:
         A plain call after each handler, in the handler's thread: several times cheaper than
         an ``on_handler`` wrapper, and it keeps emit on its inline path. Metrics use it.
         For a sync handler that ran over ``handler_timeout`` it is called when the handler
-        really finishes. Exceptions are isolated and counted.
+        really finishes; for an async one cancelled at the timeout it is not called (the
+        timeout goes to ``on_handler_error``). Exceptions are isolated and counted.
         """
 
     @hookspec

@@ -16,7 +16,7 @@ from ._prometheus import PrometheusMetrics
 from ._server import MetricsServer
 
 if TYPE_CHECKING:
-    from aperion_bus import DispatchResult, HandlerOutcome, Subscription
+    from aperion_bus import DispatchResult, Subscription
     from prometheus_client import CollectorRegistry
 
 __all__ = ["MetricsPlugin"]
@@ -116,13 +116,17 @@ class MetricsPlugin:
     def on_emit(self, bus: EventBus, event: Event) -> None:
         self._emitted(event.event_type)
 
-    @hookimpl(wrapper=True)
-    def on_handler(
-        self, bus: EventBus, event: Event, subscription: Subscription
-    ) -> Generator[None, HandlerOutcome, None]:
-        outcome = yield
-        if outcome.reason is not _TIMEOUT:  # a timeout is counted by on_handler_error
-            self._handled(subscription.name, outcome.duration)
+    @hookimpl
+    def on_handler_result(
+        self,
+        bus: EventBus,
+        event: Event,
+        subscription: Subscription,
+        duration: float,
+        error: BaseException | None,
+    ) -> None:
+        # a plain post-call hook: the kernel keeps its inline dispatch loop (no wrapper)
+        self._handled(subscription.name, duration)
 
     @hookimpl
     def on_handler_error(self, bus: EventBus, failure: HandlerFailure) -> None:
