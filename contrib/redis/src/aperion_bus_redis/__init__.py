@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from ._dispatch import dispatch_existing
 from ._plugin import PUBLISHED_REASON, PublishBufferFull, RedisStreams, SerializationError
 from ._settings import RedisSettings
 
@@ -15,5 +14,4 @@ __all__ = [
     "RedisSettings",
     "RedisStreams",
     "SerializationError",
-    "dispatch_existing",
 ]

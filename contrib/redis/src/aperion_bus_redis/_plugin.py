@@ -19,17 +19,16 @@ from typing import Any, Final, TypeVar
 import attrs
 import redis.asyncio as aioredis
 from aperion_bus import (
-    DropEvent,
     Event,
     EventBus,
     EventDecodeError,
+    EventForwarded,
     EventRejected,
     FailureReason,
     hookimpl,
 )
 from redis.exceptions import RedisError, ResponseError
 
-from ._dispatch import dispatch_existing
 from ._settings import RedisSettings, matches_any
 
 __all__ = ["PublishBufferFull", "RedisStreams", "SerializationError"]
@@ -167,7 +166,16 @@ class RedisStreams:
             self._reader = asyncio.create_task(self._read_loop())
 
     @hookimpl
+    def on_closing(self, bus: EventBus) -> None:
+        # shutdown() began and the bus still accepts emits: stop reading, let the handlers in
+        # flight finish (what they emit is still published), acknowledge, flush, close.
+        self._shutdown()
+
+    @hookimpl
     def on_shutdown(self, bus: EventBus) -> None:
+        self._shutdown()  # nothing left to do when on_closing ran
+
+    def _shutdown(self) -> None:
         if not self._started:
             return
         self._started = False
@@ -283,7 +291,7 @@ class RedisStreams:
             self._wake_publisher()
         if s.mode == "shared":
             # the group handles it: one process of the group, maybe this one, through Redis
-            raise DropEvent(PUBLISHED_REASON)
+            raise EventForwarded(PUBLISHED_REASON)
         return None
 
     def _wake_publisher(self) -> None:
@@ -537,7 +545,7 @@ class RedisStreams:
                 dead.append(_Dead(e, FailureReason.SERIALIZATION_ERROR, str(exc), exc=exc))
                 continue
             try:
-                result = dispatch_existing(bus, event)
+                result = bus.dispatch(event)
             except Exception as exc:  # the bus itself refused (e.g. closed)
                 logger.warning("redis: dispatching %s failed: %r", event.event_id, exc)
                 self._count("failed")
