@@ -479,7 +479,11 @@ class EventBus:
         Async handlers are awaited in priority order (cancelled at ``handler_timeout``); sync
         handlers are called in this thread (or, with a timeout, on a pool thread).
         """
-        event = self._new_event(event_type, payload, source, correlation_id)
+        return await self._emit_event_async(
+            self._new_event(event_type, payload, source, correlation_id)
+        )
+
+    async def _emit_event_async(self, event: Event) -> str:
         if self._hooks.on_emit:
             accepted = self._run_on_emit(event)
             if accepted is None:
@@ -924,16 +928,15 @@ class EventBus:
         """Run sync handlers in order on a pool thread, waiting at most ``timeout`` for each.
 
         One hand-off per batch; a handler over time is abandoned (it keeps running) and the
-        rest of the batch moves to a fresh lane.
+        rest of the batch moves to a fresh pool thread.
         """
         outcomes: list[HandlerOutcome] = []
         rest = list(subs)
         while rest:
-            lane = _Lane(self, event, rest)
-            ctx = _copy_context()
-            self._threads.submit(partial(ctx.run, lane.run))
-            timed_out = lane.wait_all(timeout)
-            outcomes.extend(lane.outcomes)
+            run = _TimedRun(self, event, rest)
+            self._threads.submit(partial(_copy_context().run, run))
+            timed_out = run.wait(timeout)
+            outcomes.extend(o for o in run.done if o is not None)
             if timed_out is None:
                 break
             sub = rest[timed_out]
@@ -986,30 +989,30 @@ class EventBus:
             for failure in result.failures:
                 await self._emit_handler_error_async(failure)
 
-    def _emit_handler_error(self, failure: HandlerFailure) -> None:
+    def _handler_error_event(self, failure: HandlerFailure) -> Event:
+        # made here, not by emit(): it must go out while a shutdown drains the queue too
         ev = failure.event
+        return _make_event(
+            HANDLER_ERROR_EVENT, failure.to_payload(), self.name, ev.correlation_id, ev.event_id
+        )
+
+    def _emit_handler_error(self, failure: HandlerFailure) -> None:
+        event = self._handler_error_event(failure)
         try:
-            self.emit(
-                HANDLER_ERROR_EVENT,
-                failure.to_payload(),
-                source=self.name,
-                correlation_id=ev.correlation_id,
-                wait_for_handlers=True,
+            self._emit_general(event, None, True)
+        except Exception as exc:  # refused by a plugin
+            logger.warning(
+                "could not emit %s for %s: %r", HANDLER_ERROR_EVENT, failure.event.event_id, exc
             )
-        except Exception as exc:  # refused by a plugin, or the bus is closing
-            logger.warning("could not emit %s for %s: %r", HANDLER_ERROR_EVENT, ev.event_id, exc)
 
     async def _emit_handler_error_async(self, failure: HandlerFailure) -> None:
-        ev = failure.event
+        event = self._handler_error_event(failure)
         try:
-            await self.emit_async(
-                HANDLER_ERROR_EVENT,
-                failure.to_payload(),
-                source=self.name,
-                correlation_id=ev.correlation_id,
-            )
+            await self._emit_event_async(event)
         except Exception as exc:
-            logger.warning("could not emit %s for %s: %r", HANDLER_ERROR_EVENT, ev.event_id, exc)
+            logger.warning(
+                "could not emit %s for %s: %r", HANDLER_ERROR_EVENT, failure.event.event_id, exc
+            )
 
     # ------------------------------------------------------------------ background work
     def _enqueue(self, event: Event) -> None:
@@ -1036,10 +1039,16 @@ class EventBus:
                         self._deferred_drops = None
                 if self._closing:
                     raise BusClosedError("the bus is shut down; it accepts no events")
+                self._pending += 1  # reserved: shutdown() now waits for this event too
                 if hooks.on_audit:
-                    self._run_on_audit(event)
+                    # the audit record is written before the event can run, but not under
+                    # the queue lock (file I/O would serialize every emitter and the worker)
+                    self._queue_lock.release()
+                    try:
+                        self._run_on_audit(event)
+                    finally:
+                        self._queue_lock.acquire()
                 self._queue.append((event, ctx, loop))
-                self._pending += 1
                 if self._worker_idle:
                     self._work_ready.notify()
                 elif self._worker is None:
@@ -1273,60 +1282,64 @@ def _run_in(
     return fut
 
 
-class _Lane:
-    """Sync handlers of one event, run in order on one pool thread, watched by the emitter."""
+class _TimedRun:
+    """The sync handlers of one event, run in order on one pool thread, watched by the emitter.
 
-    __slots__ = ("abandoned", "bus", "cond", "done", "event", "started", "subs")
+    The runner publishes which handler runs and since when (under ``mu``, a C-level lock) and
+    releases ``finished`` at the end; the emitter sleeps on ``finished`` until the running
+    handler's deadline, so a run that ends in time costs one wake-up.
+    """
+
+    __slots__ = ("abandoned", "bus", "done", "event", "finished", "k", "mu", "started", "subs")
 
     def __init__(self, bus: EventBus, event: Event, subs: list[Subscription]) -> None:
         self.bus = bus
         self.event = event
         self.subs = subs
-        self.cond = threading.Condition(threading.Lock())
+        self.mu = threading.Lock()
+        self.finished = threading.Lock()
+        self.finished.acquire()
         # one entry per finished handler, by position; None for a collected weak handler
         self.done: list[HandlerOutcome | None] = []
-        self.started: tuple[int, float] | None = None
+        self.k = -1  # the handler running now (-1: not started yet)
+        self.started = 0.0
         self.abandoned = False
 
-    def run(self) -> None:
-        cond = self.cond
-        for k, sub in enumerate(self.subs):
-            with cond:
+    def __call__(self) -> None:
+        mu = self.mu
+        for i, sub in enumerate(self.subs):
+            with mu:
                 if self.abandoned:
                     return
-                self.started = (k, _monotonic())
+                self.started = _monotonic()
+                self.k = i
             outcome = self.bus._call_one(self.event, sub)
-            with cond:
-                if self._gave_up():  # the emitter gave up on this handler: it reported it
+            with mu:
+                if self._gave_up():  # the emitter gave up on this handler and reported it
                     return
                 self.done.append(outcome)
-                cond.notify_all()
+        self.finished.release()
 
     def _gave_up(self) -> bool:
         return self.abandoned
 
-    @property
-    def outcomes(self) -> list[HandlerOutcome]:
-        return [o for o in self.done if o is not None]
-
-    def wait_all(self, timeout: float) -> int | None:
+    def wait(self, timeout: float) -> int | None:
         """Wait for every handler; returns the position of the one that timed out, or None.
 
         A handler's time counts from when it started, or from when the emitter began waiting
-        for it if it has not started yet (every pool thread busy).
+        if it has not started yet (every pool thread busy).
         """
-        cond = self.cond
-        n = len(self.subs)
-        with cond:
-            while len(self.done) < n:
-                k = len(self.done)
-                begin = _monotonic()
-                while len(self.done) == k:
-                    started = self.started
-                    start = started[1] if started is not None and started[0] == k else begin
-                    remaining = start + timeout - _monotonic()
-                    if remaining <= 0:
-                        self.abandoned = True
-                        return k
-                    cond.wait(remaining)
-            return None
+        begin = _monotonic()
+        wait = timeout
+        while not self.finished.acquire(timeout=max(wait, 0.0)):
+            with self.mu:
+                if len(self.done) == len(self.subs):  # finished meanwhile
+                    return None
+                k = max(self.k, 0)
+                running = self.k >= 0 and len(self.done) == self.k
+                start = self.started if running else (begin if self.k < 0 else _monotonic())
+                wait = start + timeout - _monotonic()
+                if wait <= 0:
+                    self.abandoned = True
+                    return k
+        return None

@@ -3,58 +3,117 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
 import threading
 from collections.abc import Callable
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 
 __all__ = ["HandlerThreads", "LoopThread"]
+
+logger = logging.getLogger("aperion_bus")
+
+
+class _Runner:
+    """One daemon thread that runs the tasks handed to it, parked on a lock between tasks."""
+
+    __slots__ = ("go", "pool", "task", "thread")
+
+    def __init__(self, pool: HandlerThreads, name: str) -> None:
+        self.pool = pool
+        self.go = threading.Lock()
+        self.go.acquire()
+        self.task: Callable[[], object] | None = None
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        pool = self.pool
+        while True:
+            self.go.acquire()
+            task, self.task = self.task, None
+            if task is None:
+                return
+            while task is not None:
+                try:
+                    task()
+                except BaseException as exc:  # a task must never kill its thread silently
+                    logger.error("aperion-bus handler thread: task failed: %r", exc)
+                task = pool._next_backlog()
+            if not pool._park(self):
+                return
 
 
 class HandlerThreads:
     """Runs callables on daemon threads, reusing idle ones, at most ``max_threads`` at once.
 
     Daemon threads, because a handler that ran out of time cannot be stopped: the process must
-    be able to exit while one is still running. When every thread is busy a task waits for one.
+    be able to exit while one is still running. The hand-off uses only C-level primitives (a
+    lock per thread, a deque of idle threads). When every thread is busy, tasks wait in a
+    backlog for the next thread that finishes.
     """
 
     def __init__(self, max_threads: int, name: str) -> None:
         self._max = max_threads
         self._name = name
-        self._tasks: SimpleQueue[Callable[[], object] | None] = SimpleQueue()
-        self._idle = threading.Semaphore(0)
+        self._idle: collections.deque[_Runner] = collections.deque()
+        self._backlog: SimpleQueue[Callable[[], object]] = SimpleQueue()
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._count = 0
+        self._closed = False
 
     def submit(self, task: Callable[[], object]) -> None:
-        self._tasks.put(task)
-        if self._idle.acquire(blocking=False):
-            return
-        with self._lock:
-            alive = [t for t in self._threads if t.is_alive()]
-            self._threads = alive
-            if len(alive) < self._max:
-                t = threading.Thread(
-                    target=self._work, name=f"{self._name}-{len(alive)}", daemon=True
-                )
-                self._threads.append(t)
-                t.start()
+        try:
+            runner = self._idle.pop()
+        except IndexError:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the handler threads are shut down") from None
+                if self._count >= self._max:
+                    self._backlog.put(task)
+                    self._wake_one()
+                    return
+                self._count += 1
+                n = self._count
+            runner = _Runner(self, f"{self._name}-{n}")
+        runner.task = task
+        runner.go.release()
 
-    def _work(self) -> None:
-        while True:
-            task = self._tasks.get()
-            if task is None:
-                return
-            try:
-                task()
-            finally:
-                del task
-            self._idle.release()
+    def _wake_one(self) -> None:
+        # a runner may have parked between our pop and the backlog put: let it take the task
+        try:
+            runner = self._idle.pop()
+        except IndexError:
+            return
+        task = self._next_backlog()
+        if task is None:
+            self._idle.append(runner)
+            return
+        runner.task = task
+        runner.go.release()
+
+    def _next_backlog(self) -> Callable[[], object] | None:
+        try:
+            return self._backlog.get_nowait()
+        except Empty:
+            return None
+
+    def _park(self, runner: _Runner) -> bool:
+        if self._closed:
+            return False
+        self._idle.append(runner)
+        return True
 
     def shutdown(self) -> None:
         with self._lock:
-            for _ in self._threads:
-                self._tasks.put(None)
-            self._threads = []
+            self._closed = True
+        while True:
+            try:
+                runner = self._idle.pop()
+            except IndexError:
+                break
+            runner.task = None
+            runner.go.release()
 
 
 class LoopThread:
