@@ -1,0 +1,87 @@
+"""File names and the lock shared by writers, readers and ``clear_log``."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+#: New log files and the lock file are created with this mode (owner read/write only).
+FILE_MODE: Final = 0o600
+
+
+def as_path(path: str | os.PathLike[str]) -> Path:
+    """Check a log path argument and return it as a :class:`Path`."""
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    p = Path(path)
+    if not str(path) or p.name in ("", ".", ".."):
+        raise ValueError(f"path must name a file, got {str(path)!r}")
+    return p
+
+
+def rotated_path(path: Path, index: int) -> Path:
+    """``events.jsonl`` -> ``events.<index>.jsonl`` (index 0 is the live file itself)."""
+    if index == 0:
+        return path
+    if path.suffix:
+        return path.with_name(f"{path.stem}.{index}{path.suffix}")
+    return path.with_name(f"{path.name}.{index}")
+
+
+def lock_path(path: Path) -> Path:
+    """The sidecar lock file: ``events.jsonl.lock``."""
+    return path.with_name(path.name + ".lock")
+
+
+def rotated_files(path: Path) -> list[Path]:
+    """The rotated files that exist, newest first: ``events.1.jsonl``, ``events.2.jsonl`` …"""
+    if path.suffix:
+        rx = re.compile(re.escape(path.stem) + r"\.([1-9][0-9]{0,8})" + re.escape(path.suffix))
+    else:
+        rx = re.compile(re.escape(path.name) + r"\.([1-9][0-9]{0,8})")
+    found: list[tuple[int, Path]] = []
+    try:
+        entries = list(path.parent.iterdir()) if str(path.parent) else list(Path(".").iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        m = rx.fullmatch(entry.name)
+        if m:
+            found.append((int(m.group(1)), entry))
+    return [p for _, p in sorted(found)]
+
+
+def log_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files of the log at ``path`` that exist, newest first (the live file, then .1, .2 …)."""
+    p = as_path(path)
+    files = [p] if p.exists() else []
+    return files + rotated_files(p)
+
+
+def open_lock(path: Path, *, create: bool = True) -> int:
+    """Open (creating with mode 0600) the sidecar lock file; returns its descriptor."""
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    return os.open(lock_path(path), flags, FILE_MODE)
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, shared: bool = False) -> Iterator[bool]:
+    """Hold the log's lock (exclusive, or shared for readers); yields False if it could not be
+    taken (a read-only directory): readers go on without it."""
+    try:
+        fd = open_lock(path)
+    except OSError:
+        if not shared:
+            raise
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
