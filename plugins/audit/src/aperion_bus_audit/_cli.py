@@ -63,7 +63,7 @@ def _when(ts: object) -> str:
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         return "?"
     try:
-        t = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
+        t = _dt.datetime.fromtimestamp(ts, _dt.UTC)
     except (OverflowError, OSError, ValueError):
         return "?"
     return t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"

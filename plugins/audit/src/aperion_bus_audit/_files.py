@@ -6,9 +6,13 @@ import contextlib
 import fcntl
 import os
 import re
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
+
+#: The shared state in the lock file: (generation, end); see ``LogWriter._append_locked``.
+STATE: Final = struct.Struct("<qq")
 
 #: New log files and the lock file are created with this mode (owner read/write only).
 FILE_MODE: Final = 0o600
@@ -16,7 +20,7 @@ FILE_MODE: Final = 0o600
 
 def as_path(path: str | os.PathLike[str]) -> Path:
     """Check a log path argument and return it as a :class:`Path`."""
-    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+    if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     p = Path(path)
     if not str(path) or p.name in ("", ".", ".."):
@@ -69,19 +73,32 @@ def open_lock(path: Path, *, create: bool = True) -> int:
     return os.open(lock_path(path), flags, FILE_MODE)
 
 
+def init_state(fd: int) -> None:
+    """Give a new lock file its shared state: generation 0, end unknown (hold the lock)."""
+    if os.fstat(fd).st_size < STATE.size:
+        os.pwrite(fd, STATE.pack(0, -1), 0)
+
+
+def bump_generation(fd: int) -> None:
+    """Tell the writers the live file changed under them (hold the lock exclusively)."""
+    init_state(fd)
+    gen, _end = STATE.unpack(os.pread(fd, STATE.size, 0))
+    os.pwrite(fd, STATE.pack(gen + 1, -1), 0)
+
+
 @contextlib.contextmanager
-def locked(path: Path, *, shared: bool = False) -> Iterator[bool]:
-    """Hold the log's lock (exclusive, or shared for readers); yields False if it could not be
-    taken (a read-only directory): readers go on without it."""
+def locked(path: Path, *, shared: bool = False) -> Iterator[int | None]:
+    """Hold the log's lock (exclusive, or shared for readers) and yield its descriptor; for a
+    reader that cannot open it (a read-only directory), yield None and go on without it."""
     try:
         fd = open_lock(path)
     except OSError:
         if not shared:
             raise
-        yield False
+        yield None
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield True
+        yield fd
     finally:
         os.close(fd)  # closing the last descriptor releases the lock

@@ -97,8 +97,12 @@ class AuditPlugin:
         self.writer.open()
 
     @hookimpl(trylast=True)
-    def on_audit(self, record: dict[str, Any]) -> None:
-        self.writer.write_record(record)
+    def on_audit(self, bus: EventBus, record: dict[str, Any]) -> None:
+        # all of the spec's arguments: the kernel then calls it without an adapter
+        w = self._writer
+        if w is None:
+            w = self.writer
+        w.write_record(record)
 
     @hookimpl
     def on_stats(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import IO, Any, Final
 
 from aperion_bus import Event, EventDecodeError
 
-from ._files import as_path, locked, rotated_files
+from ._files import as_path, bump_generation, locked, rotated_files
 
 __all__ = [
     "AuditLogWarning",
@@ -246,11 +246,13 @@ def clear_log(path: str | os.PathLike[str]) -> bool:
     """
     p = as_path(path)
     try:
-        with locked(p):
+        with locked(p) as fd:
             for old in rotated_files(p):
                 old.unlink(missing_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 os.truncate(p, 0)
+            if fd is not None:
+                bump_generation(fd)
     except OSError:
         return False
     return True
