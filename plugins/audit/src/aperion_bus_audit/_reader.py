@@ -264,53 +264,81 @@ def follow_records(
     interval: float = 0.25,
     from_end: bool = True,
 ) -> Iterator[dict[str, Any]]:
-    """Yield records as they are appended (oldest first), following rotations, until ``stop``
-    is set. With ``from_end`` it starts at the current end of the log."""
+    """Yield records as they are appended (oldest first) until ``stop`` is set.
+
+    With ``from_end`` it starts at the current end of the log. When the live file is rotated
+    it finishes the old file, reads the files rotated after it (unless ``max_files`` dropped
+    them already) and goes on with the new live file from its start.
+    """
     p = as_path(path)
     fh: IO[bytes] | None = None
     file_id: tuple[int, int] | None = None
     buf = b""
-    skip_existing = from_end
+    seek_end = from_end
+
+    def complete_lines(data: bytes) -> Iterator[dict[str, Any]]:
+        nonlocal buf
+        buf += data
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if line.strip():
+                rec = _parse(line, p, True)
+                if rec is not None:
+                    yield rec
+
     try:
         while not stop.is_set():
             if fh is None:
                 try:
                     fh = open(p, "rb")  # noqa: SIM115 - closed below
                 except FileNotFoundError:
-                    fh = None
-                else:
-                    st = os.fstat(fh.fileno())
-                    file_id = (st.st_ino, st.st_dev)
-                    if skip_existing:
-                        fh.seek(st.st_size)
-                    buf = b""
-                skip_existing = False
-            if fh is not None:
-                data = fh.read()
-                if data:
-                    buf += data
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            rec = _parse(line, p, True)
-                            if rec is not None:
-                                yield rec
+                    stop.wait(interval)
                     continue
-                # at the end: was the file rotated, removed or truncated?
-                try:
-                    now = os.stat(p)
-                except FileNotFoundError:
-                    fh.close()
-                    fh = None
-                else:
-                    if (now.st_ino, now.st_dev) != file_id:
-                        fh.close()  # drained: go on with the new file, from its start
-                        fh = None
-                        continue
-                    if now.st_size < fh.tell():  # truncated by clear_log
-                        fh.seek(0)
-                        buf = b""
-            stop.wait(interval)
+                st = os.fstat(fh.fileno())
+                file_id = (st.st_ino, st.st_dev)
+                if seek_end:
+                    fh.seek(st.st_size)
+                seek_end = False
+                buf = b""
+            data = fh.read()
+            if data:
+                yield from complete_lines(data)
+                continue
+            try:
+                now = os.stat(p)
+            except FileNotFoundError:
+                stop.wait(interval)
+                continue
+            if (now.st_ino, now.st_dev) == file_id:
+                if now.st_size < fh.tell():  # truncated by clear_log
+                    fh.seek(0)
+                    buf = b""
+                stop.wait(interval)
+                continue
+            # rotated: finish the old file, then the files rotated after it, then the live one
+            snapshot = _open_snapshot(p)
+            try:
+                ids = [_file_id(f) for _, f, _ in snapshot]
+                k = ids.index(file_id) if file_id in ids else len(ids)
+                yield from complete_lines(fh.read())
+                fh.close()
+                fh = None
+                for _, f, _ in reversed(snapshot[1:k]):
+                    buf = b""
+                    yield from complete_lines(f.read())
+                buf = b""
+                if snapshot and snapshot[0][0] == p and k > 0:
+                    fh = snapshot[0][1]  # the new live file, read from its start
+                    file_id = ids[0]
+                    snapshot = snapshot[1:]
+            finally:
+                for _, f, _ in snapshot:
+                    f.close()
     finally:
         if fh is not None:
             fh.close()
+
+
+def _file_id(fh: IO[bytes]) -> tuple[int, int]:
+    st = os.fstat(fh.fileno())
+    return (st.st_ino, st.st_dev)
