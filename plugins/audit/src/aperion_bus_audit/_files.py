@@ -42,22 +42,28 @@ def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-def rotated_files(path: Path) -> list[Path]:
-    """The rotated files that exist, newest first: ``events.1.jsonl``, ``events.2.jsonl`` …"""
+def rotated_files_indexed(path: Path) -> list[tuple[int, Path]]:
+    """The rotated files that exist with their numbers, newest (lowest number) first."""
     if path.suffix:
         rx = re.compile(re.escape(path.stem) + r"\.([1-9][0-9]{0,8})" + re.escape(path.suffix))
     else:
         rx = re.compile(re.escape(path.name) + r"\.([1-9][0-9]{0,8})")
-    found: list[tuple[int, Path]] = []
     try:
-        entries = list(path.parent.iterdir()) if str(path.parent) else list(Path(".").iterdir())
+        names = os.listdir(path.parent)
     except OSError:
         return []
-    for entry in entries:
-        m = rx.fullmatch(entry.name)
+    found: list[tuple[int, Path]] = []
+    for name in names:
+        m = rx.fullmatch(name)
         if m:
-            found.append((int(m.group(1)), entry))
-    return [p for _, p in sorted(found)]
+            found.append((int(m.group(1)), path.with_name(name)))
+    found.sort()
+    return found
+
+
+def rotated_files(path: Path) -> list[Path]:
+    """The rotated files that exist, newest first: ``events.1.jsonl``, ``events.2.jsonl`` …"""
+    return [p for _, p in rotated_files_indexed(path)]
 
 
 def log_files(path: str | os.PathLike[str]) -> list[Path]:

@@ -17,7 +17,14 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from ._files import FILE_MODE, STATE, init_state, lock_path, rotated_path
+from ._files import (
+    FILE_MODE,
+    STATE,
+    init_state,
+    lock_path,
+    rotated_files_indexed,
+    rotated_path,
+)
 
 __all__ = ["SCHEMA_VERSION", "FsyncMode", "LogWriter"]
 
@@ -291,6 +298,7 @@ class LogWriter:
         )
 
     def _failed(self, exc: OSError) -> None:
+        self._next_check = 0.0  # locate the file again before the next record
         self.write_errors += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
         now = time.monotonic()
@@ -412,10 +420,16 @@ class LogWriter:
         if self.max_files == 0:
             os.unlink(self.path)
         else:
-            for i in range(self.max_files, 0, -1):
-                src = rotated_path(self.path, i - 1)
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(src, rotated_path(self.path, i))
+            # shift only the files that exist (one directory listing, not max_files renames)
+            existing = rotated_files_indexed(self.path)
+            for index, name in reversed(existing):
+                if index >= self.max_files:
+                    if index > self.max_files:  # left by a larger max_files setting
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(name)
+                    continue
+                os.replace(name, rotated_path(self.path, index + 1))
+            os.replace(self.path, rotated_path(self.path, 1))
         mm = self._mm
         if mm is not None:
             self._gen = _unpack(mm)[0] + 1
