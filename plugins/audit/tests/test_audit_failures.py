@@ -9,11 +9,10 @@ import logging
 import os
 from pathlib import Path
 
+import aperion_bus_audit._writer as writer_mod
 import pytest
 from aperion_bus import EventBus
 from aperion_bus.testing import Recorder
-
-import aperion_bus_audit._writer as writer_mod
 from aperion_bus_audit import AuditPlugin
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from aperion_bus import HANDLER_ERROR_EVENT, Event, EventBus, hookimpl
 from aperion_bus.testing import Recorder
-
 from aperion_bus_audit import SCHEMA_VERSION, AuditPlugin, lock_path
 
 
@@ -51,7 +50,7 @@ def test_each_event_is_on_disk_when_emit_returns(log: Path) -> None:
         "correlation_id": "req-1",
         "causation_id": None,
     }
-    assert list(first)[0] == "schema"
+    assert next(iter(first)) == "schema"
 
 
 def test_background_events_and_handler_errors_are_written(log: Path) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from aperion_bus import EventBus
-
 from aperion_bus_audit import AuditLogWarning, AuditPlugin, get_records, log_files
 
 WRITER = r"""
@@ -50,7 +49,7 @@ def test_processes_sharing_a_log_lose_and_duplicate_nothing(tmp_path: Path) -> N
         for p in range(procs)
     ]
     for child in children:
-        out, err = child.communicate(timeout=120)
+        _, err = child.communicate(timeout=120)
         assert child.returncode == 0, err
         assert "Traceback" not in err, err
     keys = _all_keys(log)

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from aperion_bus import Event, EventBus
 from aperion_bus.testing import wait_until
-
 from aperion_bus_audit import (
     AuditLogWarning,
     AuditPlugin,
@@ -54,7 +53,7 @@ def test_filters(filled: tuple[Path, list[Event]]) -> None:
     assert [e.payload["i"] for e in get_events(log, limit=2)] == [8, 7]
     cut = seen[5].timestamp
     assert [e.payload["i"] for e in get_events(log, since=cut)] == [8, 7, 6, 5]
-    when = dt.datetime.fromtimestamp(cut, dt.timezone.utc)
+    when = dt.datetime.fromtimestamp(cut, dt.UTC)
     assert [e.payload["i"] for e in get_events(log, since=when)] == [8, 7, 6, 5]
     assert get_events(log, event_type="user.login", correlation_id="req-2", limit=1)[0] == seen[6]
     assert get_events(log, event_type="nothing.here") == []
