@@ -53,7 +53,8 @@ def test_filters(filled: tuple[Path, list[Event]]) -> None:
     assert [e.payload["i"] for e in get_events(log, limit=2)] == [8, 7]
     cut = seen[5].timestamp
     assert [e.payload["i"] for e in get_events(log, since=cut)] == [8, 7, 6, 5]
-    when = dt.datetime.fromtimestamp(cut, dt.UTC)
+    # a datetime holds microseconds: step back one so rounding cannot exclude event 5
+    when = dt.datetime.fromtimestamp(cut, dt.UTC) - dt.timedelta(microseconds=1)
     assert [e.payload["i"] for e in get_events(log, since=when)] == [8, 7, 6, 5]
     assert get_events(log, event_type="user.login", correlation_id="req-2", limit=1)[0] == seen[6]
     assert get_events(log, event_type="nothing.here") == []
