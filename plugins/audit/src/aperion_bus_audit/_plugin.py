@@ -1,0 +1,163 @@
+"""The ``audit`` plugin: one JSON line per accepted event, through the ``on_audit`` hook."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aperion_bus import Event, hookimpl
+
+from . import _reader
+from ._files import as_path, log_files
+from ._writer import FSYNC_MODES, FsyncMode, LogWriter
+
+if TYPE_CHECKING:
+    from aperion_bus import EventBus
+
+__all__ = ["AuditPlugin"]
+
+
+class AuditPlugin:
+    """Writes every event the bus accepts, and every ``system.handler_error``, to a JSONL file.
+
+    ``path``: the log file (default ``events.jsonl``, relative to the working directory at
+    ``on_start``). ``max_size_bytes``: rotate before a record would take the file past this
+    size (None: never). ``max_files``: rotated files kept (``events.1.jsonl`` …
+    ``events.<max_files>.jsonl``; 0 drops the old file at rotation). ``fsync``: ``"never"``
+    (each record reaches the OS before emit returns: safe from a process crash), ``"always"``
+    (each record reaches the disk: safe from a power cut, slow) or ``"interval"`` (at most
+    every ``fsync_interval`` seconds, checked when a record is written, and at shutdown).
+    ``lock``: take the sidecar ``<path>.lock`` file lock for every record, so that several
+    processes can share the log (default True).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "events.jsonl",
+        max_size_bytes: int | None = None,
+        max_files: int = 5,
+        fsync: FsyncMode = "never",
+        fsync_interval: float = 1.0,
+        lock: bool = True,
+    ) -> None:
+        self.path: Path = as_path(path)
+        if max_size_bytes is not None:
+            if isinstance(max_size_bytes, bool) or not isinstance(max_size_bytes, int):
+                raise TypeError(
+                    f"max_size_bytes must be an int or None, got {type(max_size_bytes).__name__}"
+                )
+            if max_size_bytes < 1:
+                raise ValueError(f"max_size_bytes must be >= 1, got {max_size_bytes}")
+        if isinstance(max_files, bool) or not isinstance(max_files, int):
+            raise TypeError(f"max_files must be an int, got {type(max_files).__name__}")
+        if max_files < 0:
+            raise ValueError(f"max_files must be >= 0, got {max_files}")
+        if fsync not in FSYNC_MODES:
+            raise ValueError(f"fsync must be one of {', '.join(FSYNC_MODES)}; got {fsync!r}")
+        if isinstance(fsync_interval, bool) or not isinstance(fsync_interval, (int, float)):
+            raise TypeError(
+                f"fsync_interval must be a number of seconds, got {type(fsync_interval).__name__}"
+            )
+        if not (fsync_interval > 0 and math.isfinite(fsync_interval)):
+            raise ValueError(f"fsync_interval must be > 0, got {fsync_interval!r}")
+        if not isinstance(lock, bool):
+            raise TypeError(f"lock must be true or false, got {type(lock).__name__}")
+        self.max_size_bytes = max_size_bytes
+        self.max_files = max_files
+        self.fsync: FsyncMode = fsync
+        self.fsync_interval = float(fsync_interval)
+        self.lock = lock
+        self._writer: LogWriter | None = None
+
+    def __repr__(self) -> str:
+        return f"<AuditPlugin path={str(self.path)!r} max_size_bytes={self.max_size_bytes}>"
+
+    @property
+    def writer(self) -> LogWriter:
+        """The writer (made on first use: normally by ``on_start``)."""
+        w = self._writer
+        if w is None:
+            self.path = Path(os.path.abspath(self.path))
+            w = self._writer = LogWriter(
+                self.path,
+                max_size_bytes=self.max_size_bytes,
+                max_files=self.max_files,
+                fsync=self.fsync,
+                fsync_interval=self.fsync_interval,
+                lock=self.lock,
+            )
+        return w
+
+    # ----------------------------------------------------------------- hooks
+    @hookimpl
+    def on_start(self) -> None:
+        self.writer.open()
+
+    @hookimpl(trylast=True)
+    def on_audit(self, bus: EventBus, record: dict[str, Any]) -> None:
+        # all of the spec's arguments: the kernel then calls it without an adapter
+        w = self._writer
+        if w is None:
+            w = self.writer
+        w.write_record(record)
+
+    @hookimpl
+    def on_stats(self) -> dict[str, Any]:
+        return {"audit": self.stats()}
+
+    @hookimpl
+    def on_shutdown(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    @staticmethod
+    @hookimpl
+    def add_cli_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+        from ._cli import add_log_commands
+
+        add_log_commands(subparsers)
+
+    # ----------------------------------------------------------------- API
+    def write(self, record: dict[str, Any]) -> bool:
+        """Write one record directly (what ``on_audit`` does); True if it was written."""
+        return self.writer.write_record(record)
+
+    def stats(self) -> dict[str, Any]:
+        """``records_written``, ``bytes_written``, ``write_errors``, ``encode_fallbacks``,
+        ``rotations``, ``last_error``, ``path``, ``fsync``."""
+        return self.writer.stats()
+
+    def sync(self) -> None:
+        """Force the log to disk now (``fsync``), whatever the ``fsync`` setting."""
+        self.writer.sync()
+
+    def get_events(
+        self,
+        event_type: str | None = None,
+        since: _reader.Since = None,
+        limit: int | None = 100,
+        correlation_id: str | None = None,
+    ) -> list[Event]:
+        """Events from the log, newest first, across the rotated files (see :func:`get_events`)."""
+        return _reader.get_events(self.path, event_type, since, limit, correlation_id)
+
+    def get_records(
+        self,
+        event_type: str | None = None,
+        since: _reader.Since = None,
+        limit: int | None = 100,
+        correlation_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Records (dicts, with ``schema``) from the log, newest first."""
+        return _reader.get_records(self.path, event_type, since, limit, correlation_id)
+
+    def clear_log(self) -> bool:
+        """Empty the log (truncate the live file, delete the rotated ones); True on success."""
+        return _reader.clear_log(self.path)
+
+    def log_files(self) -> list[Path]:
+        """The log's files that exist, newest first."""
+        return log_files(self.path)

@@ -1,0 +1,293 @@
+"""The audit plugin on a bus: what it writes, when, with which mode, and its settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aperion_bus import HANDLER_ERROR_EVENT, Event, EventBus, hookimpl
+from aperion_bus.testing import Recorder
+from aperion_bus_audit import SCHEMA_VERSION, AuditPlugin, lock_path
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    return tmp_path / "events.jsonl"
+
+
+def test_each_event_is_on_disk_when_emit_returns(log: Path) -> None:
+    bus = EventBus(plugins=["audit"], settings={"audit": {"path": str(log)}})
+    rec = Recorder()
+    bus.subscribe(rec, "user.*")
+    try:
+        for i in range(3):
+            eid = bus.emit("user.login", {"n": i}, source="web", correlation_id="req-1",
+                           wait_for_handlers=True)
+            # read through a separate descriptor before anything else happens
+            got = lines(log)
+            assert len(got) == i + 1
+            assert got[-1]["event_id"] == eid
+    finally:
+        bus.shutdown()
+    first = lines(log)[0]
+    ev = rec.events[0]
+    assert first == {
+        "schema": SCHEMA_VERSION,
+        "event_type": "user.login",
+        "payload": {"n": 0},
+        "timestamp": ev.timestamp,
+        "event_id": ev.event_id,
+        "source": "web",
+        "correlation_id": "req-1",
+        "causation_id": None,
+    }
+    assert next(iter(first)) == "schema"
+
+
+def test_background_events_and_handler_errors_are_written(log: Path) -> None:
+    bus = EventBus(plugins=["audit"], settings={"audit": {"path": str(log)}})
+
+    def boom(event: Event) -> None:
+        raise RuntimeError("handler broke")
+
+    bus.subscribe(boom, "order.*")
+    eid = bus.emit("order.created", {"id": 7}, correlation_id="c-9")
+    assert bus.wait_for_pending(5)
+    bus.shutdown()
+    got = lines(log)
+    assert [r["event_type"] for r in got] == ["order.created", HANDLER_ERROR_EVENT]
+    err = got[1]
+    assert err["payload"]["event_id"] == eid
+    assert err["payload"]["error_type"] == "RuntimeError"
+    assert err["payload"]["error"] == "handler broke"
+    assert err["correlation_id"] == "c-9"
+    assert err["causation_id"] == eid
+
+
+def test_files_are_created_owner_only(log: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        bus = EventBus(plugins=[AuditPlugin(path=log, max_size_bytes=300, max_files=2)])
+        for i in range(5):
+            bus.emit("x.y", {"i": i, "pad": "p" * 100}, wait_for_handlers=True)
+        bus.shutdown()
+    finally:
+        os.umask(old)
+    files = [log, log.with_name("events.1.jsonl"), lock_path(log)]
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_construction_opens_nothing_and_start_creates_the_directory(tmp_path: Path) -> None:
+    log = tmp_path / "deep" / "dir" / "events.jsonl"
+    plugin = AuditPlugin(path=log)
+    assert not log.parent.exists()
+    bus = EventBus(plugins=[plugin])
+    assert log.exists()
+    assert plugin in bus.plugin_manager.get_plugins()
+    bus.shutdown()
+
+
+def test_get_plugin_by_entry_point_name(log: Path) -> None:
+    bus = EventBus(plugins=["audit"], settings={"audit": {"path": str(log)}})
+    try:
+        plugin = bus.get_plugin("audit")
+        assert isinstance(plugin, AuditPlugin)
+        bus.emit("a.b", {}, wait_for_handlers=True)
+        assert [e.event_type for e in plugin.get_events()] == ["a.b"]
+    finally:
+        bus.shutdown()
+
+
+class _Weird:
+    def __repr__(self) -> str:
+        return "<weird>"
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"o": _Weird()}, {"o": "<weird>"}),
+        ({"s": {1}, "b": b"\x00"}, {"s": "{1}", "b": "b'\\x00'"}),
+        ({"bad": _BadRepr()}, {"bad": "<unrepresentable _BadRepr: ValueError>"}),
+        ({1: "int key", "k": 2}, {"1": "int key", "k": 2}),
+        ({"big": 2**80}, {"big": str(2**80)}),
+        ({"s": "lone \udc80 surrogate"}, {"s": "lone \\udc80 surrogate"}),
+    ],
+)
+def test_a_payload_json_cannot_hold_is_still_logged(
+    log: Path, payload: dict[Any, Any], expected: dict[str, Any]
+) -> None:
+    bus = EventBus(plugins=[AuditPlugin(path=log)])
+    rec = Recorder()
+    bus.subscribe(rec, "*")
+    bus.emit("odd.payload", payload, wait_for_handlers=True)
+    bus.emit("plain.payload", {"ok": True}, wait_for_handlers=True)
+    stats = bus.get_stats()["audit"]
+    bus.shutdown()
+    got = lines(log)
+    assert got[0]["payload"] == expected
+    assert got[1]["payload"] == {"ok": True}
+    assert rec.events[0].payload is payload  # handlers see the original
+    assert stats["records_written"] == 2
+    assert stats["encode_fallbacks"] == 1
+    assert stats["write_errors"] == 0
+
+
+def test_cycles_and_deep_nesting_do_not_break_logging(log: Path) -> None:
+    cyclic: dict[str, Any] = {"name": "loop"}
+    cyclic["self"] = cyclic
+    deep: Any = "leaf"
+    for _ in range(1000):
+        deep = [deep]
+    bus = EventBus(plugins=[AuditPlugin(path=log)])
+    bus.emit("c.y", cyclic, wait_for_handlers=True)
+    bus.emit("d.p", {"deep": deep}, wait_for_handlers=True)
+    stats = bus.get_stats()["audit"]
+    bus.shutdown()
+    got = lines(log)
+    assert got[0]["payload"] == {"name": "loop", "self": "<cycle>"}
+    assert got[1]["event_type"] == "d.p"
+    assert isinstance(got[1]["payload"]["deep"], list)
+    assert stats["encode_fallbacks"] == 2
+
+
+def test_a_redactor_before_it_changes_what_is_written_not_what_handlers_see(log: Path) -> None:
+    class Mask:
+        @hookimpl(tryfirst=True)
+        def on_audit(self, record: dict[str, Any]) -> dict[str, Any]:
+            return {**record, "payload": {**record["payload"], "password": "***"}}
+
+    bus = EventBus(plugins=[AuditPlugin(path=log), Mask()])
+    rec = Recorder()
+    bus.subscribe(rec, "*")
+    payload = {"user": "ann", "password": "hunter2"}
+    bus.emit("user.signup", payload, wait_for_handlers=True)
+    bus.shutdown()
+    assert lines(log)[0]["payload"] == {"user": "ann", "password": "***"}
+    assert rec.events[0].payload == {"user": "ann", "password": "hunter2"}
+    assert payload == {"user": "ann", "password": "hunter2"}
+
+
+def test_threads_emitting_at_once_each_get_one_whole_line(log: Path) -> None:
+    bus = EventBus(plugins=[AuditPlugin(path=log, max_size_bytes=20_000, max_files=100)])
+
+    def work(t: int) -> None:
+        for i in range(300):
+            bus.emit("t.e", {"t": t, "i": i, "pad": "x" * (i % 50)}, wait_for_handlers=True)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    bus.shutdown()
+    records = AuditPlugin(path=log).get_records(limit=None)
+    keys = sorted((r["payload"]["t"], r["payload"]["i"]) for r in records)
+    assert keys == sorted((t, i) for t in range(4) for i in range(300))
+
+
+@pytest.mark.parametrize("mode", ["always", "interval"])
+def test_fsync_modes_sync_the_file(
+    log: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: Any) -> None:
+        calls.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    bus = EventBus(plugins=[AuditPlugin(path=log, fsync=mode, fsync_interval=3600)])  # type: ignore[arg-type]
+    for i in range(5):
+        bus.emit("f.s", {"i": i}, wait_for_handlers=True)
+    during = len(calls)
+    bus.shutdown()
+    assert len(lines(log)) == 5
+    if mode == "always":
+        assert during == 5
+    else:
+        assert during == 0  # the interval has not passed yet...
+    assert len(calls) == during + 1  # ...and shutdown syncs what is left
+
+
+def test_never_mode_does_not_fsync(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd))
+    bus = EventBus(plugins=[AuditPlugin(path=log)])
+    bus.emit("f.s", {}, wait_for_handlers=True)
+    bus.shutdown()
+    assert calls == []
+    assert len(lines(log)) == 1
+
+
+def test_records_after_shutdown_are_counted_not_written(log: Path) -> None:
+    plugin = AuditPlugin(path=log)
+    bus = EventBus(plugins=[plugin])
+    bus.emit("a.b", {}, wait_for_handlers=True)
+    bus.shutdown()
+    assert plugin.write({"event_type": "late"}) is False
+    stats = plugin.stats()
+    assert stats["records_written"] == 1
+    assert stats["write_errors"] == 1
+    assert "closed" in stats["last_error"]
+
+
+def test_lock_false_writes_without_a_lock_file(log: Path) -> None:
+    bus = EventBus(plugins=[AuditPlugin(path=log, lock=False, max_size_bytes=500, max_files=2)])
+    for i in range(6):
+        bus.emit("n.l", {"i": i, "pad": "z" * 60}, wait_for_handlers=True)
+    bus.shutdown()
+    assert not lock_path(log).exists()
+    plugin = AuditPlugin(path=log)
+    assert [e.payload["i"] for e in plugin.get_events()] == [5, 4, 3, 2, 1, 0]
+
+
+def test_stats_key(log: Path) -> None:
+    bus = EventBus(plugins=["audit"], settings={"audit": {"path": str(log)}})
+    bus.emit("s.t", {"a": 1}, wait_for_handlers=True)
+    stats = bus.get_stats()["audit"]
+    bus.shutdown()
+    assert stats["records_written"] == 1
+    assert stats["bytes_written"] == log.stat().st_size
+    assert stats["write_errors"] == 0
+    assert stats["last_error"] is None
+    assert stats["path"] == str(log)
+    assert stats["fsync"] == "never"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "message"),
+    [
+        ({"path": 3}, TypeError, "path must be a str or os.PathLike"),
+        ({"path": ""}, ValueError, "path must name a file"),
+        ({"max_size_bytes": "10"}, TypeError, "max_size_bytes must be an int or None"),
+        ({"max_size_bytes": 0}, ValueError, "max_size_bytes must be >= 1"),
+        ({"max_files": 2.5}, TypeError, "max_files must be an int"),
+        ({"max_files": -1}, ValueError, "max_files must be >= 0"),
+        ({"fsync": "sometimes"}, ValueError, "fsync must be one of never, always, interval"),
+        ({"fsync_interval": "1"}, TypeError, "fsync_interval must be a number"),
+        ({"fsync_interval": 0}, ValueError, "fsync_interval must be > 0"),
+        ({"lock": "yes"}, TypeError, "lock must be true or false"),
+    ],
+)
+def test_bad_settings_are_refused_clearly(
+    kwargs: dict[str, Any], exc: type[Exception], message: str
+) -> None:
+    with pytest.raises(exc, match=message):
+        AuditPlugin(**kwargs)
