@@ -1,0 +1,708 @@
+"""The built-in detectors: linear-time candidate regexes, validated in code.
+
+Every pattern follows the same rules so that no input can make it backtrack catastrophically:
+
+* a left boundary look-behind (``(?<![...])``) so that a candidate can only start at the
+  beginning of a run of its characters, never at every position inside one;
+* possessive, bounded repeats (``{1,64}+``) and no two adjacent repeats over the same
+  characters, so one start position costs at most a constant amount of work;
+* checksums and structure (Luhn, mod-97, SSN areas, JWT header, phone grouping) are checked in
+  Python on the few candidates that match, not encoded as regex alternation.
+
+A detector also has a *gate*: literal substrings (or "has a digit") that a string must contain
+before its regex runs at all, so ordinary text skips most detectors with a few ``in`` tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Final
+
+__all__ = ["BUILTIN_DETECTORS", "Detector", "Span"]
+
+#: (start, end, replacement) of one redaction inside a string.
+Span = tuple[int, int, str]
+_Check = Callable[["re.Match[str]", str], "Span | None"]
+
+_NAME_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+class Detector:
+    """One kind of sensitive value found in free text.
+
+    ``name``: the category counted in the stats (``[a-z][a-z0-9_]*``); ``pattern``: a regex
+    (string or compiled); ``placeholder``: what replaces a match (default
+    ``[REDACTED_<NAME>]``); ``validator``: optional ``callable(text) -> bool`` that must accept
+    the matched text (``group``) for it to be redacted; ``group``: which group of the match is
+    redacted (0 = the whole match); ``gate``: literal substrings one of which a string must
+    contain before the regex runs (an optimisation; empty = always run).
+
+    Custom patterns are compiled as given: keep them linear (no nested or overlapping
+    repeats), they run on every string of every audit record.
+    """
+
+    __slots__ = (
+        "_check",
+        "_search",
+        "gate",
+        "gate_lower",
+        "group",
+        "name",
+        "needs_digit",
+        "pattern",
+        "placeholder",
+        "validator",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        pattern: str | re.Pattern[str],
+        placeholder: str | None = None,
+        validator: Callable[[str], bool] | None = None,
+        *,
+        group: int | str = 0,
+        gate: Sequence[str] = (),
+        gate_lower: Sequence[str] = (),
+        needs_digit: bool = False,
+        check: _Check | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"detector name must match [a-z][a-z0-9_]* (at most 64 characters), got {name!r}"
+            )
+        if isinstance(pattern, str):
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"detector {name!r}: invalid regex {pattern!r}: {exc}") from None
+        elif isinstance(pattern, re.Pattern) and isinstance(pattern.pattern, str):
+            compiled = pattern
+        else:
+            raise TypeError(
+                f"detector {name!r}: pattern must be a str or a compiled str regex, "
+                f"got {type(pattern).__name__}"
+            )
+        if compiled.match(""):
+            raise ValueError(f"detector {name!r}: pattern {compiled.pattern!r} matches ''")
+        if placeholder is None:
+            placeholder = f"[REDACTED_{name.upper()}]"
+        elif not isinstance(placeholder, str):
+            raise TypeError(
+                f"detector {name!r}: placeholder must be a str, got {type(placeholder).__name__}"
+            )
+        if validator is not None and not callable(validator):
+            raise TypeError(f"detector {name!r}: validator must be callable")
+        if isinstance(group, bool) or not isinstance(group, (int, str)):
+            raise TypeError(f"detector {name!r}: group must be an int or a group name")
+        if isinstance(group, int) and not 0 <= group <= compiled.groups:
+            raise ValueError(f"detector {name!r}: the pattern has no group {group}")
+        if isinstance(group, str) and group not in compiled.groupindex:
+            raise ValueError(f"detector {name!r}: the pattern has no group named {group!r}")
+        self.name = name
+        self.pattern = compiled
+        self.placeholder = placeholder
+        self.validator = validator
+        self.group = group
+        self.gate = tuple(gate)
+        self.gate_lower = tuple(g.lower() for g in gate_lower)
+        self.needs_digit = needs_digit
+        self._search = compiled.finditer
+        self._check: _Check = check if check is not None else self._default_check
+
+    def __repr__(self) -> str:
+        return f"Detector({self.name!r}, {self.pattern.pattern!r}, {self.placeholder!r})"
+
+    def _default_check(self, m: re.Match[str], ph: str) -> Span | None:
+        g = self.group
+        text = m.group(g)
+        if text is None or not text:
+            return None
+        if self.validator is not None and not self.validator(text):
+            return None
+        return m.start(g), m.end(g), ph
+
+    def spans(self, s: str) -> Iterator[Span]:
+        """The redactions this detector makes in ``s`` (not checked against any allow-list)."""
+        check = self._check
+        ph = self.placeholder
+        for m in self._search(s):
+            span = check(m, ph)
+            if span is not None:
+                yield span
+
+
+# ---------------------------------------------------------------------------------- validators
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    parity = len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = ord(ch) - 48
+        if i % 2 == parity:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+# Lengths of the IBANs of the countries that use them (SWIFT registry).
+_IBAN_LENGTHS: Final = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20,
+    "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18,
+    "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24,
+    "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24,
+    "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}  # fmt: skip
+
+
+def iban_ok(compact: str) -> bool:
+    if _IBAN_LENGTHS.get(compact[:2]) != len(compact):
+        return False
+    rearranged = compact[4:] + compact[:4]
+    value = 0
+    for ch in rearranged:
+        value = (value * (100 if ch.isalpha() else 10) + int(ch, 36)) % 97
+    return value == 1
+
+
+def ssn_ok(area: str, group: str, serial: str) -> bool:
+    return (
+        area != "000"
+        and area != "666"
+        and area[0] != "9"
+        and group != "00"
+        and serial != "0000"
+    )
+
+
+def _b64url_decode(part: str) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def jwt_ok(token: str) -> bool:
+    header = _b64url_decode(token.split(".", 1)[0])
+    if header is None:
+        return False
+    try:
+        data = json.loads(header)
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and "alg" in data
+
+
+# ------------------------------------------------------------------------------- check helpers
+def _whole(m: re.Match[str], ph: str) -> Span | None:
+    return m.start(), m.end(), ph
+
+
+def _group1(m: re.Match[str], ph: str) -> Span | None:
+    return m.start(1), m.end(1), ph
+
+
+def _check_jwt(m: re.Match[str], ph: str) -> Span | None:
+    if not jwt_ok(m.group()):
+        return None
+    return m.start(), m.end(), ph
+
+
+def _card_ok(text: str) -> bool:
+    digits = text.replace(" ", "").replace("-", "")
+    if not 13 <= len(digits) <= 19 or digits[0] not in "23456":
+        return False
+    if " " in text and "-" in text:
+        return False
+    if " " in text or "-" in text:
+        shape = [len(g) for g in _CARD_SPLIT.split(text)]
+        if shape[0] != 4 or (len(shape) > 2 and shape[1] not in (4, 6)):
+            return False
+    return luhn_ok(digits)
+
+
+_CARD_SPLIT: Final = re.compile(r"[ -]")
+
+
+def _check_card(m: re.Match[str], ph: str) -> Span | None:
+    text = m.group()
+    if text[0] not in "23456":  # issuer ranges: 2-series/5 Mastercard, 3 Amex, 4 Visa, 6 …
+        return None
+    sep = text[4]
+    if sep in " -":
+        if text.count(sep) + text.count("-" if sep == " " else " ") > 4:
+            return None
+    elif " " in text or "-" in text:
+        return None
+    if _card_ok(text):
+        return m.start(), m.end(), ph
+    # "4111 1111 1111 1111 12/25": try the prefixes that end at a separator.
+    cut = len(text)
+    while True:
+        cut = max(text.rfind(" ", 0, cut), text.rfind("-", 0, cut))
+        if cut < 15:
+            return None
+        if _card_ok(text[:cut]):
+            return m.start(), m.start() + cut, ph
+
+
+def _check_iban(m: re.Match[str], ph: str) -> Span | None:
+    text = m.group()
+    # The candidate may have swallowed a following word ("... 00 EUR"): try shorter prefixes.
+    parts = text.split(" ")
+    for n in range(len(parts), 0, -1):
+        compact = "".join(parts[:n])
+        if len(compact) < 15:
+            break
+        if iban_ok(compact):
+            end = m.start() + len(" ".join(parts[:n]))
+            return m.start(), end, ph
+    return None
+
+
+def _check_ssn(m: re.Match[str], ph: str) -> Span | None:
+    if not ssn_ok(m.group(1), m.group(3), m.group(4)):
+        return None
+    return m.start(), m.end(), ph
+
+
+_NINO_BAD_PREFIXES: Final = frozenset({"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"})
+
+
+def _check_nino(m: re.Match[str], ph: str) -> Span | None:
+    if m.group(1) in _NINO_BAD_PREFIXES:
+        return None
+    spaced = m.group()
+    if " " in spaced and spaced.count(" ") != 4:
+        return None
+    return m.start(), m.end(), ph
+
+
+def _check_ipv4(m: re.Match[str], ph: str) -> Span | None:
+    for part in m.group().split("."):
+        if len(part) > 1 and part[0] == "0":
+            return None
+        if int(part) > 255:
+            return None
+    return m.start(), m.end(), ph
+
+
+def _check_ipv6(m: re.Match[str], ph: str) -> Span | None:
+    text = m.group()
+    core = text.rstrip(".")
+    addr = core.split("%", 1)[0]
+    if "::" not in addr and addr.count(":") != 7 and "." not in addr:
+        return None
+    hexdigits = sum(1 for ch in addr if ch not in ":.")
+    if hexdigits < 3 and addr != "::1":
+        return None
+    try:
+        ipaddress.IPv6Address(core)
+    except ValueError:
+        return None
+    return m.start(), m.start() + len(core), ph
+
+
+def _looks_like_date(groups: list[str]) -> bool:
+    shape = tuple(len(g) for g in groups[:3])
+    if shape == (4, 2, 2):
+        year, month, day = groups[0], groups[1], groups[2]
+    elif shape == (2, 2, 4):
+        day, month, year = groups[0], groups[1], groups[2]
+    else:
+        return False
+    return year[:2] in ("19", "20") and 1 <= int(month) <= 12 and 1 <= int(day) <= 31
+
+
+_PHONE_SPLIT: Final = re.compile(r"[ .\-/()]+")
+
+
+def _phone_ok(text: str) -> bool:
+    intl = text[0] == "+"
+    body = text[1:] if intl else text
+    body = body.replace("(0)", " ")
+    groups = [g for g in _PHONE_SPLIT.split(body) if g]
+    digits = "".join(groups)
+    n = len(digits)
+    if len(set(digits)) < 3:
+        return False
+    if intl:
+        if not 8 <= n <= 15 or digits[0] == "0":
+            return False
+        if len(groups) > 1 and len(groups[0]) > 3:
+            return False
+        return True
+    if _looks_like_date(groups):
+        return False
+    shape = [len(g) for g in groups]
+    if len(groups) == 1:
+        # An unseparated run: only a national number with a trunk 0 (epoch seconds,
+        # order numbers and other bare digit runs are left alone).
+        if digits[0] == "0" and digits[1] != "0" and 10 <= n <= 11:
+            return True
+        return False
+    if digits[0] == "0":
+        if digits[1] != "0" and 9 <= n <= 12 and len(groups[0]) <= 5:
+            return True
+        return False
+    if shape == [3, 3, 4] and digits[0] in "23456789":
+        return True
+    if shape == [1, 3, 3, 4] and digits[0] == "1" and digits[1] in "23456789":
+        return True
+    return False
+
+
+_CHUNK: Final = re.compile(r"[^ ]+")
+
+
+class _PhoneDetector(Detector):
+    """Phone numbers: a candidate run of digit groups, validated as a whole, else by parts.
+
+    "Items 3 4 555-123-4567" yields one candidate; when it fails as a whole, its space-separated
+    sub-runs are tried, longest first (at most 7 chunks, so at most 28 cheap tries).
+    """
+
+    __slots__ = ()
+
+    def spans(self, s: str) -> Iterator[Span]:
+        ph = self.placeholder
+        for m in self._search(s):
+            text = m.group()
+            if len(text) < 9:  # the shortest number accepted has 9 characters
+                continue
+            if _digit_count(text) < 8:
+                continue
+            if _phone_ok(text):
+                yield m.start(), m.end(), ph
+                continue
+            if " " in text:
+                yield from _phone_parts(text, m.start(), ph)
+
+
+def _phone_parts(text: str, base: int, ph: str) -> Iterator[Span]:
+    chunks = [(c.start(), c.end()) for c in _CHUNK.finditer(text)]
+    n = len(chunks)
+    # prefix sums of digit counts, so that each window is judged in O(1) before validating
+    acc = [0]
+    for start, end in chunks:
+        acc.append(acc[-1] + _digit_count(text[start:end]))
+    if acc[-1] < 9:
+        return
+    i = 0
+    while i < n:
+        lead = text[chunks[i][0]]
+        for j in range(n, i, -1):
+            total = acc[j] - acc[i]
+            # cheap shape filters: "+…" 8-15 digits, "0…"/"(…" 9-12, otherwise US 10-11
+            if lead == "+":
+                if not 8 <= total <= 15:
+                    continue
+            elif lead == "0" or lead == "(":
+                if not 9 <= total <= 12:
+                    continue
+            elif total != 10 and total != 11:
+                continue
+            if _phone_ok(text[chunks[i][0] : chunks[j - 1][1]]):
+                yield base + chunks[i][0], base + chunks[j - 1][1], ph
+                i = j
+                break
+        else:
+            i += 1
+
+
+def _digit_count(text: str) -> int:
+    # candidates hold only digits and these characters
+    c = text.count
+    return len(text) - c(" ") - c("-") - c(".") - c("/") - c("(") - c(")") - c("+")
+
+
+def _check_bearer(m: re.Match[str], ph: str) -> Span | None:
+    token = m.group(2)
+    if token.startswith("[REDACTED"):
+        return None
+    if len(token) < 20 and not any(c.isdigit() or c in "._~+/=-" for c in token):
+        return None
+    return m.start(2), m.end(2), ph
+
+
+def _check_basic(m: re.Match[str], ph: str) -> Span | None:
+    raw = m.group(2)
+    try:
+        decoded = base64.b64decode(raw + "=" * (-len(raw.rstrip("=")) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if b":" not in decoded:
+        return None
+    return m.start(2), m.end(2), ph
+
+
+def _check_openai(m: re.Match[str], ph: str) -> Span | None:
+    body = m.group(1)
+    if not (
+        any(c.isdigit() for c in body)
+        and any(c.isupper() for c in body)
+        and any(c.islower() for c in body)
+    ):
+        return None
+    return m.start(), m.end(), ph
+
+
+def _check_assignment(m: re.Match[str], ph: str) -> Span | None:
+    for g in ("v1", "v1b", "v2"):
+        value = m.group(g)
+        if value is not None:
+            break
+    else:  # pragma: no cover - the pattern always sets one
+        return None
+    if value.startswith("[REDACTED") or value.lower() in ("null", "none", "true", "false"):
+        return None
+    return m.start(g), m.end(g), ph
+
+
+def _check_email(m: re.Match[str], ph: str) -> Span | None:
+    tld = m.group().rsplit(".", 1)[1]
+    if len(tld) < 2 or not tld.isalpha():
+        return None
+    return m.start(), m.end(), ph
+
+
+def _check_aws_secret(m: re.Match[str], ph: str) -> Span | None:
+    return m.start(1), m.end(1), ph
+
+
+_PEM_BEGIN: Final = re.compile(r"-----BEGIN (?:[A-Z0-9]{1,12}+ ){0,3}+PRIVATE KEY( BLOCK)?-----")
+_PEM_END: Final = re.compile(r"-----END (?:[A-Z0-9]{1,12}+ ){0,3}+PRIVATE KEY( BLOCK)?-----")
+
+
+class _PemDetector(Detector):
+    """PEM private-key blocks: the BEGIN line up to its END line (or the end of the text)."""
+
+    __slots__ = ()
+
+    def spans(self, s: str) -> Iterator[Span]:
+        pos = 0
+        while True:
+            begin = _PEM_BEGIN.search(s, pos)
+            if begin is None:
+                return
+            end = _PEM_END.search(s, begin.end())
+            stop = len(s) if end is None else end.end()
+            yield begin.start(), stop, self.placeholder
+            pos = stop
+
+
+# ---------------------------------------------------------------------------------- detectors
+def _d(
+    name: str,
+    pattern: str,
+    check: _Check,
+    *,
+    gate: Sequence[str] = (),
+    gate_lower: Sequence[str] = (),
+    needs_digit: bool = False,
+    placeholder: str | None = None,
+) -> Detector:
+    return Detector(
+        name,
+        re.compile(pattern),
+        placeholder,
+        gate=gate,
+        gate_lower=gate_lower,
+        needs_digit=needs_digit,
+        check=check,
+    )
+
+
+_TOK = r"A-Za-z0-9_\-"
+
+BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
+    _PemDetector(
+        "private_key",
+        _PEM_BEGIN,
+        "[REDACTED_PRIVATE_KEY]",
+        gate=("-----BEGIN",),
+    ),
+    _d(
+        "jwt",
+        rf"(?<![{_TOK}.])eyJ[{_TOK}]{{4,}}+\.[{_TOK}]{{2,}}+\.[{_TOK}]*+(?![{_TOK}.])",
+        _check_jwt,
+        gate=("eyJ",),
+    ),
+    _d(
+        "url_credentials",
+        r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}+://"
+        r"([^\s:/?#@\[\]]{1,256}+:[^\s/?#@]{1,256}+)@",
+        _group1,
+        gate=("://",),
+    ),
+    _d(
+        "slack_webhook",
+        r"https?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{8,256}+",
+        _whole,
+        gate=("hooks.slack.com",),
+    ),
+    _d(
+        "aws_secret",
+        r"(?i:(?<![a-z0-9])(?:aws)?[_.-]?secret[_.-]?(?:access)?[_.-]?key)"
+        r"[\"']?[ \t]{0,4}+(?::|=>|=)[ \t]{0,4}+[\"']?"
+        r"([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+        _check_aws_secret,
+        gate_lower=("secret",),
+    ),
+    _d(
+        "bearer",
+        r"(?<![A-Za-z0-9])((?i:bearer))[ \t]{1,4}+([A-Za-z0-9._~+/=-]{8,4096}+)",
+        _check_bearer,
+        gate_lower=("bearer",),
+    ),
+    _d(
+        "basic_auth",
+        r"(?<![A-Za-z0-9])((?i:basic))[ \t]{1,4}+([A-Za-z0-9+/]{4,4096}+={0,2}+)"
+        r"(?![A-Za-z0-9+/=])",
+        _check_basic,
+        gate_lower=("basic",),
+    ),
+    _d(
+        "aws_key",
+        r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])",
+        _whole,
+        gate=("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
+    ),
+    _d(
+        "github_token",
+        r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,251}+|github_pat_[A-Za-z0-9_]{22,244}+)"
+        r"(?![A-Za-z0-9_])",
+        _whole,
+        gate=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
+    _d(
+        "gitlab_token",
+        rf"(?<![{_TOK}])glpat-[{_TOK}]{{20,64}}+(?![{_TOK}])",
+        _whole,
+        gate=("glpat-",),
+    ),
+    _d(
+        "slack_token",
+        r"(?<![A-Za-z0-9-])xox[abposr]-[0-9]{1,20}+-[A-Za-z0-9-]{8,250}+(?![A-Za-z0-9-])",
+        _whole,
+        gate=("xox",),
+    ),
+    _d(
+        "stripe_key",
+        r"(?<![A-Za-z0-9_])(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,247}+(?![A-Za-z0-9_])",
+        _whole,
+        gate=("_live_", "_test_"),
+    ),
+    _d(
+        "google_api_key",
+        rf"(?<![{_TOK}])AIza[{_TOK}]{{35}}(?![{_TOK}])",
+        _whole,
+        gate=("AIza",),
+    ),
+    _d(
+        "openai_key",
+        rf"(?<![{_TOK}])sk-((?:proj-|svcacct-|admin-)?[{_TOK}]{{20,250}}+)(?![{_TOK}])",
+        _check_openai,
+        gate=("sk-",),
+    ),
+    _d(
+        "twilio",
+        r"(?<![A-Za-z0-9])(?:AC|SK)[0-9a-f]{32}(?![A-Za-z0-9])",
+        _whole,
+        gate=("AC", "SK"),
+        needs_digit=True,
+    ),
+    _d(
+        "sendgrid_key",
+        rf"(?<![{_TOK}.])SG\.[{_TOK}]{{16,32}}+\.[{_TOK}]{{30,64}}+(?![{_TOK}.])",
+        _whole,
+        gate=("SG.",),
+    ),
+    _d(
+        "npm_token",
+        r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])",
+        _whole,
+        gate=("npm_",),
+    ),
+    _d(
+        "secret_assignment",
+        r"(?i:(?<![a-z0-9])(?:password|passwd|pwd|pass|secret|client[_-]?secret|"
+        r"api[_-]?key|apikey|api[_-]?secret|access[_-]?token|auth[_-]?token|refresh[_-]?token|"
+        r"token|private[_-]?key))"
+        r"[\"']?[ \t]{0,4}+(?::|=)[ \t]{0,4}+"
+        r"(?:\"(?P<v1>[^\"\r\n]{1,512}+)\"|'(?P<v1b>[^'\r\n]{1,512}+)'|"
+        r"(?P<v2>[^\s\"',;&}\]]{2,512}+))",
+        _check_assignment,
+        placeholder="[REDACTED_SECRET]",
+        gate_lower=("pass", "pwd", "secret", "key", "token"),
+    ),
+    _d(
+        "email",
+        r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}+@"
+        r"[A-Za-z0-9][A-Za-z0-9-]{0,62}+(?:\.[A-Za-z0-9-]{1,63}+){1,8}+",
+        _check_email,
+        gate=("@",),
+    ),
+    _d(
+        "iban",
+        r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?+[A-Z0-9]{1,4}+){3,8}+(?![a-z0-9])",
+        _check_iban,
+        needs_digit=True,
+    ),
+    _d(
+        "card",
+        r"(?<![\w.-])[0-9](?:[ -]?[0-9]){12,18}(?![\w]|[.-][0-9])",
+        _check_card,
+        needs_digit=True,
+    ),
+    _d(
+        "ssn",
+        r"(?<![\w.-])([0-9]{3})([- ])([0-9]{2})\2([0-9]{4})(?![\w-]|\.[0-9])",
+        _check_ssn,
+        needs_digit=True,
+    ),
+    _d(
+        "uk_nino",
+        r"(?<![A-Za-z0-9])([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?"
+        r"[A-D](?![A-Za-z0-9])",
+        _check_nino,
+        needs_digit=True,
+    ),
+    _d(
+        "ipv6",
+        r"(?<![\w:.%])(?=[0-9A-Fa-f]{0,4}:)[0-9A-Fa-f:.]{2,45}+(?:%[A-Za-z0-9_.-]{1,16}+)?"
+        r"(?![\w:%])",
+        _check_ipv6,
+        gate=(":",),
+    ),
+    _d(
+        "mac",
+        r"(?<![\w:-])[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}(?![\w:-])",
+        _whole,
+        gate=(":", "-"),
+    ),
+    _d(
+        "ipv4",
+        r"(?<![\w.])[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+(?![\w]|\.[0-9])",
+        _check_ipv4,
+        gate=(".",),
+        needs_digit=True,
+    ),
+    _PhoneDetector(
+        "phone",
+        r"(?<![\w.+/-])(?:\+[0-9]{1,3}+[ .-]?+)?(?:\(0\)[ ]?+)?(?:\([0-9]{1,5}+\)[ .-]?+)?"
+        r"[0-9]{1,12}+(?:[ .\-/][0-9]{1,12}+){0,6}+(?![\w]|[.-][0-9])",
+        "[REDACTED_PHONE]",
+        needs_digit=True,
+    ),
+)
