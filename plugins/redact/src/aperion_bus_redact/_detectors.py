@@ -351,8 +351,10 @@ def _phone_ok(text: str) -> bool:
         if digits[0] == "0" and digits[1] != "0" and 10 <= n <= 11:
             return True
         return False
+    if len(groups[-1]) == 1:  # a check digit (ISBN 0-306-40615-2), not a subscriber number
+        return False
     if digits[0] == "0":
-        if digits[1] != "0" and 9 <= n <= 12 and len(groups[0]) <= 5:
+        if digits[1] != "0" and 9 <= n <= 12 and 2 <= len(groups[0]) <= 5:
             return True
         return False
     if shape == [3, 3, 4] and digits[0] in "23456789":
@@ -436,9 +438,9 @@ def _check_bearer(m: re.Match[str], ph: str) -> Span | None:
 
 
 def _check_basic(m: re.Match[str], ph: str) -> Span | None:
-    raw = m.group(2)
+    raw = m.group(2).rstrip("=")
     try:
-        decoded = base64.b64decode(raw + "=" * (-len(raw.rstrip("=")) % 4), validate=True)
+        decoded = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except (binascii.Error, ValueError):
         return None
     if b":" not in decoded:
@@ -480,8 +482,9 @@ def _check_aws_secret(m: re.Match[str], ph: str) -> Span | None:
     return m.start(1), m.end(1), ph
 
 
-_PEM_BEGIN: Final = re.compile(r"-----BEGIN (?:[A-Z0-9]{1,12}+ ){0,3}+PRIVATE KEY( BLOCK)?-----")
-_PEM_END: Final = re.compile(r"-----END (?:[A-Z0-9]{1,12}+ ){0,3}+PRIVATE KEY( BLOCK)?-----")
+# "(?:WORD ){0,3}" may give words back (to let "PRIVATE" match): at most 3 x 12 steps.
+_PEM_BEGIN: Final = re.compile(r"-----BEGIN (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY( BLOCK)?-----")
+_PEM_END: Final = re.compile(r"-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY( BLOCK)?-----")
 
 
 class _PemDetector(Detector):
@@ -541,7 +544,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
     _d(
         "url_credentials",
         r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}+://"
-        r"([^\s:/?#@\[\]]{1,256}+:[^\s/?#@]{1,256}+)@",
+        r"([^\s:/?#@\[\]]{0,256}+:[^\s/?#@]{1,256}+)@",
         _group1,
         gate=("://",),
     ),
@@ -636,7 +639,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
     ),
     _d(
         "secret_assignment",
-        r"(?i:(?<![a-z0-9])(?:password|passwd|pwd|pass|secret|client[_-]?secret|"
+        r"(?i:(?<![a-z0-9])(?:password|passwd|pwd|pass|secret[_-]?key|secret|client[_-]?secret|"
         r"api[_-]?key|apikey|api[_-]?secret|access[_-]?token|auth[_-]?token|refresh[_-]?token|"
         r"token|private[_-]?key))"
         r"[\"']?[ \t]{0,4}+(?::|=)[ \t]{0,4}+"
