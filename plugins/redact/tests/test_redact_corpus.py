@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from aperion_bus_redact import BUILTIN_DETECTORS, Redactor
 
 CORPUS = Path(__file__).with_name("redact_corpus.jsonl")

@@ -337,31 +337,22 @@ def _phone_ok(text: str) -> bool:
     if len(set(digits)) < 3:
         return False
     if intl:
-        if not 8 <= n <= 15 or digits[0] == "0":
-            return False
-        if len(groups) > 1 and len(groups[0]) > 3:
-            return False
-        return True
+        # E.164: at most 15 digits, no leading 0, a country code of 1-3 digits
+        return 8 <= n <= 15 and digits[0] != "0" and (len(groups) == 1 or len(groups[0]) <= 3)
     if _looks_like_date(groups):
         return False
     shape = [len(g) for g in groups]
     if len(groups) == 1:
         # An unseparated run: only a national number with a trunk 0 (epoch seconds,
         # order numbers and other bare digit runs are left alone).
-        if digits[0] == "0" and digits[1] != "0" and 10 <= n <= 11:
-            return True
-        return False
+        return digits[0] == "0" and digits[1] != "0" and 10 <= n <= 11
     if len(groups[-1]) == 1:  # a check digit (ISBN 0-306-40615-2), not a subscriber number
         return False
-    if digits[0] == "0":
-        if digits[1] != "0" and 9 <= n <= 12 and 2 <= len(groups[0]) <= 5:
-            return True
-        return False
-    if shape == [3, 3, 4] and digits[0] in "23456789":
-        return True
-    if shape == [1, 3, 3, 4] and digits[0] == "1" and digits[1] in "23456789":
-        return True
-    return False
+    if digits[0] == "0":  # national format with a trunk 0: UK, DE, FR, ...
+        return digits[1] != "0" and 9 <= n <= 12 and 2 <= len(groups[0]) <= 5
+    if shape == [3, 3, 4]:  # NANP: (555) 123-4567, 555-123-4567, 555.123.4567
+        return digits[0] in "23456789"
+    return shape == [1, 3, 3, 4] and digits[0] == "1" and digits[1] in "23456789"
 
 
 _CHUNK: Final = re.compile(r"[^ ]+")

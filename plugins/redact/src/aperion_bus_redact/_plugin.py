@@ -11,7 +11,7 @@ from aperion_bus import ConfigError, hookimpl
 from ._redactor import PatternSpec, Redactor
 
 if TYPE_CHECKING:
-    from aperion_bus import EventBus
+    pass
 
 __all__ = ["KEEP_FIELDS", "RedactPlugin"]
 
