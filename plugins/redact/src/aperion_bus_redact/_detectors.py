@@ -355,14 +355,11 @@ def _phone_ok(text: str) -> bool:
     return shape == [1, 3, 3, 4] and digits[0] == "1" and digits[1] in "23456789"
 
 
-_CHUNK: Final = re.compile(r"[^ ]+")
-
-
 class _PhoneDetector(Detector):
     """Phone numbers: a candidate run of digit groups, validated as a whole, else by parts.
 
     "Items 3 4 555-123-4567" yields one candidate; when it fails as a whole, its space-separated
-    sub-runs are tried, longest first (at most 7 chunks, so at most 28 cheap tries).
+    sub-runs are tried, longest first (at most 5 digit groups, so at most 15 cheap tries).
     """
 
     __slots__ = ()
@@ -373,9 +370,10 @@ class _PhoneDetector(Detector):
             text = m.group()
             if len(text) < 9:  # the shortest number accepted has 9 characters
                 continue
-            if _digit_count(text) < 8:
+            n = _digit_count(text)
+            if n < 8:
                 continue
-            if _phone_ok(text):
+            if n <= (15 if text[0] == "+" else 12) and _phone_ok(text):
                 yield m.start(), m.end(), ph
                 continue
             if " " in text:
@@ -383,20 +381,31 @@ class _PhoneDetector(Detector):
 
 
 def _phone_parts(text: str, base: int, ph: str) -> Iterator[Span]:
-    chunks = [(c.start(), c.end()) for c in _CHUNK.finditer(text)]
+    chunks = text.split(" ")
     n = len(chunks)
-    # prefix sums of digit counts, so that each window is judged in O(1) before validating
+    starts: list[int] = []
     acc = [0]
-    for start, end in chunks:
-        acc.append(acc[-1] + _digit_count(text[start:end]))
-    if acc[-1] < 9:
+    pos = 0
+    leads: list[int] = []
+    for k, c in enumerate(chunks):
+        starts.append(pos)
+        pos += len(c) + 1
+        plain = c.isdigit()
+        acc.append(acc[-1] + (len(c) if plain else _digit_count(c)))
+        # only these can begin a number: "+cc", "(area)", a trunk "0…", a "1" or a 3-digit
+        # NANP area code, or a chunk with its own separators ("555-123-4567")
+        if c and (c[0] in "+(0" or not plain or len(c) == 3 or c == "1"):
+            leads.append(k)
+    if acc[-1] < 8 or not leads:
         return
     i = 0
-    while i < n:
-        lead = text[chunks[i][0]]
-        for j in range(n, i, -1):
-            total = acc[j] - acc[i]
-            # cheap shape filters: "+…" 8-15 digits, "0…"/"(…" 9-12, otherwise US 10-11
+    for k in leads:
+        if k < i:
+            continue
+        lead = chunks[k][0]
+        for j in range(n, k, -1):
+            total = acc[j] - acc[k]
+            # cheap filters: "+…" 8-15 digits, "0…"/"(…" 9-12, otherwise NANP 10-11
             if lead == "+":
                 if not 8 <= total <= 15:
                     continue
@@ -405,12 +414,11 @@ def _phone_parts(text: str, base: int, ph: str) -> Iterator[Span]:
                     continue
             elif total != 10 and total != 11:
                 continue
-            if _phone_ok(text[chunks[i][0] : chunks[j - 1][1]]):
-                yield base + chunks[i][0], base + chunks[j - 1][1], ph
+            end = starts[j - 1] + len(chunks[j - 1])
+            if _phone_ok(text[starts[k] : end]):
+                yield base + starts[k], base + end, ph
                 i = j
                 break
-        else:
-            i += 1
 
 
 def _digit_count(text: str) -> int:
@@ -695,7 +703,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
     _PhoneDetector(
         "phone",
         r"(?<![\w.+/-])(?:\+[0-9]{1,3}+[ .-]?+)?(?:\(0\)[ ]?+)?(?:\([0-9]{1,5}+\)[ .-]?+)?"
-        r"[0-9]{1,12}+(?:[ .\-/][0-9]{1,12}+){0,6}+(?![\w]|[.-][0-9])",
+        r"[0-9]{1,12}+(?:[ .\-/][0-9]{1,12}+){0,4}+(?![\w]|[.-][0-9])",
         "[REDACTED_PHONE]",
         needs_digit=True,
     ),
