@@ -48,14 +48,17 @@ class Detector:
 
     __slots__ = (
         "_check",
+        "_first",
         "_search",
         "gate",
         "gate_lower",
         "group",
+        "min_digits",
         "name",
         "needs_digit",
         "pattern",
         "placeholder",
+        "requires",
         "validator",
     )
 
@@ -70,6 +73,8 @@ class Detector:
         gate: Sequence[str] = (),
         gate_lower: Sequence[str] = (),
         needs_digit: bool = False,
+        requires: Sequence[str] = (),
+        min_digits: int = 0,
         check: _Check | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
@@ -112,6 +117,12 @@ class Detector:
         self.gate = tuple(gate)
         self.gate_lower = tuple(g.lower() for g in gate_lower)
         self.needs_digit = needs_digit
+        #: Character sets that must all be present (one character of each) for a match to be
+        #: possible; "#" stands for any digit. Strings lacking one skip the detector cheaply.
+        self.requires = tuple(requires) + (("#",) if needs_digit and "#" not in requires else ())
+        #: A match holds at least this many digits (strings with fewer skip the detector).
+        self.min_digits = min_digits
+        self._first = compiled.search
         self._search = compiled.finditer
         self._check: _Check = check if check is not None else self._default_check
 
@@ -127,14 +138,18 @@ class Detector:
             return None
         return m.start(g), m.end(g), ph
 
-    def spans(self, s: str) -> Iterator[Span]:
+    def spans(self, s: str) -> list[Span]:
         """The redactions this detector makes in ``s`` (not checked against any allow-list)."""
+        if self._first(s) is None:  # the common case: no candidate at all, no iterator made
+            return []
         check = self._check
         ph = self.placeholder
+        out = []
         for m in self._search(s):
             span = check(m, ph)
             if span is not None:
-                yield span
+                out.append(span)
+        return out
 
 
 # ---------------------------------------------------------------------------------- validators
@@ -299,6 +314,8 @@ def _check_ipv4(m: re.Match[str], ph: str) -> Span | None:
 
 def _check_ipv6(m: re.Match[str], ph: str) -> Span | None:
     text = m.group()
+    if ":" not in text:
+        return None
     core = text.rstrip(".")
     addr = core.split("%", 1)[0]
     if "::" not in addr and addr.count(":") != 7 and "." not in addr:
@@ -364,7 +381,10 @@ class _PhoneDetector(Detector):
 
     __slots__ = ()
 
-    def spans(self, s: str) -> Iterator[Span]:
+    def spans(self, s: str) -> list[Span]:
+        return list(self._spans(s))
+
+    def _spans(self, s: str) -> Iterator[Span]:
         ph = self.placeholder
         for m in self._search(s):
             text = m.group()
@@ -491,15 +511,16 @@ class _PemDetector(Detector):
 
     __slots__ = ()
 
-    def spans(self, s: str) -> Iterator[Span]:
+    def spans(self, s: str) -> list[Span]:
+        out: list[Span] = []
         pos = 0
         while True:
             begin = _PEM_BEGIN.search(s, pos)
             if begin is None:
-                return
+                return out
             end = _PEM_END.search(s, begin.end())
             stop = len(s) if end is None else end.end()
-            yield begin.start(), stop, self.placeholder
+            out.append((begin.start(), stop, self.placeholder))
             pos = stop
 
 
@@ -512,6 +533,8 @@ def _d(
     gate: Sequence[str] = (),
     gate_lower: Sequence[str] = (),
     needs_digit: bool = False,
+    requires: Sequence[str] = (),
+    min_digits: int = 0,
     placeholder: str | None = None,
 ) -> Detector:
     return Detector(
@@ -521,6 +544,8 @@ def _d(
         gate=gate,
         gate_lower=gate_lower,
         needs_digit=needs_digit,
+        requires=requires,
+        min_digits=min_digits,
         check=check,
     )
 
@@ -533,12 +558,14 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _PEM_BEGIN,
         "[REDACTED_PRIVATE_KEY]",
         gate=("-----BEGIN",),
+        requires=("-",),
     ),
     _d(
         "jwt",
-        rf"(?<![{_TOK}.])eyJ[{_TOK}]{{4,}}+\.[{_TOK}]{{2,}}+\.[{_TOK}]*+(?![{_TOK}.])",
+        rf"eyJ(?<![{_TOK}.]eyJ)[{_TOK}]{{4,}}+\.[{_TOK}]{{2,}}+\.[{_TOK}]*+(?![{_TOK}.])",
         _check_jwt,
         gate=("eyJ",),
+        requires=(".",),
     ),
     _d(
         "url_credentials",
@@ -546,12 +573,14 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         r"([^\s:/?#@\[\]]{0,256}+:[^\s/?#@]{1,256}+)@",
         _group1,
         gate=("://",),
+        requires=(":", "@"),
     ),
     _d(
         "slack_webhook",
         r"https?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{8,256}+",
         _whole,
         gate=("hooks.slack.com",),
+        requires=(":",),
     ),
     _d(
         "aws_secret",
@@ -560,6 +589,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         r"([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
         _check_aws_secret,
         gate_lower=("secret",),
+        requires=(":=",),
     ),
     _d(
         "bearer",
@@ -576,7 +606,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
     ),
     _d(
         "aws_key",
-        r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])",
+        r"A(?<![A-Za-z0-9]A)(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])",
         _whole,
         gate=("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
     ),
@@ -586,24 +616,28 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         r"(?![A-Za-z0-9_])",
         _whole,
         gate=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        requires=("_",),
     ),
     _d(
         "gitlab_token",
         rf"(?<![{_TOK}])glpat-[{_TOK}]{{20,64}}+(?![{_TOK}])",
         _whole,
         gate=("glpat-",),
+        requires=("-",),
     ),
     _d(
         "slack_token",
         r"(?<![A-Za-z0-9-])xox[abposr]-[0-9]{1,20}+-[A-Za-z0-9-]{8,250}+(?![A-Za-z0-9-])",
         _whole,
         gate=("xox",),
+        requires=("-",),
     ),
     _d(
         "stripe_key",
         r"(?<![A-Za-z0-9_])(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,247}+(?![A-Za-z0-9_])",
         _whole,
         gate=("_live_", "_test_"),
+        requires=("_",),
     ),
     _d(
         "google_api_key",
@@ -616,25 +650,29 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         rf"(?<![{_TOK}])sk-((?:proj-|svcacct-|admin-)?[{_TOK}]{{20,250}}+)(?![{_TOK}])",
         _check_openai,
         gate=("sk-",),
+        requires=("-",),
     ),
     _d(
         "twilio",
-        r"(?<![A-Za-z0-9])(?:AC|SK)[0-9a-f]{32}(?![A-Za-z0-9])",
+        r"[AS](?<![A-Za-z0-9].)(?:(?<=A)C|(?<=S)K)[0-9a-f]{32}(?![A-Za-z0-9])",
         _whole,
         gate=("AC", "SK"),
         needs_digit=True,
+        min_digits=8,
     ),
     _d(
         "sendgrid_key",
         rf"(?<![{_TOK}.])SG\.[{_TOK}]{{16,32}}+\.[{_TOK}]{{30,64}}+(?![{_TOK}.])",
         _whole,
         gate=("SG.",),
+        requires=(".",),
     ),
     _d(
         "npm_token",
         r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])",
         _whole,
         gate=("npm_",),
+        requires=("_",),
     ),
     _d(
         "secret_assignment",
@@ -647,6 +685,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_assignment,
         placeholder="[REDACTED_SECRET]",
         gate_lower=("pass", "pwd", "secret", "key", "token"),
+        requires=(":=",),
     ),
     _d(
         "email",
@@ -654,57 +693,69 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         r"[A-Za-z0-9][A-Za-z0-9-]{0,62}+(?:\.[A-Za-z0-9-]{1,63}+){1,8}+",
         _check_email,
         gate=("@",),
+        requires=("@",),
     ),
     _d(
         "iban",
-        r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?+[A-Z0-9]{1,4}+){3,8}+(?![a-z0-9])",
+        r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][0-9]{2}(?: ?+[A-Z0-9]{1,4}+){3,8}+(?![a-z0-9])",
         _check_iban,
         needs_digit=True,
+        min_digits=8,
     ),
     _d(
         "card",
-        r"(?<![\w.-])[0-9](?:[ -]?[0-9]){12,18}(?![\w]|[.-][0-9])",
+        r"[0-9](?<![\w.-][0-9])(?:[ -]?[0-9]){12,18}(?![\w]|[.-][0-9])",
         _check_card,
         needs_digit=True,
+        min_digits=13,
     ),
     _d(
         "ssn",
-        r"(?<![\w.-])([0-9]{3})([- ])([0-9]{2})\2([0-9]{4})(?![\w-]|\.[0-9])",
+        r"([0-9](?<![\w.-][0-9])[0-9]{2})([- ])([0-9]{2})\2([0-9]{4})(?![\w-]|\.[0-9])",
         _check_ssn,
         needs_digit=True,
+        min_digits=9,
     ),
     _d(
         "uk_nino",
-        r"(?<![A-Za-z0-9])([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]) ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?"
+        r"([A-CEGHJ-PR-TW-Z](?<![A-Za-z0-9].)[A-CEGHJ-NPR-TW-Z]) ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?"
         r"[A-D](?![A-Za-z0-9])",
         _check_nino,
         needs_digit=True,
+        min_digits=6,
     ),
     _d(
         "ipv6",
-        r"(?<![\w:.%])(?=[0-9A-Fa-f]{0,4}:)[0-9A-Fa-f:.]{2,45}+(?:%[A-Za-z0-9_.-]{1,16}+)?"
+        r"[0-9A-Fa-f:](?<![\w:.%].)[0-9A-Fa-f:.]{1,44}+(?:%[A-Za-z0-9_.-]{1,16}+)?"
         r"(?![\w:%])",
         _check_ipv6,
-        gate=(":",),
+        requires=(":", "#"),
+        min_digits=1,
     ),
     _d(
         "mac",
-        r"(?<![\w:-])[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}(?![\w:-])",
+        r"[0-9A-Fa-f](?<![\w:-].)[0-9A-Fa-f]([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}(?![\w:-])",
         _whole,
-        gate=(":", "-"),
+        requires=(":-",),
     ),
     _d(
         "ipv4",
-        r"(?<![\w.])[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+(?![\w]|\.[0-9])",
+        r"[0-9](?<![\w.][0-9])[0-9]{0,2}+\.[0-9]{1,3}+\.[0-9]{1,3}+\.[0-9]{1,3}+(?![\w]|\.[0-9])",
         _check_ipv4,
-        gate=(".",),
-        needs_digit=True,
+        requires=(".", "#"),
+        min_digits=4,
     ),
     _PhoneDetector(
         "phone",
-        r"(?<![\w.+/-])(?:\+[0-9]{1,3}+[ .-]?+)?(?:\(0\)[ ]?+)?(?:\([0-9]{1,5}+\)[ .-]?+)?"
-        r"[0-9]{1,12}+(?:[ .\-/][0-9]{1,12}+){0,4}+(?![\w]|[.-][0-9])",
+        # The first character is consumed before any look-around so that re can skip to
+        # candidates with its character-set scan; the look-behinds then tell which it was.
+        r"[+(0-9](?<![\w.+/-].)"
+        r"(?:(?<=\+)[0-9]{1,3}+[ .-]?+(?:\(0\)[ ]?+)?(?:\([0-9]{1,5}+\)[ .-]?+)?[0-9]{1,12}+"
+        r"|(?<=\()[0-9]{1,5}+\)[ .-]?+[0-9]{1,12}+"
+        r"|(?<=[0-9])[0-9]{0,11}+)"
+        r"(?:[ .\-/][0-9]{1,12}+){0,4}+(?![\w]|[.-][0-9])",
         "[REDACTED_PHONE]",
         needs_digit=True,
+        min_digits=8,
     ),
 )

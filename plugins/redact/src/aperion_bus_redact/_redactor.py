@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -18,6 +19,15 @@ KEY_PLACEHOLDER: Final = "[REDACTED]"
 DEPTH_PLACEHOLDER: Final = "[REDACTED_TOO_DEEP]"
 
 _DIGIT: Final = re.compile(r"[0-9]").search
+_DIGITS: Final = re.compile(r"[0-9]").findall
+# Whole strings that cannot hold anything sensitive: ISO timestamps, UUIDs, hex digests and
+# short numbers (one anchored match instead of running the digit detectors).
+_BORING: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?"
+    r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-f]{40}|[0-9a-f]{64}|-?[0-9]{1,9}(?:\.[0-9]{1,9})?"
+).fullmatch
 _SCALARS: Final = frozenset({int, float, bool, type(None), bytes})
 _BUILTIN_NAMES: Final = tuple(d.name for d in BUILTIN_DETECTORS)
 
@@ -86,9 +96,18 @@ class Redactor:
                 raise TypeError(f"allow_patterns must hold strings, got {type(p).__name__}")
         self._allow_rx = tuple(allow_rx)
         self._has_allow = bool(self._allow or self._allow_rx)
-        # Gates, flattened for the hot loop: (detector, literals, lower literals, needs digit).
-        self._plan = tuple((d, d.gate, d.gate_lower, d.needs_digit) for d in self.detectors)
+        # Each detector's required characters as bit masks over the features of a string
+        # (has a digit, has "@", ":", "=", "_", "-", "."); the detectors a feature set allows
+        # are computed once per feature set and cached (at most 128 of them).
+        self._requires = tuple(
+            (d, tuple(_mask(chars) for chars in d.requires)) for d in self.detectors
+        )
+        self._plans: dict[int, tuple[tuple[Detector, tuple[str, ...], tuple[str, ...]], ...]] = {}
+        # Digit counts that matter (a card has >= 13 digits, an SSN 9 ...): the plan also
+        # depends on which of these levels a string's digit count reaches.
+        self._levels = sorted({0, 1, *(d.min_digits for d in self.detectors)})
         self._min_len = 3
+        self._custom = len(self.detectors) != sum(1 for d in BUILTIN_DETECTORS if d in self.detectors)
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
 
@@ -178,12 +197,45 @@ class Redactor:
                 out[k] = walk(v, counts, depth)
         return out
 
+    def _plan_for(
+        self, key: int
+    ) -> tuple[tuple[Detector, tuple[str, ...], tuple[str, ...]], ...]:
+        features = key & 127
+        digits = self._levels[key >> 7]
+        plan = tuple(
+            (d, d.gate, d.gate_lower)
+            for d, masks in self._requires
+            if d.min_digits <= digits and all(m & features for m in masks)
+        )
+        self._plans[key] = plan
+        return plan
+
     def _text(self, s: str, counts: dict[str, int]) -> str:
         if len(s) < self._min_len:
             return s
+        if _DIGIT(s) is None:
+            features = 0
+        elif _BORING(s) is not None and not self._custom:
+            return s
+        else:
+            features = 1 | (bisect_right(self._levels, len(_DIGITS(s))) - 1) << 7
+        if "@" in s:
+            features |= 2
+        if ":" in s:
+            features |= 4
+        if "=" in s:
+            features |= 8
+        if "_" in s:
+            features |= 16
+        if "-" in s:
+            features |= 32
+        if "." in s:
+            features |= 64
+        plan = self._plans.get(features)
+        if plan is None:
+            plan = self._plan_for(features)
         lower: str | None = None
-        digit: bool | None = None
-        for det, gate, gate_lower, needs_digit in self._plan:
+        for det, gate, gate_lower in plan:
             if gate:
                 for g in gate:
                     if g in s:
@@ -197,11 +249,6 @@ class Redactor:
                     if g in lower:
                         break
                 else:
-                    continue
-            if needs_digit:
-                if digit is None:
-                    digit = _DIGIT(s) is not None
-                if not digit:
                     continue
             spans = list(det.spans(s))
             if not spans:
@@ -219,6 +266,19 @@ class Redactor:
         if value in self._allow:
             return True
         return any(rx.fullmatch(value) for rx in self._allow_rx)
+
+
+_FEATURE_BITS: Final = {"#": 1, "@": 2, ":": 4, "=": 8, "_": 16, "-": 32, ".": 64}
+
+
+def _mask(chars: str) -> int:
+    mask = 0
+    for ch in chars:
+        bit = _FEATURE_BITS.get(ch)
+        if bit is None:
+            raise ValueError(f"unknown required character {ch!r}; use one of {''.join(_FEATURE_BITS)}")
+        mask |= bit
+    return mask
 
 
 def _apply(s: str, spans: list[Span]) -> str:
