@@ -54,6 +54,7 @@ class Detector:
         "gate_lower",
         "group",
         "min_digits",
+        "min_len",
         "name",
         "needs_digit",
         "pattern",
@@ -75,6 +76,7 @@ class Detector:
         needs_digit: bool = False,
         requires: Sequence[str] = (),
         min_digits: int = 0,
+        min_len: int = 1,
         check: _Check | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
@@ -122,6 +124,8 @@ class Detector:
         self.requires = tuple(requires) + (("#",) if needs_digit and "#" not in requires else ())
         #: A match holds at least this many digits (strings with fewer skip the detector).
         self.min_digits = min_digits
+        #: A match is at least this long (shorter strings skip the detector).
+        self.min_len = min_len
         self._first = compiled.search
         self._search = compiled.finditer
         self._check: _Check = check if check is not None else self._default_check
@@ -535,6 +539,7 @@ def _d(
     needs_digit: bool = False,
     requires: Sequence[str] = (),
     min_digits: int = 0,
+    min_len: int = 1,
     placeholder: str | None = None,
 ) -> Detector:
     return Detector(
@@ -546,6 +551,7 @@ def _d(
         needs_digit=needs_digit,
         requires=requires,
         min_digits=min_digits,
+        min_len=min_len,
         check=check,
     )
 
@@ -559,6 +565,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         "[REDACTED_PRIVATE_KEY]",
         gate=("-----BEGIN",),
         requires=("-",),
+        min_len=30,
     ),
     _d(
         "jwt",
@@ -566,6 +573,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_jwt,
         gate=("eyJ",),
         requires=(".",),
+        min_len=12,
     ),
     _d(
         "url_credentials",
@@ -574,6 +582,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _group1,
         gate=("://",),
         requires=(":", "@"),
+        min_len=6,
     ),
     _d(
         "slack_webhook",
@@ -581,6 +590,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _whole,
         gate=("hooks.slack.com",),
         requires=(":",),
+        min_len=40,
     ),
     _d(
         "aws_secret",
@@ -590,12 +600,14 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_aws_secret,
         gate_lower=("secret",),
         requires=(":=",),
+        min_len=48,
     ),
     _d(
         "bearer",
         r"(?<![A-Za-z0-9])((?i:bearer))[ \t]{1,4}+([A-Za-z0-9._~+/=-]{8,4096}+)",
         _check_bearer,
         gate_lower=("bearer",),
+        min_len=15,
     ),
     _d(
         "basic_auth",
@@ -603,12 +615,14 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         r"(?![A-Za-z0-9+/=])",
         _check_basic,
         gate_lower=("basic",),
+        min_len=10,
     ),
     _d(
         "aws_key",
         r"A(?<![A-Za-z0-9]A)(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])",
         _whole,
         gate=("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
+        min_len=20,
     ),
     _d(
         "github_token",
@@ -617,6 +631,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _whole,
         gate=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
         requires=("_",),
+        min_len=40,
     ),
     _d(
         "gitlab_token",
@@ -624,6 +639,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _whole,
         gate=("glpat-",),
         requires=("-",),
+        min_len=26,
     ),
     _d(
         "slack_token",
@@ -631,6 +647,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _whole,
         gate=("xox",),
         requires=("-",),
+        min_len=20,
     ),
     _d(
         "stripe_key",
@@ -638,12 +655,14 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _whole,
         gate=("_live_", "_test_"),
         requires=("_",),
+        min_len=24,
     ),
     _d(
         "google_api_key",
         rf"(?<![{_TOK}])AIza[{_TOK}]{{35}}(?![{_TOK}])",
         _whole,
         gate=("AIza",),
+        min_len=39,
     ),
     _d(
         "openai_key",
@@ -651,6 +670,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_openai,
         gate=("sk-",),
         requires=("-",),
+        min_len=23,
     ),
     _d(
         "twilio",
@@ -659,6 +679,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         gate=("AC", "SK"),
         needs_digit=True,
         min_digits=8,
+        min_len=34,
     ),
     _d(
         "sendgrid_key",
@@ -666,6 +687,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _whole,
         gate=("SG.",),
         requires=(".",),
+        min_len=50,
     ),
     _d(
         "npm_token",
@@ -673,6 +695,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _whole,
         gate=("npm_",),
         requires=("_",),
+        min_len=40,
     ),
     _d(
         "secret_assignment",
@@ -686,6 +709,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         placeholder="[REDACTED_SECRET]",
         gate_lower=("pass", "pwd", "secret", "key", "token"),
         requires=(":=",),
+        min_len=5,
     ),
     _d(
         "email",
@@ -694,6 +718,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_email,
         gate=("@",),
         requires=("@",),
+        min_len=6,
     ),
     _d(
         "iban",
@@ -701,6 +726,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_iban,
         needs_digit=True,
         min_digits=8,
+        min_len=15,
     ),
     _d(
         "card",
@@ -708,6 +734,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_card,
         needs_digit=True,
         min_digits=13,
+        min_len=13,
     ),
     _d(
         "ssn",
@@ -715,6 +742,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_ssn,
         needs_digit=True,
         min_digits=9,
+        min_len=11,
     ),
     _d(
         "uk_nino",
@@ -723,6 +751,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_nino,
         needs_digit=True,
         min_digits=6,
+        min_len=9,
     ),
     _d(
         "ipv6",
@@ -731,12 +760,14 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_ipv6,
         requires=(":", "#"),
         min_digits=1,
+        min_len=3,
     ),
     _d(
         "mac",
         r"[0-9A-Fa-f](?<![\w:-].)[0-9A-Fa-f]([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}(?![\w:-])",
         _whole,
         requires=(":-",),
+        min_len=17,
     ),
     _d(
         "ipv4",
@@ -744,6 +775,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_ipv4,
         requires=(".", "#"),
         min_digits=4,
+        min_len=7,
     ),
     _PhoneDetector(
         "phone",
@@ -757,5 +789,6 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         "[REDACTED_PHONE]",
         needs_digit=True,
         min_digits=8,
+        min_len=9,
     ),
 )

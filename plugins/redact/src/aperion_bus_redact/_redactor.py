@@ -106,6 +106,7 @@ class Redactor:
         # Digit counts that matter (a card has >= 13 digits, an SSN 9 ...): the plan also
         # depends on which of these levels a string's digit count reaches.
         self._levels = sorted({0, 1, *(d.min_digits for d in self.detectors)})
+        self._len_levels = sorted({0, *(d.min_len for d in self.detectors)})
         self._min_len = 3
         self._custom = len(self.detectors) != sum(1 for d in BUILTIN_DETECTORS if d in self.detectors)
         self._lock = threading.Lock()
@@ -182,30 +183,44 @@ class Redactor:
 
     def _dict(self, d: dict[Any, Any], counts: dict[str, int], depth: int) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
-        sensitive = self.keys.is_sensitive
+        keys = self.keys
+        cache = keys._cache
         text = self._text
         walk = self._walk
+        scalars = _SCALARS
+        hidden = 0
         for k, v in d.items():
-            if type(k) is str and sensitive(k):
-                out[k] = KEY_PLACEHOLDER
-                counts["key"] = counts.get("key", 0) + 1
-            elif type(v) is str:
+            if type(k) is str:
+                hit = cache.get(k)
+                if hit is None:
+                    hit = keys.is_sensitive(k)
+                if hit:
+                    out[k] = KEY_PLACEHOLDER
+                    hidden += 1
+                    continue
+            t = type(v)
+            if t is str:
                 out[k] = text(v, counts)
-            elif type(v) in _SCALARS:
+            elif t in scalars:
                 out[k] = v
             else:
                 out[k] = walk(v, counts, depth)
+        if hidden:
+            counts["key"] = counts.get("key", 0) + hidden
         return out
 
     def _plan_for(
         self, key: int
     ) -> tuple[tuple[Detector, tuple[str, ...], tuple[str, ...]], ...]:
         features = key & 127
-        digits = self._levels[key >> 7]
+        digits = self._levels[(key >> 7) & 31]
+        length = self._len_levels[key >> 12]
         plan = tuple(
             (d, d.gate, d.gate_lower)
             for d, masks in self._requires
-            if d.min_digits <= digits and all(m & features for m in masks)
+            if d.min_digits <= digits
+            and d.min_len <= length
+            and all(m & features for m in masks)
         )
         self._plans[key] = plan
         return plan
@@ -214,11 +229,15 @@ class Redactor:
         if len(s) < self._min_len:
             return s
         if _DIGIT(s) is None:
-            features = 0
+            features = (bisect_right(self._len_levels, len(s)) - 1) << 12
         elif _BORING(s) is not None and not self._custom:
             return s
         else:
-            features = 1 | (bisect_right(self._levels, len(_DIGITS(s))) - 1) << 7
+            features = (
+                1
+                | (bisect_right(self._levels, len(_DIGITS(s))) - 1) << 7
+                | (bisect_right(self._len_levels, len(s)) - 1) << 12
+            )
         if "@" in s:
             features |= 2
         if ":" in s:
