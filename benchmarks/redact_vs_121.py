@@ -66,7 +66,7 @@ PAYLOAD: dict[str, Any] = {
 # ----------------------------------------------------------------------------- one side
 def run_ours(events: int) -> dict[str, float]:
     from aperion_bus import Event, EventBus, hookimpl
-    from aperion_bus_redact import RedactPlugin, Redactor
+    from aperion_bus_redact import Redactor, RedactPlugin
 
     class JsonlWriter:
         def __init__(self, path: Path) -> None:
@@ -104,7 +104,7 @@ def run_ours(events: int) -> dict[str, float]:
 
 
 def run_121(events: int) -> dict[str, float]:
-    from aperion_event_bus import EventBus, Redactor
+    from aperion_event_bus import EventBus, Redactor  # type: ignore[import-not-found]
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"

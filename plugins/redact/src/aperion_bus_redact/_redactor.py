@@ -108,7 +108,8 @@ class Redactor:
         self._levels = sorted({0, 1, *(d.min_digits for d in self.detectors)})
         self._len_levels = sorted({0, *(d.min_len for d in self.detectors)})
         self._min_len = 3
-        self._custom = len(self.detectors) != sum(1 for d in BUILTIN_DETECTORS if d in self.detectors)
+        builtin_ids = {id(d) for d in BUILTIN_DETECTORS}
+        self._custom = any(id(d) not in builtin_ids for d in self.detectors)
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
 
@@ -295,7 +296,9 @@ def _mask(chars: str) -> int:
     for ch in chars:
         bit = _FEATURE_BITS.get(ch)
         if bit is None:
-            raise ValueError(f"unknown required character {ch!r}; use one of {''.join(_FEATURE_BITS)}")
+            raise ValueError(
+                f"unknown required character {ch!r}; use one of {''.join(_FEATURE_BITS)}"
+            )
         mask |= bit
     return mask
 
