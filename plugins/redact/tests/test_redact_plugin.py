@@ -1,0 +1,157 @@
+"""The ``redact`` plugin on a bus: audit records redacted, handlers and emitters untouched."""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aperion_bus import ConfigError, Event, EventBus, hookimpl, installed_plugins
+from aperion_bus_redact import KEY_PLACEHOLDER, Redactor, RedactPlugin
+
+
+class Writer:
+    """Stands in for the audit writer: keeps what reaches the last on_audit."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    @hookimpl(trylast=True)
+    def on_audit(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+
+PAYLOAD: dict[str, Any] = {
+    "user": "alice",
+    "password": "hunter2",
+    "contact": {"email": "alice@example.com", "phones": ["+44 20 7946 0958"]},
+    "note": "card 4111 1111 1111 1111",
+    "count": 3,
+}
+
+
+def test_audit_record_is_redacted_handlers_see_the_original_and_input_is_untouched() -> None:
+    writer = Writer()
+    seen: list[Event] = []
+    payload = copy.deepcopy(PAYLOAD)
+    with EventBus(plugins=[RedactPlugin(), writer]) as bus:
+        bus.subscribe(seen.append, "user.*")
+        event_id = bus.emit(
+            "user.signup", payload, source="web alice@example.com",
+            correlation_id="req-42", wait_for_handlers=True,
+        )  # fmt: skip
+    assert payload == PAYLOAD  # the caller's dict is never mutated
+    assert seen[0].payload is payload  # handlers get the original
+    assert seen[0].payload["password"] == "hunter2"
+    (record,) = [r for r in writer.records if r["event_type"] == "user.signup"]
+    assert record["payload"] == {
+        "user": "alice",
+        "password": KEY_PLACEHOLDER,
+        "contact": {"email": "[REDACTED_EMAIL]", "phones": ["[REDACTED_PHONE]"]},
+        "note": "card [REDACTED_CARD]",
+        "count": 3,
+    }
+    assert record["source"] == "web [REDACTED_EMAIL]"
+    assert record["event_id"] == event_id
+    assert record["correlation_id"] == "req-42"
+    assert isinstance(record["timestamp"], float)
+    assert list(record) == ["event_type", "payload", "timestamp", "event_id", "source",
+                            "correlation_id", "causation_id"]  # fmt: skip
+
+
+def test_ids_and_timestamps_are_kept_even_when_they_look_like_numbers() -> None:
+    writer = Writer()
+    with EventBus(plugins=[RedactPlugin(), writer]) as bus:
+        bus.emit("a.b", {}, correlation_id="555-123-4567", wait_for_handlers=True)
+    assert writer.records[0]["correlation_id"] == "555-123-4567"
+
+
+def test_redaction_runs_before_a_writer_registered_earlier() -> None:
+    writer = Writer()
+    with EventBus(plugins=[writer, RedactPlugin()]) as bus:
+        bus.emit("a.b", {"token": "t"}, wait_for_handlers=True)
+    assert writer.records[0]["payload"] == {"token": KEY_PLACEHOLDER}
+
+
+def test_handler_error_records_are_redacted() -> None:
+    writer = Writer()
+
+    def boom(event: Event) -> None:
+        raise RuntimeError("could not reach alice@example.com")
+
+    with EventBus(plugins=[RedactPlugin(), writer]) as bus:
+        bus.subscribe(boom, "a.b")
+        bus.emit("a.b", {}, wait_for_handlers=True)
+    errors = [r for r in writer.records if r["event_type"] == "system.handler_error"]
+    assert errors
+    assert "alice@example.com" not in repr(errors)
+    assert "[REDACTED_EMAIL]" in repr(errors)
+
+
+def test_stats() -> None:
+    writer = Writer()
+    with EventBus(plugins=[RedactPlugin(), writer]) as bus:
+        bus.emit("a.b", {"password": "p", "m": "x@example.com y@example.com"},
+                 wait_for_handlers=True)  # fmt: skip
+        bus.emit("a.c", {"m": "nothing"}, wait_for_handlers=True)
+        stats = bus.get_stats()["redact"]
+    assert stats == {"by_category": {"key": 1, "email": 2}, "records": 2}
+
+
+def test_disabled_plugin_passes_records_through() -> None:
+    writer = Writer()
+    with EventBus(plugins=[RedactPlugin(enabled=False), writer]) as bus:
+        bus.emit("a.b", {"password": "p"}, wait_for_handlers=True)
+    assert writer.records[0]["payload"] == {"password": "p"}
+
+
+def test_entry_point_and_toml_settings(tmp_path: Path) -> None:
+    assert "redact" in [p.name for p in installed_plugins()]
+    config = tmp_path / "aperion-bus.toml"
+    config.write_text(textwrap.dedent('''
+        [plugins.redact]
+        extra_keys = ["customer-ref"]
+        allow = ["noreply@example.com"]
+        allow_patterns = ['.*@example\\.org']
+        disabled = ["ipv4"]
+        detectors = [{name = "employee", pattern = 'EMP-[0-9]{6}', placeholder = "[EMP]"}]
+    '''))
+    writer = Writer()
+    with EventBus.from_config(config) as bus:
+        bus.plugin_manager.register(writer, "writer")
+        plugin = bus.get_plugin("redact")
+        assert isinstance(plugin, RedactPlugin)
+        out = plugin.on_audit({"event_id": "1", "payload": {
+            "customerRef": "c-1",
+            "m": "noreply@example.com a@example.org b@example.net 10.0.0.1 EMP-123456",
+        }})  # fmt: skip
+    assert out is not None
+    assert out["payload"] == {
+        "customerRef": KEY_PLACEHOLDER,
+        "m": "noreply@example.com a@example.org [REDACTED_EMAIL] 10.0.0.1 [EMP]",
+    }
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"disabled": ["nope"]}, "unknown detector"),
+        ({"detectors": [{"name": "x", "pattern": "("}]}, "invalid regex"),
+        ({"extra_keys": "password"}, "list of strings"),
+        ({"redactor": "no"}, "must be a Redactor"),
+    ],
+)
+def test_bad_settings_raise_config_error(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        EventBus(plugins=["redact"], settings={"redact": settings})
+
+
+def test_a_ready_redactor_can_be_given() -> None:
+    r = Redactor(extra_keys=["pin_code"])
+    writer = Writer()
+    with EventBus(plugins=[RedactPlugin(redactor=r), writer]) as bus:
+        bus.emit("a.b", {"pinCode": 1}, wait_for_handlers=True)
+    assert writer.records[0]["payload"] == {"pinCode": KEY_PLACEHOLDER}
+    assert r.stats() == {"key": 1}
