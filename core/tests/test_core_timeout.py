@@ -123,3 +123,44 @@ def test_timeout_validation() -> None:
         EventBus(handler_timeout=0)
     with pytest.raises(TypeError, match="handler_timeout"):
         EventBus(handler_timeout="5")  # type: ignore[arg-type]
+
+
+def test_background_timeouts_keep_order_run_the_rest_and_report_once() -> None:
+    log = FailureLog()
+    got: list[tuple[int, str]] = []
+    release = threading.Event()
+
+    def slow(event: Event) -> None:
+        if event.payload["i"] == 3:
+            release.wait(5)  # runs over; the worker must go on without it
+
+    with EventBus(plugins=[log], handler_timeout=0.1) as bus:
+        bus.subscribe(lambda e: got.append((e.payload["i"], "first")), "t.x", priority=3)
+        bus.subscribe(slow, "t.x", priority=2)
+        bus.subscribe(lambda e: got.append((e.payload["i"], "last")), "t.x", priority=1)
+        errors = Recorder()
+        bus.subscribe(errors, HANDLER_ERROR_EVENT)
+        for i in range(50):
+            bus.emit("t.x", {"i": i})
+        assert bus.wait_for_pending(5)
+        assert bus.get_pending_count() == 0
+        release.set()
+    assert got == [(i, tag) for i in range(50) for tag in ("first", "last")]
+    assert [f.reason for f in log.failures] == [FailureReason.HANDLER_TIMEOUT]
+    assert log.failures[0].event.payload == {"i": 3}
+    assert len(errors.events) == 1 and errors.events[0].payload["reason"] == "handler_timeout"
+
+
+def test_background_timeout_without_timeouts_many_events_single_hand_off() -> None:
+    threads: set[int] = set()
+    with EventBus(handler_timeout=5) as bus:
+        bus.subscribe(lambda e: threads.add(threading.get_ident()), "t.x")
+        gate = threading.Event()
+        bus.subscribe(lambda e: gate.wait(5), "t.gate")
+        bus.emit("t.gate", {})
+        for _ in range(200):
+            bus.emit("t.x", {})
+        gate.set()
+        assert bus.wait_for_pending(5)
+    # queued while the worker was busy: handed to a pool thread in one batch
+    assert len(threads) <= 2

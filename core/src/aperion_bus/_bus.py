@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
+import attrs
 import pluggy
 
 from . import _event as _ev
@@ -707,16 +708,36 @@ class EventBus:
                 self._plugin_failed("on_handler_result", plugin, exc)
 
     def _dispatch_full(
-        self, event: Event, plan: _Plan, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        event: Event,
+        plan: _Plan,
+        loop: asyncio.AbstractEventLoop | None = None,
+        run: _BatchRun | None = None,
     ) -> DispatchResult:
         """Dispatch with wrappers, async handlers and/or timeouts, from a sync thread.
 
         Async handlers run on ``loop`` (the emitter's, for background events) when it is
-        running, else on the bus's own loop thread.
+        running, else on the bus's own loop thread. With ``run`` (background dispatch under a
+        timeout) this thread is a supervised pool thread and sync handlers run inline.
         """
         wrappers = self._start_wrappers(event)
         result = DispatchResult(event)
-        subs = plan.subs
+        if run is not None:
+            run.result = result
+        try:
+            self._run_subs(event, plan.subs, loop, run, result)
+        finally:  # also when a supervisor gave up on this thread (_Abandoned)
+            self._finish_wrappers(wrappers, result)
+        return result
+
+    def _run_subs(
+        self,
+        event: Event,
+        subs: Sequence[Subscription],
+        loop: asyncio.AbstractEventLoop | None,
+        run: _BatchRun | None,
+        result: DispatchResult,
+    ) -> None:
         timeout = self.handler_timeout
         i, n = 0, len(subs)
         while i < n:
@@ -724,7 +745,13 @@ class EventBus:
             if subs[i].is_async:
                 while j < n and subs[j].is_async:
                     j += 1
+                if run is not None:
+                    run.begin(subs[i], self._async_limit(j - i) + 1.0)
                 outcomes = self._run_async_batch(event, subs[i:j], loop)
+            elif timeout is not None and run is not None:
+                run.begin(subs[i], timeout)
+                one = self._call_one(event, subs[i])
+                outcomes = [] if one is None else [one]
             elif timeout is not None:
                 while j < n and not subs[j].is_async:
                     j += 1
@@ -732,10 +759,14 @@ class EventBus:
             else:
                 one = self._call_one(event, subs[i])
                 outcomes = [] if one is None else [one]
+            if run is not None:
+                run.end()  # raises _Abandoned if the supervisor gave up meanwhile
             self._collect(result, outcomes)
             i = j
-        self._finish_wrappers(wrappers, result)
-        return result
+
+    def _async_limit(self, n: int) -> float:
+        timeout = self.handler_timeout
+        return 0.0 if timeout is None else timeout * n + min(timeout, 1.0)
 
     async def _adispatch(self, event: Event, plan: _Plan) -> DispatchResult:
         wrappers = self._start_wrappers(event)
@@ -895,7 +926,7 @@ class EventBus:
             target = loop if loop is not None else self._loop_thread.loop
             fut = asyncio.run_coroutine_threadsafe(coro, target)
         timeout = self.handler_timeout
-        limit = None if timeout is None else timeout * len(subs) + min(timeout, 1.0)
+        limit = None if timeout is None else self._async_limit(len(subs))
         deadline = None if limit is None else _monotonic() + limit
         while True:
             try:
@@ -1061,6 +1092,9 @@ class EventBus:
                 self._dropped(dropped, reason, error)
 
     def _work(self) -> None:
+        if self.handler_timeout is not None:
+            self._work_supervised(self.handler_timeout)
+            return
         queue = self._queue
         lock = self._queue_lock
         pending_waiters = self.pending_condition._waiters  # type: ignore[attr-defined]
@@ -1086,18 +1120,74 @@ class EventBus:
                 logger.error("background dispatch of %s failed: %r", event.event_id, exc)
             finished = True
 
-    def _dispatch_background(self, event: Event, loop: asyncio.AbstractEventLoop | None) -> None:
+    def _dispatch_background(
+        self,
+        event: Event,
+        loop: asyncio.AbstractEventLoop | None,
+        run: _BatchRun | None = None,
+    ) -> None:
         # runs inside the emitter's copied context: set, no need to reset
         _scope_set((event.correlation_id, event))
         plan = self._plan(event.event_type)
         if self._wrapped or not plan.plain:
-            result = self._dispatch_full(event, plan, loop)
+            result = self._dispatch_full(event, plan, loop, run)
             if result.failures:
                 self._report_failures(result)
             return
         failures = self._run_plain(event, plan)
         if failures:
             self._report_failures(DispatchResult(event, len(plan.pairs), failures))
+
+    def _work_supervised(self, timeout: float) -> None:
+        """The worker under a timeout: it hands batches of queued events to a pool thread
+        and watches the clock, instead of one hand-off (and wake-up) per event.
+
+        When a handler runs over, the worker reports the timeout, leaves that thread to the
+        late handler, and goes on with the rest of that event (a resume) and the rest of the
+        batch on a fresh pool thread.
+        """
+        queue = self._queue
+        lock = self._queue_lock
+        pending_waiters = self.pending_condition._waiters  # type: ignore[attr-defined]
+        finished = 0
+        resume: _Resume | None = None
+        while True:
+            with lock:
+                if finished:
+                    self._pending -= finished
+                    if pending_waiters:
+                        self.pending_condition.notify_all()
+                    finished = 0
+                while not queue and resume is None:
+                    if self._closing:
+                        return
+                    self._worker_idle = True
+                    self._work_ready.wait()
+                    self._worker_idle = False
+                batch = [queue.popleft() for _ in range(min(len(queue), _BATCH_MAX))]
+            run = _BatchRun(self, resume, batch)
+            resume = None
+            self._threads.submit(run)
+            stuck = run.wait()
+            finished = run.completed
+            if stuck is None:
+                continue
+            # run.position: the item that ran over (0 is the resume, if there was one)
+            resume = run.make_resume(stuck, timeout)
+            left = run.items[run.position + 1 :]
+            if left:
+                with lock:
+                    queue.extendleft(reversed(left))  # still pending, back at the front
+
+    def _resume(self, resume: _Resume, run: _BatchRun) -> None:
+        """The rest of an event whose handler ran over: remaining handlers, then the report."""
+        event = resume.event
+        _scope_set((event.correlation_id, event))
+        result = resume.result
+        run.result = result
+        self._run_subs(event, resume.subs, resume.loop, run, result)
+        if result.failures:
+            self._report_failures(result)
 
     def get_pending_count(self) -> int:
         """Background events queued or being dispatched, exactly."""
@@ -1280,6 +1370,146 @@ def _run_in(
 
     threads.submit(task)
     return fut
+
+
+_BATCH_MAX: Final = 256
+
+
+class _Abandoned(BaseException):
+    """The supervising worker gave up on this pool thread (a handler ran over)."""
+
+
+@attrs.define(slots=True, eq=False)
+class _Resume:
+    """What is left of an event whose handler ran over: its remaining handlers."""
+
+    event: Event
+    ctx: contextvars.Context
+    loop: asyncio.AbstractEventLoop | None
+    subs: tuple[Subscription, ...]
+    result: DispatchResult
+
+
+_QueueItem = tuple[Event, contextvars.Context, "asyncio.AbstractEventLoop | None"]
+
+
+class _BatchRun:
+    """Background events run in order on one pool thread, supervised by the bus's worker.
+
+    The pool thread publishes which handler runs, since when and for how long it may run
+    (under ``mu``); the worker sleeps on ``finished`` until that deadline. ``completed``
+    counts whole events done (the resume included).
+    """
+
+    __slots__ = (
+        "abandoned",
+        "allow",
+        "bus",
+        "completed",
+        "current",
+        "finished",
+        "items",
+        "mu",
+        "position",
+        "result",
+        "resume",
+        "started",
+    )
+
+    def __init__(self, bus: EventBus, resume: _Resume | None, items: list[_QueueItem]) -> None:
+        self.bus = bus
+        self.resume = resume
+        self.items = items
+        self.mu = threading.Lock()
+        self.finished = threading.Lock()
+        self.finished.acquire()
+        self.completed = 0
+        self.position = -1  # index in items of the event running (-1: the resume)
+        self.current: Subscription | None = None
+        self.started = _monotonic()
+        self.allow = 0.0  # 0: between handlers, not timed
+        self.result: DispatchResult | None = None
+        self.abandoned = False
+
+    def __call__(self) -> None:
+        bus = self.bus
+        try:
+            if self.resume is not None:
+                self.resume.ctx.run(bus._resume, self.resume, self)
+                self._done(-1)
+            for pos, (event, ctx, loop) in enumerate(self.items):
+                with self.mu:
+                    if self.abandoned:
+                        return
+                    self.position = pos
+                    self.result = None
+                try:
+                    ctx.run(bus._dispatch_background, event, loop, self)
+                except _Abandoned:
+                    raise
+                except BaseException as exc:  # never let a bus bug stop the batch
+                    logger.error("background dispatch of %s failed: %r", event.event_id, exc)
+                self._done(pos)
+        except _Abandoned:
+            return
+        self.finished.release()
+
+    def _done(self, pos: int) -> None:
+        with self.mu:
+            if self.abandoned:
+                raise _Abandoned
+            self.completed += 1
+            self.allow = 0.0
+
+    def begin(self, sub: Subscription, allow: float) -> None:
+        with self.mu:
+            if self.abandoned:
+                raise _Abandoned
+            self.current = sub
+            self.started = _monotonic()
+            self.allow = allow
+
+    def end(self) -> None:
+        with self.mu:
+            if self.abandoned:
+                raise _Abandoned
+            self.allow = 0.0
+
+    def wait(self) -> Subscription | None:
+        """Wait for the whole run; returns the subscription that ran over, or None."""
+        # Between handlers nothing is timed; sleeping at most one handler_timeout then means
+        # a handler that starts meanwhile is still caught exactly at its deadline.
+        idle = self.bus.handler_timeout or 1.0
+        while True:
+            with self.mu:
+                allow = self.allow
+                remaining = (self.started + allow - _monotonic()) if allow else idle
+                if allow and remaining <= 0:
+                    self.abandoned = True
+                    return self.current
+            if self.finished.acquire(timeout=max(remaining, 0.0)):
+                return None
+
+    def make_resume(self, stuck: Subscription, timeout: float) -> _Resume:
+        """The rest of the event that ran over, with the timeout recorded as a failure."""
+        if self.position < 0:
+            assert self.resume is not None
+            event, ctx, loop = self.resume.event, self.resume.ctx, self.resume.loop
+            subs = self.resume.subs
+        else:
+            event, ctx, loop = self.items[self.position]
+            subs = self.bus._plan(event.event_type).subs
+        partial = self.result if self.result is not None else DispatchResult(event)
+        result = DispatchResult(event, partial.handled + 1, list(partial.failures))
+        err = TimeoutError(
+            f"handler {stuck.name} exceeded handler_timeout={timeout}s; the bus stopped "
+            "waiting for it, but it keeps running on its own thread"
+        )
+        result.failures.append(
+            HandlerFailure(event, stuck, err, FailureReason.HANDLER_TIMEOUT, timeout)
+        )
+        after = subs[subs.index(stuck) + 1 :] if stuck in subs else ()
+        return _Resume(event, ctx.copy(), loop, tuple(after), result)
 
 
 class _TimedRun:
