@@ -291,3 +291,22 @@ def test_on_emit_must_return_an_event() -> None:
 
     with EventBus(plugins=[Wrong()]) as bus, pytest.raises(TypeError, match="on_emit must return"):
         bus.emit("a.b", {})
+
+
+def test_a_failing_on_audit_stops_the_record_fail_closed() -> None:
+    class FailingRedactor:
+        plugin_name = "failing-redactor"
+
+        @hookimpl(tryfirst=True)
+        def on_audit(self, record: dict[str, Any]) -> dict[str, Any]:
+            raise RuntimeError("redactor bug")
+
+    writer = Writer()
+    rec = Recorder()
+    with EventBus(plugins=[writer, FailingRedactor()]) as bus:
+        bus.subscribe(rec, "*")
+        bus.emit("user.signup", {"password": "hunter2"}, wait_for_handlers=True)
+        stats = bus.get_stats()
+    assert writer.records == []  # never the unredacted original
+    assert rec.types == ["user.signup"]  # dispatch goes on
+    assert stats["audit_records_lost"] == 1 and stats["plugin_errors"] == 1

@@ -649,8 +649,11 @@ class EventBus:
             try:
                 out = caller(self, record)
             except Exception as exc:
+                # Fail closed: the record does not go on to the implementations after this
+                # one. A redactor that fails must not let the writer store the original.
                 self._plugin_failed("on_audit", plugin, exc)
-                continue
+                self._count("audit_records_lost")
+                return
             if out is not None:
                 record = out
 
@@ -1245,6 +1248,7 @@ class EventBus:
             "events_rejected": counts.get("events_rejected", 0),
             "events_forwarded": counts.get("events_forwarded", 0),
             "plugin_errors": counts.get("plugin_errors", 0),
+            "audit_records_lost": counts.get("audit_records_lost", 0),
             "plugins": self.plugin_names,
             "closed": self._closed,
         }

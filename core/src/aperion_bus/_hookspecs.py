@@ -69,7 +69,9 @@ class HookSpecs:
         ``record`` is ``event.to_dict()`` (its ``payload`` is the emitter's dict: never mutate
         it). Return a new dict to replace the record for the implementations after you
         (redaction does, ``tryfirst``), or None to pass it on unchanged; the writer (audit,
-        ``trylast``) stores what reaches it. Exceptions are isolated and counted.
+        ``trylast``) stores what reaches it. An exception is logged and counted, and the
+        record goes no further (fail closed: a redactor that fails must not let the writer
+        store the original); ``get_stats()["audit_records_lost"]`` counts such records.
         """
 
     @hookspec
