@@ -66,12 +66,14 @@ class _Plan:
     ``pairs``.
     """
 
-    __slots__ = ("has_async", "pairs", "plain", "subs")
+    __slots__ = ("has_async", "pairs", "plain", "simple", "subs")
 
-    def __init__(self, subs: tuple[Subscription, ...]) -> None:
+    def __init__(self, subs: tuple[Subscription, ...], hooked: bool = False) -> None:
         self.subs = subs
         self.has_async = any(s.is_async for s in subs)
-        self.plain = not self.has_async and all(s.fn is not None for s in subs)
+        # plain: emit may run it inline (no plugin on the emit path, nothing timed)
+        self.plain = not hooked and not self.has_async and all(s.fn is not None for s in subs)
+        self.simple = not self.has_async and all(s.fn is not None for s in subs)
         self.pairs: tuple[tuple[Subscription, Handler], ...] = tuple(
             (s, s.fn) for s in subs if s.fn is not None
         )
@@ -383,7 +385,11 @@ class EventBus:
             for pattern in candidate_patterns(event_type):
                 for sub in by_pattern.get(pattern, ()):
                     found[sub.seq] = sub
-            plan = _Plan(tuple(sorted(found.values(), key=lambda s: (-s.priority, s.seq))))
+            plan = _Plan(
+                tuple(sorted(found.values(), key=lambda s: (-s.priority, s.seq))), self._hooked
+            )
+            if self._closing:  # emit's fast path relies on no plan being cached once closing
+                return plan
             if len(plans) >= _PLAN_CACHE_MAX:
                 plans.clear()
             plans[event_type] = plan
@@ -412,8 +418,10 @@ class EventBus:
             plan = self._plans.get(event_type)
         except TypeError:  # unhashable
             plan = None
-        if plan is None:
+        if plan is None:  # a type not seen yet; plans are dropped when the bus closes
             check_event_type(event_type)
+            if self._closing:
+                raise BusClosedError("the bus is shut down; it accepts no events")
         if type(payload) is not dict:
             payload = _check_payload(payload)
         if source is not None and type(source) is not str:
@@ -425,8 +433,6 @@ class EventBus:
             raise TypeError(
                 f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
             )
-        if self._closing:
-            raise BusClosedError("the bus is shut down; it accepts no events")
         ns = _time_ns()
         event: Any = _new(_MutableEvent)
         event.event_type = event_type
@@ -437,7 +443,7 @@ class EventBus:
         event.correlation_id = correlation_id
         event.causation_id = None if parent is None else parent.event_id
         event.__class__ = Event
-        if self._hooked or not wait_for_handlers or plan is None or not plan.plain:
+        if not wait_for_handlers or plan is None or not plan.plain:
             return self._emit_general(event, plan, wait_for_handlers)
         tok = _scope_set((correlation_id, event))
         try:
@@ -542,7 +548,7 @@ class EventBus:
         tok = _scope_set((event.correlation_id, event))
         try:
             plan = _plan if _plan is not None else self._plan(event.event_type)
-            if self._wrapped or not plan.plain:
+            if self._wrapped or not plan.simple:
                 result = self._dispatch_full(event, plan)
             else:
                 result = DispatchResult(event, len(plan.pairs), self._run_plain(event, plan))
@@ -1132,7 +1138,7 @@ class EventBus:
         # runs inside the emitter's copied context: set, no need to reset
         _scope_set((event.correlation_id, event))
         plan = self._plan(event.event_type)
-        if self._wrapped or not plan.plain:
+        if self._wrapped or not plan.simple:
             result = self._dispatch_full(event, plan, loop, run)
             if result.failures:
                 self._report_failures(result)
@@ -1284,6 +1290,7 @@ class EventBus:
                 self._plugin_failed("on_closing", plugin, exc)
         with self._queue_lock:
             self._closing = True
+            self._plans = {}  # emit's fast path checks _closing only on a plan miss
         drained = True
         if self._worker is not None and not self.in_worker_thread():
             drained = self.wait_for_pending(timeout)
