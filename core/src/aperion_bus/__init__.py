@@ -3,8 +3,6 @@
 The public API is what ``__all__`` lists; modules whose names start with ``_`` are private.
 """
 
-from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
-from importlib.metadata import version as _version
 
 from ._bus import HANDLER_ERROR_EVENT, EventBus
 from ._correlation import (
@@ -53,10 +51,18 @@ from ._types import (
     Subscription,
 )
 
-try:
-    __version__ = _version("aperion-bus")
-except _PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    # __version__ reads the installed metadata on first use (importlib.metadata is slow to
+    # import, and most programs never ask)
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("aperion-bus")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            return "0+unknown"
+    raise AttributeError(f"module 'aperion_bus' has no attribute {name!r}")
 
 __all__ = [
     "CORRELATION_HEADER",

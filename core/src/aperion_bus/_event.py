@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -10,8 +11,10 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, cast
 
+if TYPE_CHECKING:
+    import cattrs
+
 import attrs
-import cattrs
 
 from ._errors import EventDecodeError
 
@@ -115,7 +118,7 @@ class Event(_EventSlots):
     def to_jsonl(self) -> str:
         """One line of JSON (no newline). Raises ``TypeError`` for a payload JSON cannot hold."""
         try:
-            return _dumps(_converter.unstructure(self))
+            return _dumps(self.to_dict())
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"event {self.event_id} ({self.event_type}) cannot be serialized: {exc}"
@@ -126,8 +129,10 @@ class Event(_EventSlots):
         """Build an event from :meth:`to_dict` output; raises :class:`EventDecodeError`."""
         if not isinstance(data, Mapping):
             raise EventDecodeError(f"an event must be a JSON object, got {type(data).__name__}")
+        import cattrs  # imported on first use: it costs more than the rest of the kernel
+
         try:
-            return _converter.structure(dict(data), cls)
+            return _converter().structure(dict(data), cls)
         except cattrs.BaseValidationError as exc:
             problems = "; ".join(
                 cattrs.transform_error(exc, path="event", format_exception=_describe)
@@ -218,7 +223,11 @@ def _strict_dict(value: object, _type: object) -> dict[str, Any]:
     return value
 
 
-def _make_converter() -> cattrs.Converter:
+@functools.cache
+def _converter() -> cattrs.Converter:
+    """The strict cattrs converter for events (built on first use)."""
+    import cattrs
+
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(float, _strict_float)
@@ -227,5 +236,3 @@ def _make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(Event, Event.to_dict)
     return conv
 
-
-_converter: Final = _make_converter()

@@ -9,7 +9,6 @@ import tomllib
 import types
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -20,6 +19,8 @@ from ._errors import ConfigError, PluginError, PluginLoadError, PluginNotFoundEr
 from ._patterns import normalize_patterns
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from ._bus import EventBus
 
 __all__ = [
@@ -56,16 +57,18 @@ class EntryPointInfo:
 
 
 _ep_lock = threading.Lock()
-_ep_cache: dict[str, dict[str, list[metadata.EntryPoint]]] = {}
+_ep_cache: dict[str, dict[str, list[EntryPoint]]] = {}
 
 
-def _entry_points(group: str) -> dict[str, list[metadata.EntryPoint]]:
+def _entry_points(group: str) -> dict[str, list[EntryPoint]]:
     # Scanning installed distributions costs milliseconds: once per process and group.
     found = _ep_cache.get(group)
     if found is None:
         with _ep_lock:
             found = {}
-            for ep in metadata.entry_points(group=group):
+            from importlib.metadata import entry_points  # scanned once, on first use
+
+            for ep in entry_points(group=group):
                 found.setdefault(ep.name, []).append(ep)
             _ep_cache[group] = found
     return found
@@ -80,7 +83,7 @@ def refresh_entry_points() -> None:
     importlib.invalidate_caches()
 
 
-def _info(ep: metadata.EntryPoint) -> EntryPointInfo:
+def _info(ep: EntryPoint) -> EntryPointInfo:
     dist = ep.dist
     return EntryPointInfo(
         name=ep.name,
@@ -107,7 +110,7 @@ def installed_handlers() -> list[EntryPointInfo]:
     )
 
 
-def _lookup(group: str, name: str) -> metadata.EntryPoint:
+def _lookup(group: str, name: str) -> EntryPoint:
     kind = "plugin" if group == PLUGIN_GROUP else "handler set"
     eps = _entry_points(group).get(name)
     if not eps:
@@ -123,7 +126,7 @@ def _lookup(group: str, name: str) -> metadata.EntryPoint:
     return eps[0]
 
 
-def _load(ep: metadata.EntryPoint) -> Any:
+def _load(ep: EntryPoint) -> Any:
     try:
         return ep.load()
     except Exception as exc:
