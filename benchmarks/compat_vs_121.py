@@ -29,7 +29,8 @@ WORKER = r"""
 import json, sys, time
 from pathlib import Path
 from aperion_event_bus import EventBus
-mode, audit, handlers, n, path = sys.argv[1], sys.argv[2] == "on", int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+mode, audit, path = sys.argv[1], sys.argv[2] == "on", sys.argv[5]
+handlers, n = int(sys.argv[3]), int(sys.argv[4])
 payload = {"user_id": 42, "action": "login", "ip": "10.0.0.1", "tags": ["a", "b"], "ok": True}
 bus = EventBus(event_log_path=Path(path)) if audit else EventBus(enable_audit=False)
 cnt = [0]
@@ -65,7 +66,7 @@ N_OLD = {"sync": 2_000, "bg": 2_000}
 def run(python: str, mode: str, audit: str, handlers: int, n: int) -> float:
     with tempfile.TemporaryDirectory() as d:
         out = subprocess.run(
-            [python, "-c", WORKER, mode, audit, str(handlers), str(n), str(Path(d, "events.jsonl"))],
+            [python, "-c", WORKER, mode, audit, str(handlers), str(n), str(Path(d, "e.jsonl"))],
             check=True,
             capture_output=True,
             text=True,
@@ -84,12 +85,13 @@ def main() -> None:
     args = ap.parse_args()
     new_py = sys.executable
     check = subprocess.run(
-        [args.old_python, "-c", "import importlib.metadata as m; print(m.version('aperion-event-bus'))"],
+        [args.old_python, "-c",
+         "import importlib.metadata as m; print(m.version('aperion-event-bus'))"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()
     print(f"old: aperion-event-bus {check} ({args.old_python}); new: 2.0 ({new_py})")
     print(f"{args.rounds} alternating rounds per cell, medians\n")
-    print(f"| handlers | emit | audit | 1.2.1 ev/s | 2.0 ev/s | ratio |")
+    print("| handlers | emit | audit | 1.2.1 ev/s | 2.0 ev/s | ratio |")
     print("|---:|---|---|---:|---:|---:|")
     for mode in args.modes:
         for audit in ("off", "on"):
@@ -107,7 +109,8 @@ def main() -> None:
                             new.append(run(py, mode, audit, h, N_NEW[mode]))
                 o, n = statistics.median(old), statistics.median(new)
                 label = "wait_for_handlers=True" if mode == "sync" else "background"
-                print(f"| {h} | {label} | {audit} | {o:,.0f} | {n:,.0f} | {n / o:.1f}x |", flush=True)
+                row = f"| {h} | {label} | {audit} | {o:,.0f} | {n:,.0f} | {n / o:.1f}x |"
+                print(row, flush=True)
 
 
 if __name__ == "__main__":

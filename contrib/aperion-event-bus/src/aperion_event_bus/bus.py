@@ -37,7 +37,7 @@ from aperion_bus_backpressure import (
 )
 from aperion_bus_dlq import DeadLetterQueue, DLQPlugin
 from aperion_bus_metrics import MetricsCollector, MetricsPlugin
-from aperion_bus_redact import RedactPlugin, Redactor
+from aperion_bus_redact import Redactor, RedactPlugin
 from aperion_bus_validate import EventValidator, ValidatePlugin
 
 from .audit import log_file_stats
@@ -138,10 +138,10 @@ class EventBus(aperion_bus.EventBus):
         )
         if self._drops is None:
             # nothing can drop an event: emit is the kernel's, with no extra call layer
-            self.emit = types.MethodType(aperion_bus.EventBus.emit, self)  # type: ignore[method-assign]
+            self.emit = types.MethodType(aperion_bus.EventBus.emit, self)  # type: ignore[method-assign,unused-ignore]
 
     # ------------------------------------------------------------------ subscriptions
-    def subscribe(  # type: ignore[override]
+    def subscribe(
         self,
         handler: Handler,
         event_types: str | Iterable[str],

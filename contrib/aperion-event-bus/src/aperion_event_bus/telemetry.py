@@ -33,7 +33,7 @@ def get_tracer(name: str = "event_bus") -> Any:
     """An OpenTelemetry tracer named ``name``, or None without opentelemetry."""
     if not is_otel_available():
         return None
-    from opentelemetry import trace
+    from opentelemetry import trace  # type: ignore[import-not-found,unused-ignore]
 
     return trace.get_tracer(name)
 
@@ -42,7 +42,7 @@ def get_current_span() -> Any:
     """The current OpenTelemetry span, or None without opentelemetry."""
     if not is_otel_available():
         return None
-    from opentelemetry import trace
+    from opentelemetry import trace  # type: ignore[import-not-found,unused-ignore]
 
     return trace.get_current_span()
 
@@ -52,7 +52,9 @@ def inject_trace_context_to_headers(headers: dict[str, str]) -> dict[str, str]:
     returns ``headers``."""
     span = get_current_span()
     if span is not None and span.is_recording():
-        from opentelemetry.propagate import inject
+        from opentelemetry.propagate import (  # type: ignore[import-not-found,unused-ignore]
+            inject,
+        )
 
         inject(headers)
     return headers
@@ -78,7 +80,7 @@ def traced(
     attributes: Mapping[str, Any] | None = None,
     *,
     name: str | None = None,
-) -> Any:
+) -> Callable[..., Any]:
     """Run the decorated function (sync or async) inside a span; a no-op without opentelemetry.
 
     ``@traced``, ``@traced("span")``, ``@traced(name="span")``. ``kind`` is accepted for 1.2.1
@@ -86,7 +88,8 @@ def traced(
     """
     del kind
     if callable(span_name):
-        return aperion_bus_otel.traced(span_name)
+        wrapped: Callable[..., Any] = aperion_bus_otel.traced(span_name)
+        return wrapped
     if span_name is not None and name is not None and span_name != name:
         raise TypeError("traced(): give the span name once (span_name or name)")
     decorator: Callable[[_F], _F] = aperion_bus_otel.traced(
