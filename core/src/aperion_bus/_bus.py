@@ -755,12 +755,14 @@ class EventBus:
                 while j < n and subs[j].is_async:
                     j += 1
                 if run is not None:
-                    run.begin(subs[i], self._async_limit(j - i) + 1.0)
+                    run.state = (subs[i], _monotonic(), self._async_limit(j - i) + 1.0)
                 outcomes = self._run_async_batch(event, subs[i:j], loop)
             elif timeout is not None and run is not None:
-                run.begin(subs[i], timeout)
-                one = self._call_one(event, subs[i])
-                outcomes = [] if one is None else [one]
+                while j < n and not subs[j].is_async:
+                    j += 1
+                self._run_watched(event, subs[i:j], run, timeout, result)
+                i = j
+                continue
             elif timeout is not None:
                 while j < n and not subs[j].is_async:
                     j += 1
@@ -772,6 +774,50 @@ class EventBus:
                 run.end()  # raises _Abandoned if the supervisor gave up meanwhile
             self._collect(result, outcomes)
             i = j
+
+    def _run_watched(
+        self,
+        event: Event,
+        subs: Sequence[Subscription],
+        run: _BatchRun,
+        timeout: float,
+        result: DispatchResult,
+    ) -> None:
+        """Sync handlers inline on a supervised pool thread: publish each one's start, check
+        after it whether the supervisor gave up on this thread (one C-level lock per call)."""
+        mu = run.mu
+        results = self._hooks.on_handler_result
+        wrapped = bool(self._hooks.on_handler)
+        for sub in subs:
+            fn = sub.fn
+            if fn is None:
+                fn = sub.handler
+                if fn is None:
+                    continue
+            t0 = _monotonic()
+            run.state = (sub, t0, timeout)  # read by the supervisor under mu
+            if wrapped:
+                outcome = self._call_one(event, sub)
+                error = None if outcome is None else outcome.error
+            else:
+                error = None
+                try:
+                    fn(event)
+                except Exception as exc:
+                    error = exc
+                if results:
+                    self._handler_result(results, event, sub, _monotonic() - t0, error)
+            with mu:
+                if run.abandoned:
+                    raise _Abandoned
+                run.state = None
+            result.handled += 1
+            if error is not None:
+                result.failures.append(
+                    HandlerFailure(
+                        event, sub, error, FailureReason.HANDLER_ERROR, _monotonic() - t0
+                    )
+                )
 
     def _async_limit(self, n: int) -> float:
         timeout = self.handler_timeout
@@ -1414,17 +1460,15 @@ class _BatchRun:
 
     __slots__ = (
         "abandoned",
-        "allow",
         "bus",
         "completed",
-        "current",
         "finished",
         "items",
         "mu",
         "position",
         "result",
         "resume",
-        "started",
+        "state",
     )
 
     def __init__(self, bus: EventBus, resume: _Resume | None, items: list[_QueueItem]) -> None:
@@ -1436,9 +1480,9 @@ class _BatchRun:
         self.finished.acquire()
         self.completed = 0
         self.position = -1  # index in items of the event running (-1: the resume)
-        self.current: Subscription | None = None
-        self.started = _monotonic()
-        self.allow = 0.0  # 0: between handlers, not timed
+        # (handler running, since, allowed seconds), or None between handlers. Written by
+        # the pool thread (a tuple assignment is atomic), read by the supervisor under mu.
+        self.state: tuple[Subscription, float, float] | None = None
         self.result: DispatchResult | None = None
         self.abandoned = False
 
@@ -1470,21 +1514,13 @@ class _BatchRun:
             if self.abandoned:
                 raise _Abandoned
             self.completed += 1
-            self.allow = 0.0
-
-    def begin(self, sub: Subscription, allow: float) -> None:
-        with self.mu:
-            if self.abandoned:
-                raise _Abandoned
-            self.current = sub
-            self.started = _monotonic()
-            self.allow = allow
+            self.state = None
 
     def end(self) -> None:
         with self.mu:
             if self.abandoned:
                 raise _Abandoned
-            self.allow = 0.0
+            self.state = None
 
     def wait(self) -> Subscription | None:
         """Wait for the whole run; returns the subscription that ran over, or None."""
@@ -1493,11 +1529,14 @@ class _BatchRun:
         idle = self.bus.handler_timeout or 1.0
         while True:
             with self.mu:
-                allow = self.allow
-                remaining = (self.started + allow - _monotonic()) if allow else idle
-                if allow and remaining <= 0:
-                    self.abandoned = True
-                    return self.current
+                state = self.state
+                if state is None:
+                    remaining = idle
+                else:
+                    remaining = state[1] + state[2] - _monotonic()
+                    if remaining <= 0:
+                        self.abandoned = True
+                        return state[0]
             if self.finished.acquire(timeout=max(remaining, 0.0)):
                 return None
 
