@@ -360,3 +360,16 @@ def test_dispatch_existing_event_keeps_its_ids(bus: EventBus) -> None:
     assert rec.events == [ev] and result.handled == 1 and result.ok
     with pytest.raises(TypeError):
         bus.dispatch({"event_type": "a.b"})  # type: ignore[arg-type]
+
+
+def test_handlers_may_emit_while_shutdown_drains_the_queue() -> None:
+    followups = Recorder()
+    bus = EventBus()
+    bus.subscribe(lambda e: bus.emit("job.followup", {"of": e.payload["n"]}), "job.start")
+    bus.subscribe(followups, "job.followup")
+    for n in range(20):
+        bus.emit("job.start", {"n": n})
+    assert bus.shutdown(timeout=10) is True
+    assert sorted(p["of"] for p in followups.payloads) == list(range(20))
+    with pytest.raises(BusClosedError):  # but not from outside a handler
+        bus.emit("job.start", {"n": 99})

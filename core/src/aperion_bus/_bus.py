@@ -218,6 +218,7 @@ class EventBus:
         self._pending = 0
         self._worker: threading.Thread | None = None
         self._worker_idle = False
+        self._consumers: set[int] = set()  # threads consuming the queue under a timeout
         self._deferred_drops: list[tuple[Event, str, BaseException | None]] | None = None
         self._closing = False
         self._shutting_down = False
@@ -421,7 +422,7 @@ class EventBus:
         if plan is None:  # a type not seen yet; plans are dropped when the bus closes
             check_event_type(event_type)
             if self._closing:
-                raise BusClosedError("the bus is shut down; it accepts no events")
+                self._refuse_when_closed()
         if type(payload) is not dict:
             payload = _check_payload(payload)
         if source is not None and type(source) is not str:
@@ -542,7 +543,7 @@ class EventBus:
                 raise TypeError(f"dispatch() takes an Event, got {type(event).__name__}")
             check_event_type(event.event_type)
             if self._closing:
-                raise BusClosedError("the bus is shut down; it accepts no events")
+                self._refuse_when_closed()
         if self._hooks.on_audit:
             self._run_on_audit(event)
         tok = _scope_set((event.correlation_id, event))
@@ -591,6 +592,12 @@ class EventBus:
             raise LookupError(f"handler {subscription.name} was garbage-collected")
         return outcomes[0]
 
+    def _refuse_when_closed(self) -> None:
+        """Called once ``shutdown()`` began. Handlers of events still being drained may go
+        on emitting (what they emit is drained too); anyone else is refused."""
+        if self._closed or _scope_get()[1] is None:
+            raise BusClosedError("the bus is shut down; it accepts no events")
+
     # ------------------------------------------------------------------ hooks on the emit path
     def _new_event(
         self,
@@ -614,7 +621,7 @@ class EventBus:
                 f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
             )
         if self._closing:
-            raise BusClosedError("the bus is shut down; it accepts no events")
+            self._refuse_when_closed()
         return _make_event(
             event_type,
             payload,
@@ -1124,7 +1131,7 @@ class EventBus:
                     finally:
                         self._deferred_drops = None
                 if self._closing:
-                    raise BusClosedError("the bus is shut down; it accepts no events")
+                    self._refuse_when_closed()
                 self._pending += 1  # reserved: shutdown() now waits for this event too
                 if hooks.on_audit:
                     # the audit record is written before the event can run, but not under
@@ -1184,6 +1191,15 @@ class EventBus:
         # runs inside the emitter's copied context: set, no need to reset
         _scope_set((event.correlation_id, event))
         plan = self._plan(event.event_type)
+        h = self._hooks
+        if run is not None and plan.simple and not (h.on_dispatch or h.on_handler):
+            # supervised (timeout), nothing wraps: the watched loop directly
+            result = DispatchResult(event)
+            run.result = result
+            self._run_watched(event, plan.subs, run, run.timeout, result)
+            if result.failures:
+                self._report_failures(result)
+            return
         if self._wrapped or not plan.simple:
             result = self._dispatch_full(event, plan, loop, run)
             if result.failures:
@@ -1194,45 +1210,39 @@ class EventBus:
             self._report_failures(DispatchResult(event, len(plan.pairs), failures))
 
     def _work_supervised(self, timeout: float) -> None:
-        """The worker under a timeout: it hands batches of queued events to a pool thread
-        and watches the clock, instead of one hand-off (and wake-up) per event.
+        """The worker under a timeout: a watchdog. A pool thread (the consumer) takes queued
+        events and runs their handlers inline, publishing which handler runs since when; this
+        thread only watches the clock (it sleeps until the running handler's deadline).
 
-        When a handler runs over, the worker reports the timeout, leaves that thread to the
-        late handler, and goes on with the rest of that event (a resume) and the rest of the
-        batch on a fresh pool thread.
+        When a handler runs over, the watchdog reports the timeout, leaves that thread to the
+        late handler, and starts a fresh consumer with the rest of that event (a resume)
+        before the rest of the queue. No thread hand-off per event.
         """
-        queue = self._queue
-        lock = self._queue_lock
-        pending_waiters = self.pending_condition._waiters  # type: ignore[attr-defined]
-        finished = 0
         resume: _Resume | None = None
         while True:
-            with lock:
-                if finished:
-                    self._pending -= finished
-                    if pending_waiters:
-                        self.pending_condition.notify_all()
-                    finished = 0
-                while not queue and resume is None:
-                    if self._closing:
-                        return
-                    self._worker_idle = True
-                    self._work_ready.wait()
-                    self._worker_idle = False
-                batch = [queue.popleft() for _ in range(min(len(queue), _BATCH_MAX))]
-            run = _BatchRun(self, resume, batch)
-            resume = None
+            run = _BatchRun(self, resume)
             self._threads.submit(run)
             stuck = run.wait()
-            finished = run.completed
-            if stuck is None:
-                continue
-            # run.position: the item that ran over (0 is the resume, if there was one)
+            if stuck is None:  # the consumer ended: the bus is closing and the queue is empty
+                return
             resume = run.make_resume(stuck, timeout)
-            left = run.items[run.position + 1 :]
-            if left:
-                with lock:
-                    queue.extendleft(reversed(left))  # still pending, back at the front
+
+    def _next_item(self) -> _QueueItem | None:
+        """The next queued event for a consumer; None once closing with nothing queued."""
+        with self._queue_lock:
+            while not self._queue:
+                if self._closing:
+                    return None
+                self._worker_idle = True
+                self._work_ready.wait()
+                self._worker_idle = False
+            return self._queue.popleft()
+
+    def _finished_one(self) -> None:
+        with self._queue_lock:
+            self._pending -= 1
+            if self.pending_condition._waiters:  # type: ignore[attr-defined]
+                self.pending_condition.notify_all()
 
     def _resume(self, resume: _Resume, run: _BatchRun) -> None:
         """The rest of an event whose handler ran over: remaining handlers, then the report."""
@@ -1249,8 +1259,11 @@ class EventBus:
         return self._pending
 
     def in_worker_thread(self) -> bool:
-        """True when called from the bus's background worker (e.g. from a handler)."""
-        return self._worker is not None and threading.current_thread() is self._worker
+        """True when called from a thread that dispatches this bus's background events (the
+        worker, or under a timeout the consumer threads), e.g. from a handler."""
+        if self._worker is not None and threading.current_thread() is self._worker:
+            return True
+        return threading.get_ident() in self._consumers
 
     def discard_oldest_pending(self) -> Event | None:
         """Remove the oldest queued event that has not started; returns it, or None.
@@ -1429,9 +1442,6 @@ def _run_in(
     return fut
 
 
-_BATCH_MAX: Final = 256
-
-
 class _Abandoned(BaseException):
     """The supervising worker gave up on this pool thread (a handler ran over)."""
 
@@ -1451,35 +1461,33 @@ _QueueItem = tuple[Event, contextvars.Context, "asyncio.AbstractEventLoop | None
 
 
 class _BatchRun:
-    """Background events run in order on one pool thread, supervised by the bus's worker.
+    """A consumer of background events on one pool thread, supervised by the bus's worker.
 
-    The pool thread publishes which handler runs, since when and for how long it may run
-    (under ``mu``); the worker sleeps on ``finished`` until that deadline. ``completed``
-    counts whole events done (the resume included).
+    The pool thread takes queued events one by one and runs their handlers inline,
+    publishing which handler runs, since when and for how long it may run (``state``); the
+    worker sleeps on ``finished`` until that deadline.
     """
 
     __slots__ = (
         "abandoned",
         "bus",
-        "completed",
+        "current",
         "finished",
-        "items",
         "mu",
-        "position",
         "result",
         "resume",
         "state",
+        "timeout",
     )
 
-    def __init__(self, bus: EventBus, resume: _Resume | None, items: list[_QueueItem]) -> None:
+    def __init__(self, bus: EventBus, resume: _Resume | None) -> None:
         self.bus = bus
+        self.timeout: float = bus.handler_timeout or 0.0
         self.resume = resume
-        self.items = items
         self.mu = threading.Lock()
         self.finished = threading.Lock()
         self.finished.acquire()
-        self.completed = 0
-        self.position = -1  # index in items of the event running (-1: the resume)
+        self.current: _QueueItem | None = None  # the event being dispatched
         # (handler running, since, allowed seconds), or None between handlers. Written by
         # the pool thread (a tuple assignment is atomic), read by the supervisor under mu.
         self.state: tuple[Subscription, float, float] | None = None
@@ -1488,33 +1496,40 @@ class _BatchRun:
 
     def __call__(self) -> None:
         bus = self.bus
+        me = threading.get_ident()
+        bus._consumers.add(me)
         try:
-            if self.resume is not None:
-                self.resume.ctx.run(bus._resume, self.resume, self)
-                self._done(-1)
-            for pos, (event, ctx, loop) in enumerate(self.items):
-                with self.mu:
-                    if self.abandoned:
-                        return
-                    self.position = pos
-                    self.result = None
+            resume = self.resume
+            if resume is not None:
+                self.current = (resume.event, resume.ctx, resume.loop)
+                resume.ctx.run(bus._resume, resume, self)
+                self._done()
+            while True:
+                item = bus._next_item()
+                if item is None:
+                    break
+                self.current = item
+                self.result = None
+                event, ctx, loop = item
                 try:
                     ctx.run(bus._dispatch_background, event, loop, self)
                 except _Abandoned:
                     raise
-                except BaseException as exc:  # never let a bus bug stop the batch
+                except BaseException as exc:  # never let a bus bug stop the consumer
                     logger.error("background dispatch of %s failed: %r", event.event_id, exc)
-                self._done(pos)
+                self._done()
         except _Abandoned:
             return
+        finally:
+            bus._consumers.discard(me)
         self.finished.release()
 
-    def _done(self, pos: int) -> None:
+    def _done(self) -> None:
         with self.mu:
             if self.abandoned:
                 raise _Abandoned
-            self.completed += 1
             self.state = None
+        self.bus._finished_one()
 
     def end(self) -> None:
         with self.mu:
@@ -1523,10 +1538,10 @@ class _BatchRun:
             self.state = None
 
     def wait(self) -> Subscription | None:
-        """Wait for the whole run; returns the subscription that ran over, or None."""
+        """Wait for the consumer to end; returns the subscription that ran over, or None."""
         # Between handlers nothing is timed; sleeping at most one handler_timeout then means
         # a handler that starts meanwhile is still caught exactly at its deadline.
-        idle = self.bus.handler_timeout or 1.0
+        idle = self.timeout or 1.0
         while True:
             with self.mu:
                 state = self.state
@@ -1542,13 +1557,9 @@ class _BatchRun:
 
     def make_resume(self, stuck: Subscription, timeout: float) -> _Resume:
         """The rest of the event that ran over, with the timeout recorded as a failure."""
-        if self.position < 0:
-            assert self.resume is not None
-            event, ctx, loop = self.resume.event, self.resume.ctx, self.resume.loop
-            subs = self.resume.subs
-        else:
-            event, ctx, loop = self.items[self.position]
-            subs = self.bus._plan(event.event_type).subs
+        assert self.current is not None
+        event, ctx, loop = self.current
+        subs = self.bus._plan(event.event_type).subs
         partial = self.result if self.result is not None else DispatchResult(event)
         result = DispatchResult(event, partial.handled + 1, list(partial.failures))
         err = TimeoutError(
