@@ -114,9 +114,10 @@ class RedisStreams:
         self._group = self.settings.group
         self._ensured: set[str] = set()
         self._publish_cache: dict[str, bool] = {}
-        self._last_errors: collections.OrderedDict[bytes, tuple[str, BaseException]] = (
-            collections.OrderedDict()
-        )
+        # (stream, entry id) -> last failure: entry ids repeat across per-domain streams
+        self._last_errors: collections.OrderedDict[
+            tuple[str, bytes], tuple[str, BaseException]
+        ] = collections.OrderedDict()
         self._counts: collections.Counter[str] = collections.Counter()
         self._count_lock = threading.Lock()
 
@@ -561,7 +562,7 @@ class RedisStreams:
                 ok.append(e)
                 continue
             if e.deliveries > s.max_deliveries:
-                last = self._last_errors.pop(e.entry_id, None)
+                last = self._last_errors.pop((e.stream, e.entry_id), None)
                 event = _decode_or_none(fields)
                 if last is None:
                     msg = (
@@ -591,11 +592,11 @@ class RedisStreams:
                 continue
             if result.ok:
                 ok.append(e)
-                self._last_errors.pop(e.entry_id, None)
+                self._last_errors.pop((e.stream, e.entry_id), None)
             else:
                 self._count("failed")
                 f = result.failures[-1]
-                self._last_errors[e.entry_id] = (f.handler_name, f.error)
+                self._last_errors[(e.stream, e.entry_id)] = (f.handler_name, f.error)
                 if len(self._last_errors) > _LAST_ERRORS_MAX:
                     self._last_errors.popitem(last=False)
         return ok, dead
