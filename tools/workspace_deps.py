@@ -25,9 +25,12 @@ def members() -> dict[str, Path]:
     return out
 
 
-def requirement_names(d: Path) -> list[str]:
-    project = tomllib.loads((d / "pyproject.toml").read_text())["project"]
-    reqs = list(project.get("dependencies", []))
+def requirement_names(d: Path, *, test_group: bool = False) -> list[str]:
+    """[project].dependencies, and with ``test_group`` the `test` dependency group too."""
+    data = tomllib.loads((d / "pyproject.toml").read_text())
+    reqs = list(data["project"].get("dependencies", []))
+    if test_group:
+        reqs += [r for r in data.get("dependency-groups", {}).get("test", []) if isinstance(r, str)]
     return [re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower().replace("_", "-") for r in reqs]
 
 
@@ -38,7 +41,9 @@ def main() -> None:
     todo = [target]
     while todo:
         d = todo.pop()
-        for name in requirement_names(d):
+        # the target's test group too (tests may use other plugins); uv pip would look the
+        # workspace members up on the index otherwise
+        for name in requirement_names(d, test_group=d == target):
             dep = known.get(name)
             if dep is not None and dep not in seen and dep != target and dep.name != "core":
                 seen.add(dep)

@@ -6,9 +6,12 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import redis
 from aperion_bus.testing import free_port
 
 
@@ -52,3 +55,16 @@ def redis_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def stream() -> str:
+    return f"test:{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[Any]:
+    """redis-py's sync client (typed Any: its reply types are unions too wide to narrow)."""
+    r = redis.Redis.from_url(redis_url)
+    yield r
+    r.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,18 +15,6 @@ from aperion_bus_redis import RedisStreams, SerializationError
 
 #: redis-py's sync client; its reply types are unions too wide for the tests to narrow
 Client = Any
-
-
-@pytest.fixture
-def stream() -> str:
-    return f"test:{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[Client]:
-    r = redis.Redis.from_url(redis_url)
-    yield r
-    r.close()
 
 
 def make_bus(redis_url: str, stream: str, **settings: Any) -> EventBus:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from aperion_bus import ConfigError, DropEvent, Event, EventBus, hookimpl
+from aperion_bus import ConfigError, DropEvent, Event, EventBus, EventForwarded, hookimpl
 from aperion_bus_metrics import (
     OTHER,
     CallbackMetrics,
@@ -126,8 +126,37 @@ def test_drops_are_counted_by_type_and_reason() -> None:
     assert snap["events_dropped"] == {"noise.tick": 2}
     assert snap["drop_reasons"] == {"sampled": 2}
     assert snap["total_events_dropped"] == 2
-    # dropped before our (trylast) on_emit: not counted as emitted
+    # dropped before our on_emit (which runs after the tryfirst ones): not counted as emitted
     assert snap["events_emitted"] == {"real.event": 1}
+
+
+class Forwarder:
+    """A transport like aperion-bus-redis in shared mode: a trylast on_emit hands events on."""
+
+    @hookimpl(trylast=True)
+    def on_emit(self, bus: EventBus, event: Event) -> None:
+        if event.event_type.startswith("remote."):
+            raise EventForwarded("test.forwarded")
+
+
+@pytest.mark.parametrize("forwarder_first", [True, False])
+def test_forwarded_events_count_as_emitted_whatever_the_plugin_order(
+    forwarder_first: bool,
+) -> None:
+    plugin = MetricsPlugin()
+    plugins: list[object] = [Forwarder(), plugin] if forwarder_first else [plugin, Forwarder()]
+    with EventBus(plugins=plugins) as bus:
+        seen: list[Event] = []
+        bus.subscribe(seen.append, "*")
+        bus.emit("remote.job", wait_for_handlers=True)
+        bus.emit("remote.job")
+        bus.emit("local.job", wait_for_handlers=True)
+        assert bus.wait_for_pending(5)
+        assert [e.event_type for e in seen] == ["local.job"]  # the others went elsewhere
+        assert bus.get_stats()["events_forwarded"] == 2
+        snap = plugin.get_snapshot()
+    assert snap["events_emitted"] == {"remote.job": 2, "local.job": 1}
+    assert snap["total_events_dropped"] == 0
 
 
 def test_label_cardinality_is_bounded() -> None:

@@ -104,15 +104,20 @@ class RedisStreams:
         self._publisher: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._reading = False
-        self._stopping = False
+        self._stopping = False  # the reader stops (on_closing)
+        self._publisher_stopping = False  # the publisher stops once flushed (on_shutdown)
         self._started = False
+        self._accepting = False  # on_emit publishes: from on_start until on_shutdown
+        self._reader_stopped = False
+        self._stop_task: asyncio.Task[None] | None = None
         self._origin = b""
         self._group = self.settings.group
         self._ensured: set[str] = set()
         self._publish_cache: dict[str, bool] = {}
-        self._last_errors: collections.OrderedDict[bytes, tuple[str, BaseException]] = (
-            collections.OrderedDict()
-        )
+        # (stream, entry id) -> last failure: entry ids repeat across per-domain streams
+        self._last_errors: collections.OrderedDict[
+            tuple[str, bytes], tuple[str, BaseException]
+        ] = collections.OrderedDict()
         self._counts: collections.Counter[str] = collections.Counter()
         self._count_lock = threading.Lock()
 
@@ -150,6 +155,7 @@ class RedisStreams:
             self._stop_loop()
             raise
         self._started = True
+        self._accepting = True
 
     async def _start(self) -> None:
         s = self.settings
@@ -167,22 +173,36 @@ class RedisStreams:
 
     @hookimpl
     def on_closing(self, bus: EventBus) -> None:
-        # shutdown() began and the bus still accepts emits: stop reading, let the handlers in
-        # flight finish (what they emit is still published), acknowledge, flush, close.
-        self._shutdown()
-
-    @hookimpl
-    def on_shutdown(self, bus: EventBus) -> None:
-        self._shutdown()  # nothing left to do when on_closing ran
-
-    def _shutdown(self) -> None:
-        if not self._started:
+        # shutdown() began and the bus still accepts emits: stop READING only. The batch in
+        # flight finishes and is acknowledged; what its handlers (and any other thread) emit
+        # until the bus closes is still published (``_accepting`` stays true).
+        if not self._started or self._reader_stopped:
             return
-        self._started = False
+        self._reader_stopped = True
         if threading.current_thread() is self._dispatch_thread:
             # shutdown() called from a handler we are running: waiting would deadlock.
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self._request_stop)
+            return
+        try:
+            self._call(self._stop_reader(), None)
+        except Exception as exc:
+            logger.warning("redis: unclean stop of the reader: %r", exc)
+
+    @hookimpl
+    def on_shutdown(self, bus: EventBus) -> None:
+        # the bus drained its queue and accepts nothing more: publish what is buffered, close
+        if not self._started:
+            return
+        if not self._reader_stopped:  # on_closing did not run (or failed): stop reading now
+            self.on_closing(bus)
+        self._started = False
+        self._accepting = False
+        if threading.current_thread() is self._dispatch_thread:
+            # from a handler we are running: the batch cannot finish while we wait for it, so
+            # the loop finishes the stop by itself once the handler returned.
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._stop_in_background)
             return
         try:
             self._call(self._stop(), None)
@@ -190,12 +210,28 @@ class RedisStreams:
             logger.warning("redis: unclean shutdown: %r", exc)
         self._stop_loop()
 
+    def _stop_in_background(self) -> None:
+        loop = self._loop
+        assert loop is not None
+
+        async def stop() -> None:
+            try:
+                await self._stop()
+            except Exception as exc:
+                logger.warning("redis: unclean shutdown: %r", exc)
+            finally:
+                loop.stop()
+                if self._executor is not None:
+                    self._executor.shutdown(wait=False)
+
+        self._stop_task = loop.create_task(stop())
+
     def _request_stop(self) -> None:
         self._stopping = True
         if self._reader is not None and self._reading:
             self._reader.cancel()
 
-    async def _stop(self) -> None:
+    async def _stop_reader(self) -> None:
         self._request_stop()
         if self._reader is not None:
             try:
@@ -204,6 +240,10 @@ class RedisStreams:
                 pass
             except Exception as exc:
                 logger.warning("redis: reader ended with %r", exc)
+
+    async def _stop(self) -> None:
+        await self._stop_reader()
+        self._publisher_stopping = True
         self._outbox.append(_Flush())
         self._wake_publisher()
         if self._publisher is not None:
@@ -274,7 +314,7 @@ class RedisStreams:
             if len(self._publish_cache) > 4096:
                 self._publish_cache.clear()
             self._publish_cache[etype] = publish
-        if not publish or not self._started:
+        if not publish or not self._accepting:
             return None
         try:
             data = event.to_jsonl()
@@ -336,14 +376,14 @@ class RedisStreams:
                         self._count("publish_errors")
                         logger.warning("redis: publishing %d events failed: %r", len(batch), exc)
                         outbox.extendleft([*markers[::-1], *batch[::-1]])
-                        if self._stopping:
+                        if self._publisher_stopping:
                             return
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, 2.0)
                         continue
                 for m in markers:
                     m.done.set()
-            if self._stopping:
+            if self._publisher_stopping:
                 return
 
     async def _xadd_batch(self, batch: list[tuple[str, str]]) -> None:
@@ -522,7 +562,7 @@ class RedisStreams:
                 ok.append(e)
                 continue
             if e.deliveries > s.max_deliveries:
-                last = self._last_errors.pop(e.entry_id, None)
+                last = self._last_errors.pop((e.stream, e.entry_id), None)
                 event = _decode_or_none(fields)
                 if last is None:
                     msg = (
@@ -552,11 +592,11 @@ class RedisStreams:
                 continue
             if result.ok:
                 ok.append(e)
-                self._last_errors.pop(e.entry_id, None)
+                self._last_errors.pop((e.stream, e.entry_id), None)
             else:
                 self._count("failed")
                 f = result.failures[-1]
-                self._last_errors[e.entry_id] = (f.handler_name, f.error)
+                self._last_errors[(e.stream, e.entry_id)] = (f.handler_name, f.error)
                 if len(self._last_errors) > _LAST_ERRORS_MAX:
                     self._last_errors.popitem(last=False)
         return ok, dead

@@ -112,7 +112,11 @@ class MetricsPlugin:
 
     # ------------------------------------------------------------------ hooks
     # Hooks take the spec's full argument list: the kernel calls those without an adapter.
-    @hookimpl(trylast=True)
+    # Default order, on purpose: after the tryfirst hooks that refuse events (validation),
+    # before the trylast ones that hand events to another transport (redis raises
+    # EventForwarded, which stops the hooks after it). Two trylast hooks run in registration
+    # order, so a trylast counter would miss forwarded events depending on the plugin list.
+    @hookimpl
     def on_emit(self, bus: EventBus, event: Event) -> None:
         self._emitted(event.event_type)
 

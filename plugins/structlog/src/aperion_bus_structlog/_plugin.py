@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
@@ -21,6 +23,8 @@ DIAGNOSTICS: Final[Mapping[str, str]] = {
 }
 #: The levels a diagnostic can be written at; ``"off"`` leaves it out.
 LEVELS: Final = ("debug", "info", "warning", "error", "critical", "off")
+#: What an error text becomes when the redactor itself failed.
+_REDACTION_FAILED: Final = "[REDACTION FAILED]"
 
 
 class StructlogPlugin:
@@ -32,6 +36,12 @@ class StructlogPlugin:
     ``bus``, ``event_type``, ``event_id``, ``correlation_id``, ``causation_id``, ``reason``
     and, as they apply, ``handler``, ``subscription_id``, ``duration``, ``error_type``,
     ``error`` (and ``exc_info`` for a handler's exception when ``exc_info`` is True).
+
+    When the ``redact`` plugin (aperion-bus-redact, by entry point or as an object) is
+    registered on the bus, error texts go through ``redactor.redact_text`` like the audit
+    copy of the failure, and a handler's exception is logged as a redacted traceback string
+    (``exception``) instead of ``exc_info``: a traceback renderer would print the message
+    unredacted.
 
     ``levels`` maps a diagnostic to a level (``debug`` ... ``critical``, or ``off``).
     The plugin never configures structlog: the application does.
@@ -82,6 +92,32 @@ class StructlogPlugin:
             self._counts[name] += 1
 
     @staticmethod
+    def _redactor(bus: EventBus) -> Any:
+        """The redact plugin's redactor when one is registered and enabled, else None."""
+        plugin = bus.get_plugin("redact")  # the entry point's name
+        if plugin is None:
+            # a RedactPlugin object passed to EventBus is registered under its class name;
+            # looked up without importing aperion_bus_redact (this plugin works without it)
+            cls = getattr(sys.modules.get("aperion_bus_redact"), "RedactPlugin", None)
+            if isinstance(cls, type):
+                plugin = next(
+                    (p for _, p in bus.plugin_manager.list_name_plugin() if isinstance(p, cls)),
+                    None,
+                )
+        redactor = getattr(plugin, "redactor", None)
+        if redactor is None or not callable(getattr(redactor, "redact_text", None)):
+            return None
+        return redactor if getattr(redactor, "enabled", True) else None
+
+    @staticmethod
+    def _redact(redactor: Any, text: str) -> str:
+        try:
+            out = redactor.redact_text(text)
+        except Exception:  # never let a failing redactor leak the original
+            return _REDACTION_FAILED
+        return out if isinstance(out, str) else _REDACTION_FAILED
+
+    @staticmethod
     def _event_fields(bus: EventBus, event: Event) -> dict[str, Any]:
         return {
             "bus": bus.name,
@@ -94,17 +130,23 @@ class StructlogPlugin:
     @hookimpl
     def on_handler_error(self, bus: EventBus, failure: HandlerFailure) -> None:
         timeout = failure.reason is FailureReason.HANDLER_TIMEOUT
+        redactor = self._redactor(bus)
+        error = str(failure.error)
         fields = self._event_fields(bus, failure.event)
         fields.update(
             handler=failure.handler_name,
             subscription_id=failure.subscription.id,
             reason=failure.reason.value,
             error_type=type(failure.error).__name__,
-            error=str(failure.error),
+            error=error if redactor is None else self._redact(redactor, error),
             duration=failure.duration,
         )
         if self.exc_info and not timeout:
-            fields["exc_info"] = failure.error
+            if redactor is None:
+                fields["exc_info"] = failure.error
+            else:
+                text = "".join(traceback.format_exception(failure.error)).rstrip("\n")
+                fields["exception"] = self._redact(redactor, text)
         self._write("handler_timeout" if timeout else "handler_error", fields)
 
     @hookimpl
@@ -114,8 +156,9 @@ class StructlogPlugin:
         fields = self._event_fields(bus, event)
         fields["reason"] = reason
         if error is not None:
+            redactor = self._redactor(bus)
             fields["error_type"] = type(error).__name__
-            fields["error"] = str(error)
+            fields["error"] = str(error) if redactor is None else self._redact(redactor, str(error))
         self._write("event_dropped" if error is None else "event_rejected", fields)
 
     @hookimpl
