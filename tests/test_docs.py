@@ -78,3 +78,28 @@ def test_doc_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monkey
         from aperion_bus import refresh_entry_points
 
         refresh_entry_points()  # forget distributions a page installed
+
+
+TOML_PAGES = sorted(p for p in DOCS.rglob("*.md") if any(
+    info.split()[0:1] == ["toml"] for info, _, _ in blocks(p)
+))
+
+
+@pytest.mark.parametrize("page", TOML_PAGES, ids=[str(p.relative_to(DOCS)) for p in TOML_PAGES])
+def test_doc_toml_blocks_parse_and_configs_validate(page: Path) -> None:
+    """Every ```toml block is valid TOML; a config file's is a valid aperion-bus config."""
+    import tomllib
+
+    from aperion_bus._plugins import _TOP_KEYS, parse_config
+
+    for info, code, line in blocks(page):
+        if info.split()[0:1] != ["toml"]:
+            continue
+        try:
+            data = tomllib.loads(code)
+        except tomllib.TOMLDecodeError as exc:
+            raise AssertionError(f"{page.name}, toml block at line {line}: {exc}") from exc
+        if "tool" in data and "aperion-bus" in data["tool"]:
+            data = data["tool"]["aperion-bus"]
+        if data and set(data) <= set(_TOP_KEYS):
+            parse_config(data, f"{page.name}:{line}")
