@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from aperion_bus import FailureReason
 
-from ._cli import ProgressBar
 from ._entry import DeadLetter, RetrySummary
 from ._errors import (
     DLQError,
@@ -33,6 +32,5 @@ __all__ = [
     "FailureReason",
     "HandlerNotFoundError",
     "NotRetryableError",
-    "ProgressBar",
     "RetrySummary",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import sqlite3
@@ -21,6 +22,8 @@ __all__ = ["MemoryStore", "SQLiteStore", "Store"]
 
 #: The schema this version writes (``PRAGMA user_version``); older files are migrated.
 SCHEMA_VERSION: Final = 1
+
+_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
 
 
 class Store(Protocol):
@@ -166,6 +169,15 @@ class SQLiteStore:
             return conn
         self._conn = None  # a connection inherited through fork must not be used
         try:
+            # The file holds raw payloads and error texts: create it owner-only (0600) before
+            # SQLite does (SQLite would use 0644 & ~umask); SQLite gives its -wal and -shm
+            # files the mode of the database file. An existing file keeps its mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o600))
+        except OSError as exc:
+            raise DLQStorageError(
+                f"cannot open the DLQ database {str(self.path)!r}: {exc}"
+            ) from exc
+        try:
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None,
                 check_same_thread=False,
@@ -231,11 +243,23 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                # also when COMMIT itself failed (disk full, I/O error): a transaction left
+                # open would make every later BEGIN fail
+                self._abort(conn)
                 raise
-            conn.execute("COMMIT")
+
+    def _abort(self, conn: sqlite3.Connection) -> None:
+        """Roll back an open transaction; if even that fails, drop the connection (the next
+        use opens a fresh one). Call with the lock held."""
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            self._conn = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def open(self) -> None:
         with self._lock:
