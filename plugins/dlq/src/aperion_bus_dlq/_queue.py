@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import random as _random
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -90,6 +92,8 @@ class DeadLetterQueue:
         _check_number("busy_timeout", busy_timeout, allow_zero=True)
         self.max_size = max_size
         self._clock = clock
+        self._lock = threading.Lock()
+        self._uncopied = 0
         self._store: Store = (
             MemoryStore() if path is None else SQLiteStore(path, busy_timeout=busy_timeout)
         )
@@ -140,7 +144,10 @@ class DeadLetterQueue:
         In a SQLite queue, an event whose payload JSON cannot hold is stored with reason
         ``SERIALIZATION_ERROR`` (the original reason in ``original_reason``) and the payload
         replaced by ``{"unserializable_payload": repr(payload)}``; such an entry cannot be
-        retried. A memory queue keeps the event object as it is.
+        retried. A memory queue keeps a copy of the event with a deep copy of its payload, so
+        that the emitter changing its dict later changes neither the entry nor what ``retry``
+        replays; a payload ``copy.deepcopy`` cannot copy is kept as it is (shared), counted in
+        ``get_stats()["uncopied_payloads"]``.
         """
         if not isinstance(event, Event):
             raise TypeError(f"event must be an aperion_bus.Event, got {type(event).__name__}")
@@ -162,6 +169,14 @@ class DeadLetterQueue:
                     causation_id=event.causation_id,
                 )
                 original, reason = reason, FailureReason.SERIALIZATION_ERROR
+        else:
+            try:
+                payload = copy.deepcopy(event.payload)
+            except Exception:  # a lock, a socket, a broken __deepcopy__: keep it shared
+                with self._lock:
+                    self._uncopied += 1
+            else:
+                event = attrs.evolve(event, payload=payload)
         etype, message, tb = error_fields(error)
         now = self._clock()
         entry = DeadLetter(
@@ -218,9 +233,12 @@ class DeadLetterQueue:
         return self._store.by_event_id(event_id)
 
     def get_stats(self) -> dict[str, Any]:
-        """``size``, ``max_size``, ``by_reason``, ``by_event_type``, ``evicted``, ``path``.
+        """``size``, ``max_size``, ``by_reason``, ``by_event_type``, ``evicted``, ``path``,
+        ``uncopied_payloads``.
 
         For a SQLite queue, ``evicted`` counts evictions by every process sharing the file.
+        ``uncopied_payloads`` (memory queue, this process): entries whose payload could not be
+        deep-copied and is shared with the emitter.
         """
         by_reason, by_type, evicted = self._store.stats()
         return {
@@ -230,6 +248,7 @@ class DeadLetterQueue:
             "by_event_type": by_type,
             "evicted": evicted,
             "path": self.path,
+            "uncopied_payloads": self._uncopied,
         }
 
     # ------------------------------------------------------------------ removing
