@@ -344,3 +344,25 @@ def test_a_memory_entry_keeps_its_own_copy_of_the_payload() -> None:
     kept = dlq.add(Event("a.b", {"lock": lock}), FailureReason.HANDLER_ERROR, ValueError("x"))
     assert kept.event.payload["lock"] is lock
     assert dlq.get_stats()["uncopied_payloads"] == 1
+
+
+def test_add_dead_letter_supersedes_the_entries_of_each_delivery(dlq: DeadLetterQueue) -> None:
+    def failing_handler(event: Event) -> None:
+        raise ConnectionError("downstream down")
+
+    plugin = DLQPlugin(queue=dlq)
+    with EventBus([plugin]) as bus:
+        bus.subscribe(failing_handler, "job.*")
+        other = bus.emit("job.other", {}, wait_for_handlers=True)
+        event = Event("job.run", {"n": 1})
+        for _ in range(3):  # a transport delivering the same event three times
+            bus.dispatch(event)
+        assert len(dlq.get_by_event(event.event_id)) == 6  # handler + summary per delivery
+        entry = plugin.add_dead_letter(
+            event, reason="handler_error", error=ConnectionError("downstream down"),
+            handler="jobs.run", attempts=3, details={"stream": "s", "entry": "1-0"},
+        )
+    assert dlq.get_by_event(event.event_id) == [entry]
+    assert entry.attempts == 3 and entry.handler_name == "jobs.run"
+    assert entry.error_message == "ConnectionError: downstream down (entry=1-0, stream=s)"
+    assert len(dlq.get_by_event(other)) == 2  # other events' entries are untouched

@@ -138,8 +138,13 @@ class DeadLetterQueue:
         subscription_id: str | None = None,
         failed_handlers: tuple[str, ...] = (),
         attempts: int = 1,
+        supersede: bool = False,
     ) -> DeadLetter:
         """Store a new entry and return it.
+
+        ``supersede=True``: the new entry replaces every entry already stored for the same
+        ``event_id`` (in one transaction), e.g. a transport's final verdict on an event whose
+        earlier deliveries each left their own entries.
 
         In a SQLite queue, an event whose payload JSON cannot hold is stored with reason
         ``SERIALIZATION_ERROR`` (the original reason in ``original_reason``) and the payload
@@ -194,7 +199,7 @@ class DeadLetterQueue:
             original_reason=original,
             failed_handlers=tuple(failed_handlers),
         )
-        self._store.add(entry, self.max_size)
+        self._store.add(entry, self.max_size, supersede)
         return entry
 
     def add_failure(self, failure: HandlerFailure) -> DeadLetter:

@@ -29,7 +29,7 @@ _O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
 class Store(Protocol):
     persistent: bool
 
-    def add(self, entry: DeadLetter, max_size: int) -> int: ...
+    def add(self, entry: DeadLetter, max_size: int, supersede: bool = False) -> int: ...
     def get(self, entry_id: str) -> DeadLetter | None: ...
     def all(self) -> list[DeadLetter]: ...
     def by_reason(self, reason: FailureReason) -> list[DeadLetter]: ...
@@ -53,8 +53,12 @@ class MemoryStore:
         self._entries: collections.OrderedDict[str, DeadLetter] = collections.OrderedDict()
         self._evicted = 0
 
-    def add(self, entry: DeadLetter, max_size: int) -> int:
+    def add(self, entry: DeadLetter, max_size: int, supersede: bool = False) -> int:
         with self._lock:
+            if supersede:
+                event_id = entry.event.event_id
+                for key in [k for k, e in self._entries.items() if e.event.event_id == event_id]:
+                    del self._entries[key]
             self._entries[entry.id] = entry
             evicted = 0
             while len(self._entries) > max_size:
@@ -307,9 +311,11 @@ class SQLiteStore:
         return [self._entry(r) for r in rows]
 
     # -------------------------------------------------------------- the store API
-    def add(self, entry: DeadLetter, max_size: int) -> int:
+    def add(self, entry: DeadLetter, max_size: int, supersede: bool = False) -> int:
         params = self._params(entry)
         with self._write() as conn:
+            if supersede:
+                conn.execute("DELETE FROM entries WHERE event_id = ?", (entry.event.event_id,))
             conn.execute(
                 "INSERT INTO entries (id, event_id, event_type, event_json, reason, handler_name,"
                 " subscription_id, error_type, error_message, traceback, attempts,"
