@@ -6,6 +6,7 @@ import sqlite3
 import textwrap
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aperion_bus import Event, EventBus, FailureReason
@@ -64,7 +65,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     DeadLetterQueue(path=path).open()
     with closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA user_version = 99")
-    with pytest.raises(DLQStorageError, match=r"schema version 99; .* reads up to version 1"):
+    with pytest.raises(DLQStorageError, match=r"schema version 99; .* reads up to version 2"):
         DeadLetterQueue(path=path).size()
 
 
@@ -200,7 +201,7 @@ class _CommitFails:
     def in_transaction(self) -> bool:
         return self.conn.in_transaction
 
-    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
         if sql == "COMMIT" and self.fail_next_commit:
             self.fail_next_commit = False
             raise sqlite3.OperationalError("database or disk is full")
@@ -213,7 +214,7 @@ class _CommitFails:
 def test_a_failed_commit_does_not_wedge_the_store(tmp_path: Path) -> None:
     dlq = DeadLetterQueue(path=tmp_path / "dlq.sqlite")
     dlq.open()
-    store = dlq._store  # type: ignore[attr-defined]
+    store: Any = dlq._store
     store._conn = _CommitFails(store._conn)
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         dlq.add(Event("a.b", {"n": 1}), FailureReason.HANDLER_ERROR, ValueError("x"))

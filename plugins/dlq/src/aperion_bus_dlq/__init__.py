@@ -14,6 +14,7 @@ from ._entry import DeadLetter, RetrySummary
 from ._errors import (
     DLQError,
     DLQStorageError,
+    EntryClaimedError,
     EntryNotFoundError,
     HandlerNotFoundError,
     NotRetryableError,
@@ -28,6 +29,7 @@ __all__ = [
     "DLQStorageError",
     "DeadLetter",
     "DeadLetterQueue",
+    "EntryClaimedError",
     "EntryNotFoundError",
     "FailureReason",
     "HandlerNotFoundError",

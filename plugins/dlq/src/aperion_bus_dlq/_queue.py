@@ -22,7 +22,12 @@ from aperion_bus import (
 )
 
 from ._entry import HANDLER_REASONS, DeadLetter, RetrySummary, error_fields
-from ._errors import EntryNotFoundError, HandlerNotFoundError, NotRetryableError
+from ._errors import (
+    EntryClaimedError,
+    EntryNotFoundError,
+    HandlerNotFoundError,
+    NotRetryableError,
+)
 from ._store import MemoryStore, SQLiteStore, Store
 
 if TYPE_CHECKING:
@@ -71,6 +76,8 @@ class DeadLetterQueue:
     :meth:`open`). ``max_size`` bounds the number of entries: adding one to a full queue
     evicts the oldest, and the eviction is counted (``get_stats()["evicted"]``).
     ``busy_timeout``: seconds a write waits for another process's lock before failing.
+    ``claim_timeout``: seconds after which the claim of a retry that never finished (its
+    process died, or its handler hangs) may be taken over by another retry.
     """
 
     def __init__(
@@ -79,6 +86,7 @@ class DeadLetterQueue:
         path: str | os.PathLike[str] | None = None,
         *,
         busy_timeout: float = 10.0,
+        claim_timeout: float = 600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(max_size, bool) or not isinstance(max_size, int):
@@ -90,6 +98,7 @@ class DeadLetterQueue:
         if path is not None and not os.fspath(path):
             raise ValueError("path must not be empty (use None for an in-memory queue)")
         _check_number("busy_timeout", busy_timeout, allow_zero=True)
+        self.claim_timeout = _check_number("claim_timeout", claim_timeout, allow_zero=False)
         self.max_size = max_size
         self._clock = clock
         self._lock = threading.Lock()
@@ -278,16 +287,38 @@ class DeadLetterQueue:
         (if the subscription there has the same handler name) else by handler name; the call
         runs inside the event's correlation id. Success removes the entry; failure stores the
         new error and adds one to ``attempts``. Raises :class:`EntryNotFoundError`,
+        :class:`EntryClaimedError`,
         :class:`HandlerNotFoundError` or :class:`NotRetryableError`.
 
         An ``ALL_HANDLERS_FAILED`` entry retries every per-handler entry left for its event
         and succeeds (and is removed) when none is left.
+
+        The entry is claimed first (in the store, so across processes sharing a SQLite file):
+        while one retry runs the handler, another raises :class:`EntryClaimedError` instead of
+        running it too. The claim is released when the retry ends; one older than
+        ``claim_timeout`` (a retry whose process died) may be taken over.
         """
-        entry = self._store.get(entry_id)
+        if not isinstance(entry_id, str):
+            raise TypeError(f"entry_id must be a str, got {type(entry_id).__name__}")
+        owner = f"{os.getpid()}-{new_event_id()}"
+        now = self._clock()
+        entry, claimed = self._store.claim(entry_id, owner, now, now - self.claim_timeout)
         if entry is None:
             raise EntryNotFoundError(
                 f"no DLQ entry {entry_id!r} (retried, evicted or purged already?)"
             )
+        if not claimed:
+            raise EntryClaimedError(
+                f"DLQ entry {entry_id} is being retried elsewhere (another process or thread "
+                f"claimed it less than claim_timeout={self.claim_timeout:g}s ago); its handler "
+                "is not run twice at once: try again later"
+            )
+        try:
+            return self._retry_claimed(entry, bus)
+        finally:
+            self._store.release(entry.id, owner)  # a no-op once the entry is removed
+
+    def _retry_claimed(self, entry: DeadLetter, bus: EventBus) -> bool:
         if entry.reason is FailureReason.ALL_HANDLERS_FAILED:
             return self._resolve_summary(entry, bus, rerun=True)
         if entry.reason not in HANDLER_REASONS:
@@ -323,8 +354,9 @@ class DeadLetterQueue:
 
         if rerun:
             for other in remaining():
-                # gone meanwhile, or no handler (it stays failed): go on with the others
-                with contextlib.suppress(LookupError):
+                # gone meanwhile, no handler (it stays failed), or being retried elsewhere:
+                # go on with the others
+                with contextlib.suppress(LookupError, EntryClaimedError):
                     self.retry(other.id, bus)
         left = remaining()
         if not left:
@@ -371,7 +403,7 @@ class DeadLetterQueue:
         max_backoff = _check_number("max_backoff", max_backoff, allow_zero=False)
 
         counts = {"succeeded": 0, "failed": 0, "skipped": 0, "not_retryable": 0,
-                  "missing_handler": 0}
+                  "missing_handler": 0, "in_progress": 0}
         handlers: list[tuple[float, DeadLetter]] = []
         summaries: list[DeadLetter] = []
         for entry in self._store.all():
@@ -403,6 +435,8 @@ class DeadLetterQueue:
                 counts["missing_handler"] += 1
             except EntryNotFoundError:  # removed meanwhile (another process retried it)
                 pass
+            except EntryClaimedError:  # another process is retrying it right now
+                counts["in_progress"] += 1
             done += 1
             if progress is not None:
                 progress(done, total)
