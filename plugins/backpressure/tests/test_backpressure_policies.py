@@ -289,3 +289,65 @@ def test_shutdown_wakes_a_blocked_producer_with_bus_closed() -> None:
     assert not producer.is_alive() and not closer.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], BusClosedError)
     assert rec.events == []
+
+
+def test_block_in_an_async_handler_raises_instead_of_hanging() -> None:
+    # the reviewer's reproduction: the async handler runs on the bus's event-loop thread
+    # while its own event is pending; waiting for room there waited forever
+    errors: list[BaseException] = []
+    children = Recorder()
+    with EventBus([BackpressurePlugin(1, "block")], handler_timeout=None) as bus:
+
+        async def parent(_event: object) -> None:
+            try:
+                bus.emit("a.child", {})
+            except BackpressureError as exc:
+                errors.append(exc)
+
+        bus.subscribe(parent, "a.parent")
+        bus.subscribe(children, "a.child")
+        bus.emit("a.parent", {})
+        assert bus.wait_for_pending(5)
+        assert len(errors) == 1
+        assert "does not wait inside a handler" in str(errors[0])
+        assert children.events == []
+        assert stats(bus)["raised"] == 1
+
+
+def test_block_in_a_sync_handler_under_handler_timeout_raises() -> None:
+    # under handler_timeout a background sync handler runs on a pool thread, not the worker:
+    # waiting there stalled for the whole timeout (the room comes when the handler is given up)
+    errors: list[BaseException] = []
+    with EventBus([BackpressurePlugin(1, "block")], handler_timeout=30) as bus:
+
+        def chain(_event: object) -> None:
+            assert not bus.in_worker_thread()
+            try:
+                bus.emit("work.next")
+            except BackpressureError as exc:
+                errors.append(exc)
+
+        bus.subscribe(chain, "work.first")
+        bus.emit("work.first")
+        assert bus.wait_for_pending(10)
+        assert len(errors) == 1
+        assert "does not wait inside a handler" in str(errors[0])
+        assert isinstance(errors[0], BackpressureError) and errors[0].pending == 1
+
+
+def test_block_on_a_running_event_loop_raises() -> None:
+    import asyncio
+
+    bus, gate, rec = held_bus(BackpressurePlugin(1, "block", block_timeout=30))
+    try:
+
+        async def producer() -> None:
+            bus.emit("work.item")  # waiting here would stall this loop for up to 30 s
+
+        with pytest.raises(BackpressureError, match="thread running an asyncio event loop"):
+            asyncio.run(producer())
+    finally:
+        gate.open()
+        bus.shutdown()
+    assert rec.events == []
+    assert stats(bus)["blocked"] == 0

@@ -174,3 +174,12 @@ def test_bad_cli_input(
     assert "unknown failure reason 'oops'" in capsys.readouterr().err
     assert main(["dlq"]) == 2
     assert "list" in capsys.readouterr().out
+
+
+def test_the_progress_bar_is_not_public_api() -> None:
+    import aperion_bus_dlq
+
+    assert "ProgressBar" not in aperion_bus_dlq.__all__
+    assert not hasattr(aperion_bus_dlq, "ProgressBar")
+    for name in aperion_bus_dlq.__all__:
+        assert hasattr(aperion_bus_dlq, name), name

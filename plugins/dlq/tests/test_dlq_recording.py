@@ -200,6 +200,7 @@ def test_stats_by_reason_and_event_type_also_in_bus_stats(dlq: DeadLetterQueue) 
         "by_event_type": {"a.one": 2, "a.two": 4},
         "evicted": 0,
         "path": dlq.path,
+        "uncopied_payloads": 0,
     }
     assert dlq.get_stats() == stats
 
@@ -314,3 +315,54 @@ def test_traceback_text_keeps_chained_exceptions(dlq: DeadLetterQueue) -> None:
     )
     assert tb.count("Traceback (most recent call last):") == 2
     assert "in chained" in tb
+
+
+def test_a_memory_entry_keeps_its_own_copy_of_the_payload() -> None:
+    import threading
+
+    dlq = DeadLetterQueue()
+    seen: list[dict[str, Any]] = []
+
+    def failing_once(event: Event) -> None:
+        seen.append(dict(event.payload))
+        if len(seen) == 1:
+            raise ValueError("first time")
+
+    payload: dict[str, Any] = {"items": [1, 2], "user": {"name": "ann"}}
+    with EventBus([DLQPlugin(queue=dlq, record_all_failed=False)]) as bus:
+        bus.subscribe(failing_once, "order.*")
+        bus.emit("order.paid", payload, wait_for_handlers=True)
+        payload["items"].append(3)  # the emitter reuses its dict afterwards
+        payload["user"]["name"] = "bob"
+        [entry] = dlq.get_all()
+        assert entry.event.payload == {"items": [1, 2], "user": {"name": "ann"}}
+        assert dlq.retry(entry.id, bus) is True
+    assert seen[1] == {"items": [1, 2], "user": {"name": "ann"}}  # the retry replays the original
+    assert dlq.get_stats()["uncopied_payloads"] == 0
+
+    lock = threading.Lock()  # deepcopy cannot copy it: the payload is kept shared, and counted
+    kept = dlq.add(Event("a.b", {"lock": lock}), FailureReason.HANDLER_ERROR, ValueError("x"))
+    assert kept.event.payload["lock"] is lock
+    assert dlq.get_stats()["uncopied_payloads"] == 1
+
+
+def test_add_dead_letter_supersedes_the_entries_of_each_delivery(dlq: DeadLetterQueue) -> None:
+    def failing_handler(event: Event) -> None:
+        raise ConnectionError("downstream down")
+
+    plugin = DLQPlugin(queue=dlq)
+    with EventBus([plugin]) as bus:
+        bus.subscribe(failing_handler, "job.*")
+        other = bus.emit("job.other", {}, wait_for_handlers=True)
+        event = Event("job.run", {"n": 1})
+        for _ in range(3):  # a transport delivering the same event three times
+            bus.dispatch(event)
+        assert len(dlq.get_by_event(event.event_id)) == 6  # handler + summary per delivery
+        entry = plugin.add_dead_letter(
+            event, reason="handler_error", error=ConnectionError("downstream down"),
+            handler="jobs.run", attempts=3, details={"stream": "s", "entry": "1-0"},
+        )
+    assert dlq.get_by_event(event.event_id) == [entry]
+    assert entry.attempts == 3 and entry.handler_name == "jobs.run"
+    assert entry.error_message == "ConnectionError: downstream down (entry=1-0, stream=s)"
+    assert len(dlq.get_by_event(other)) == 2  # other events' entries are untouched

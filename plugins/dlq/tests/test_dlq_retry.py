@@ -260,7 +260,7 @@ def test_a_retried_handler_runs_inside_the_events_scope() -> None:
     from aperion_bus.testing import Recorder
     from aperion_bus_dlq import DLQPlugin
 
-    calls: list[object] = []
+    calls: list[Event | None] = []
     broken = [True]
 
     def flaky(event: Event) -> None:

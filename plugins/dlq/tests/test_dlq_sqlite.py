@@ -6,6 +6,7 @@ import sqlite3
 import textwrap
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aperion_bus import Event, EventBus, FailureReason
@@ -52,9 +53,11 @@ def test_an_unserializable_payload_is_kept_as_repr(tmp_path: Path) -> None:
     assert persistent.get_all() == [entry]
     persistent.close()
 
-    memory = DeadLetterQueue()  # nothing to serialize: the event is kept as is
+    memory = DeadLetterQueue()  # nothing to serialize: the event is kept (with a payload copy)
     kept = memory.add(event, FailureReason.HANDLER_ERROR, ValueError("x"))
-    assert kept.reason is FailureReason.HANDLER_ERROR and kept.event is event
+    assert kept.reason is FailureReason.HANDLER_ERROR
+    assert kept.event.event_id == event.event_id
+    assert type(kept.event.payload["thing"]) is Thing
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -62,7 +65,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     DeadLetterQueue(path=path).open()
     with closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA user_version = 99")
-    with pytest.raises(DLQStorageError, match=r"schema version 99; .* reads up to version 1"):
+    with pytest.raises(DLQStorageError, match=r"schema version 99; .* reads up to version 2"):
         DeadLetterQueue(path=path).size()
 
 
@@ -161,4 +164,62 @@ def test_eviction_is_exact_with_two_processes(tmp_path: Path) -> None:
     stats = dlq.get_stats()
     assert stats["size"] == 100
     assert stats["evicted"] == 300
+    dlq.close()
+
+
+def test_the_database_and_its_wal_are_private_to_the_owner(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)  # the usual umask: SQLite alone would create 0644 files
+    try:
+        path = tmp_path / "dlq.sqlite"
+        dlq = DeadLetterQueue(path=path)
+        dlq.open()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        dlq.add(Event("user.login", {"password": "hunter2"}), FailureReason.HANDLER_ERROR,
+                ValueError("bad login"), handler_name="m.f")
+        wal = tmp_path / "dlq.sqlite-wal"
+        assert wal.exists()
+        assert stat.S_IMODE(wal.stat().st_mode) == 0o600
+        shm = tmp_path / "dlq.sqlite-shm"
+        if shm.exists():
+            assert stat.S_IMODE(shm.stat().st_mode) == 0o600
+        dlq.close()
+    finally:
+        os.umask(old)
+
+
+class _CommitFails:
+    """A connection whose next COMMIT fails as on a full disk."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.fail_next_commit = True
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.fail_next_commit:
+            self.fail_next_commit = False
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_a_failed_commit_does_not_wedge_the_store(tmp_path: Path) -> None:
+    dlq = DeadLetterQueue(path=tmp_path / "dlq.sqlite")
+    dlq.open()
+    store: Any = dlq._store
+    store._conn = _CommitFails(store._conn)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        dlq.add(Event("a.b", {"n": 1}), FailureReason.HANDLER_ERROR, ValueError("x"))
+    assert dlq.size() == 0  # rolled back, not half-written
+    # the next write works: no transaction was left open
+    entry = dlq.add(Event("a.b", {"n": 2}), FailureReason.HANDLER_ERROR, ValueError("y"))
+    assert [e.id for e in dlq.get_all()] == [entry.id]
     dlq.close()

@@ -8,7 +8,11 @@ import time
 from typing import Any
 
 import pytest
+<<<<<<< HEAD
 from aperion_bus import ConfigError, DropEvent, Event, EventBus, EventForwarded, hookimpl
+=======
+from aperion_bus import ConfigError, DropEvent, Event, EventBus, Subscription, hookimpl
+>>>>>>> fixb
 from aperion_bus_metrics import (
     OTHER,
     CallbackMetrics,
@@ -81,6 +85,29 @@ def test_durations_are_seconds_and_percentiles_follow_them() -> None:
     assert stats["total_duration"] >= 0.02
 
 
+class _Finished:
+    """Records the handlers whose ``on_handler_result`` ran (after the metrics plugin's)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.changed = threading.Condition()
+
+    @hookimpl(trylast=True)
+    def on_handler_result(self, subscription: Subscription) -> None:
+        with self.changed:
+            self.names.append(subscription.name)
+            self.changed.notify_all()
+
+    def wait_for(self, name: str) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: name in self.names, 5), name
+
+
+def _counts(stats: dict[str, Any]) -> tuple[int, int, int, int]:
+    return (stats["total_calls"], stats["success_count"], stats["failure_count"],
+            stats["timeout_count"])
+
+
 def test_timeouts_are_failures_and_calls() -> None:
     release = threading.Event()
 
@@ -91,23 +118,51 @@ def test_timeouts_are_failures_and_calls() -> None:
         await asyncio.sleep(5)
 
     plugin = MetricsPlugin()
-    bus = EventBus(plugins=[plugin], handler_timeout=0.1)
+    finished = _Finished()
+    bus = EventBus(plugins=[plugin, finished], handler_timeout=0.1)
+    name = f"{__name__}.test_timeouts_are_failures_and_calls.<locals>.stuck"
     try:
         bus.subscribe(stuck, "t.sync")
         bus.subscribe(slow_async, "t.async")
-        bus.emit("t.sync", wait_for_handlers=True)
+        bus.emit("t.sync", wait_for_handlers=True)  # the timeout is reported here...
         bus.emit("t.async", wait_for_handlers=True)
         stats = plugin.get_snapshot()["handler_stats"]
         s_async = stats[f"{__name__}.test_timeouts_are_failures_and_calls.<locals>.slow_async"]
-        assert (s_async["total_calls"], s_async["timeout_count"], s_async["failure_count"]) == (
-            1, 1, 1,
-        )
-        assert s_async["success_count"] == 0
-        s_sync = stats[f"{__name__}.test_timeouts_are_failures_and_calls.<locals>.stuck"]
-        assert (s_sync["timeout_count"], s_sync["failure_count"]) == (1, 1)
+        assert _counts(s_async) == (1, 0, 1, 1)
+        assert _counts(stats[name]) == (1, 0, 1, 1)
+        release.set()  # ...and the sync handler finishes late: still one call, no success
+        finished.wait_for(name)
+        assert _counts(plugin.get_snapshot()["handler_stats"][name]) == (1, 0, 1, 1)
     finally:
         release.set()
         bus.shutdown()
+
+
+def test_a_late_completion_before_the_timeout_report_counts_once() -> None:
+    # The emitter reports an event's failures after its last handler: a sync handler that
+    # ran over can finish before its timeout is reported. The call still counts once.
+    release = threading.Event()
+    finished = _Finished()
+    prefix = f"{__name__}.test_a_late_completion_before_the_timeout_report_counts_once.<locals>"
+
+    def over_time(event: Event) -> None:
+        release.wait(5)
+        raise ValueError("late, and failing too: still only the timeout counts")
+
+    def next_one(event: Event) -> None:  # runs once over_time was given up on
+        release.set()
+        finished.wait_for(f"{prefix}.over_time")  # over_time's completion is recorded
+
+    plugin = MetricsPlugin()
+    with EventBus(plugins=[plugin, finished], handler_timeout=0.5) as bus:
+        bus.subscribe(over_time, "t.sync", priority=200)
+        bus.subscribe(next_one, "t.sync", priority=100)
+        bus.emit("t.sync", wait_for_handlers=True)
+        stats = plugin.get_snapshot()["handler_stats"]
+    assert finished.names[0] == f"{prefix}.over_time"
+    assert _counts(stats[f"{prefix}.over_time"]) == (1, 0, 1, 1)
+    assert stats[f"{prefix}.over_time"]["error_count"] == 0
+    assert _counts(stats[f"{prefix}.next_one"]) == (1, 1, 0, 0)
 
 
 def test_drops_are_counted_by_type_and_reason() -> None:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import enum
 import threading
 import time
 from typing import Any, Final
 
-from aperion_bus import ConfigError, DropEvent, Event, EventBus, EventRejected, hookimpl
+from aperion_bus import (
+    ConfigError,
+    DropEvent,
+    Event,
+    EventBus,
+    EventRejected,
+    current_event,
+    hookimpl,
+)
 
 __all__ = ["DROP_REASON", "BackpressureError", "BackpressurePlugin", "OverflowPolicy"]
 
@@ -17,6 +26,22 @@ __all__ = ["DROP_REASON", "BackpressureError", "BackpressurePlugin", "OverflowPo
 DROP_REASON: Final = "backpressure"
 _DISCARDED: Final = "discarded"
 _monotonic = time.monotonic
+_get_running_loop = asyncio._get_running_loop
+
+_IN_WORKER: Final = (
+    " (policy 'block' cannot wait in the bus's worker thread: a handler emitting in the "
+    "background would wait for itself; raised instead)"
+)
+_IN_HANDLER: Final = (
+    " (policy 'block' does not wait inside a handler: the room it waits for may only come "
+    "when this very handler returns (its event is pending, or the bus waits for it under "
+    "handler_timeout), so it would deadlock or stall; raised instead)"
+)
+_ON_LOOP: Final = (
+    " (policy 'block' does not wait in a thread running an asyncio event loop: it would "
+    "stall every coroutine of that loop, and the bus's async handlers when it is the bus's "
+    "loop; raised instead)"
+)
 
 
 class OverflowPolicy(enum.StrEnum):
@@ -33,7 +58,9 @@ class OverflowPolicy(enum.StrEnum):
     #: refuse the new event: ``emit`` raises :class:`BackpressureError`
     RAISE = "raise"
     #: wait until the bus is below the limit (at most ``block_timeout`` seconds, then
-    #: :class:`BackpressureError`); raises at once when called from the bus's worker thread
+    #: :class:`BackpressureError`); raises at once instead of waiting when called from inside
+    #: a handler (``aperion_bus.current_event()`` is set), from the bus's worker thread, or
+    #: from a thread running an asyncio event loop
     BLOCK = "block"
 
     @classmethod
@@ -54,7 +81,8 @@ class BackpressureError(EventRejected):
     """The bus has ``limit`` pending background events and the policy refused a new one.
 
     Raised by ``emit`` for policy RAISE, for BLOCK after ``block_timeout``, and for BLOCK
-    when the emitter is the bus's own worker thread (blocking there would deadlock).
+    when waiting could deadlock or stall the bus: the emitter is inside a handler, is the
+    bus's own worker thread, or runs an asyncio event loop.
     """
 
     def __init__(
@@ -156,14 +184,15 @@ class BackpressurePlugin:
             return
         if policy is OverflowPolicy.RAISE:
             raise self._refuse(bus, event, "")
-        # BLOCK
+        # BLOCK: never wait where the wait could hold up what frees room
         if bus.in_worker_thread():
-            raise self._refuse(
-                bus,
-                event,
-                " (policy 'block' cannot wait in the bus's worker thread: a handler emitting "
-                "in the background would wait for itself; raised instead)",
-            )
+            raise self._refuse(bus, event, _IN_WORKER)
+        if current_event() is not None:
+            # a handler of a background event (on a pool thread under handler_timeout, or an
+            # async one on the bus's loop) would wait for its own event to finish
+            raise self._refuse(bus, event, _IN_HANDLER)
+        if _get_running_loop() is not None:
+            raise self._refuse(bus, event, _ON_LOOP)
         self._wait(bus, event, limit)
 
     def _wait(self, bus: EventBus, event: Event, limit: int) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from aperion_bus import FailureReason
 
-from ._cli import ProgressBar
 from ._entry import DeadLetter, RetrySummary
 from ._errors import (
     DLQError,
     DLQStorageError,
+    EntryClaimedError,
     EntryNotFoundError,
     HandlerNotFoundError,
     NotRetryableError,
@@ -29,10 +29,10 @@ __all__ = [
     "DLQStorageError",
     "DeadLetter",
     "DeadLetterQueue",
+    "EntryClaimedError",
     "EntryNotFoundError",
     "FailureReason",
     "HandlerNotFoundError",
     "NotRetryableError",
-    "ProgressBar",
     "RetrySummary",
 ]

@@ -158,7 +158,8 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     print(
         f"succeeded {summary.succeeded}, failed {summary.failed}, "
         f"skipped (max retries reached) {summary.skipped}, "
-        f"not retryable {summary.not_retryable}, handler not found {summary.missing_handler}"
+        f"not retryable {summary.not_retryable}, handler not found {summary.missing_handler}, "
+        f"being retried elsewhere {summary.in_progress}"
     )
     return 0 if summary.failed == 0 and summary.missing_handler == 0 else 1
 

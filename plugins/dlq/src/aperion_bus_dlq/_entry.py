@@ -90,12 +90,14 @@ class RetrySummary:
     not_retryable: int = 0
     #: not retried: the bus has no subscription for the handler
     missing_handler: int = 0
+    #: not retried: another retry (another process sharing the file) was running it
+    in_progress: int = 0
 
     @property
     def total(self) -> int:
         return (
             self.succeeded + self.failed + self.skipped + self.not_retryable
-            + self.missing_handler
+            + self.missing_handler + self.in_progress
         )
 
 

@@ -7,6 +7,7 @@ from aperion_bus import AperionBusError
 __all__ = [
     "DLQError",
     "DLQStorageError",
+    "EntryClaimedError",
     "EntryNotFoundError",
     "HandlerNotFoundError",
     "NotRetryableError",
@@ -19,6 +20,11 @@ class DLQError(AperionBusError):
 
 class EntryNotFoundError(DLQError, LookupError):
     """No entry with that id is in the queue (retried, evicted, purged, or never there)."""
+
+
+class EntryClaimedError(DLQError):
+    """Another retry (in this process or another sharing the file) is running the entry's
+    handler now; its claim is younger than ``claim_timeout``."""
 
 
 class HandlerNotFoundError(DLQError, LookupError):

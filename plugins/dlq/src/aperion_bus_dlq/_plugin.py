@@ -130,16 +130,22 @@ class DLQPlugin:
         attempts: int = 1,
         details: dict[str, str] | None = None,
     ) -> DeadLetter:
-        """Store a dead letter found by another component.
+        """Store a dead letter found by another component, replacing the event's entries.
 
         For a transport that gave up on an entry after ``attempts`` deliveries; ``details``
-        (e.g. stream and entry id) are kept in the error message.
+        (e.g. stream and entry id) are kept in the error message. Each of those deliveries
+        went through the bus and may have left its own ``HANDLER_ERROR`` /
+        ``HANDLER_TIMEOUT`` / ``ALL_HANDLERS_FAILED`` entries for the same event: the
+        transport's verdict supersedes them, so every entry already stored for
+        ``event.event_id`` is removed and the event ends up with this one entry.
         """
         if details:
             extra = ", ".join(f"{k}={v}" for k, v in sorted(details.items()))
             base = f"{type(error).__name__}: {error}" if error is not None else "gave up"
             error = RuntimeError(f"{base} ({extra})")
-        return self.queue.add(event, reason, error, handler_name=handler, attempts=attempts)
+        return self.queue.add(
+            event, reason, error, handler_name=handler, attempts=attempts, supersede=True
+        )
 
     @hookimpl
     def on_stats(self, bus: EventBus) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import random as _random
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,7 +22,12 @@ from aperion_bus import (
 )
 
 from ._entry import HANDLER_REASONS, DeadLetter, RetrySummary, error_fields
-from ._errors import EntryNotFoundError, HandlerNotFoundError, NotRetryableError
+from ._errors import (
+    EntryClaimedError,
+    EntryNotFoundError,
+    HandlerNotFoundError,
+    NotRetryableError,
+)
 from ._store import MemoryStore, SQLiteStore, Store
 
 if TYPE_CHECKING:
@@ -69,6 +76,8 @@ class DeadLetterQueue:
     :meth:`open`). ``max_size`` bounds the number of entries: adding one to a full queue
     evicts the oldest, and the eviction is counted (``get_stats()["evicted"]``).
     ``busy_timeout``: seconds a write waits for another process's lock before failing.
+    ``claim_timeout``: seconds after which the claim of a retry that never finished (its
+    process died, or its handler hangs) may be taken over by another retry.
     """
 
     def __init__(
@@ -77,6 +86,7 @@ class DeadLetterQueue:
         path: str | os.PathLike[str] | None = None,
         *,
         busy_timeout: float = 10.0,
+        claim_timeout: float = 600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(max_size, bool) or not isinstance(max_size, int):
@@ -88,8 +98,11 @@ class DeadLetterQueue:
         if path is not None and not os.fspath(path):
             raise ValueError("path must not be empty (use None for an in-memory queue)")
         _check_number("busy_timeout", busy_timeout, allow_zero=True)
+        self.claim_timeout = _check_number("claim_timeout", claim_timeout, allow_zero=False)
         self.max_size = max_size
         self._clock = clock
+        self._lock = threading.Lock()
+        self._uncopied = 0
         self._store: Store = (
             MemoryStore() if path is None else SQLiteStore(path, busy_timeout=busy_timeout)
         )
@@ -134,13 +147,21 @@ class DeadLetterQueue:
         subscription_id: str | None = None,
         failed_handlers: tuple[str, ...] = (),
         attempts: int = 1,
+        supersede: bool = False,
     ) -> DeadLetter:
         """Store a new entry and return it.
+
+        ``supersede=True``: the new entry replaces every entry already stored for the same
+        ``event_id`` (in one transaction), e.g. a transport's final verdict on an event whose
+        earlier deliveries each left their own entries.
 
         In a SQLite queue, an event whose payload JSON cannot hold is stored with reason
         ``SERIALIZATION_ERROR`` (the original reason in ``original_reason``) and the payload
         replaced by ``{"unserializable_payload": repr(payload)}``; such an entry cannot be
-        retried. A memory queue keeps the event object as it is.
+        retried. A memory queue keeps a copy of the event with a deep copy of its payload, so
+        that the emitter changing its dict later changes neither the entry nor what ``retry``
+        replays; a payload ``copy.deepcopy`` cannot copy is kept as it is (shared), counted in
+        ``get_stats()["uncopied_payloads"]``.
         """
         if not isinstance(event, Event):
             raise TypeError(f"event must be an aperion_bus.Event, got {type(event).__name__}")
@@ -162,6 +183,14 @@ class DeadLetterQueue:
                     causation_id=event.causation_id,
                 )
                 original, reason = reason, FailureReason.SERIALIZATION_ERROR
+        else:
+            try:
+                payload = copy.deepcopy(event.payload)
+            except Exception:  # a lock, a socket, a broken __deepcopy__: keep it shared
+                with self._lock:
+                    self._uncopied += 1
+            else:
+                event = attrs.evolve(event, payload=payload)
         etype, message, tb = error_fields(error)
         now = self._clock()
         entry = DeadLetter(
@@ -179,7 +208,7 @@ class DeadLetterQueue:
             original_reason=original,
             failed_handlers=tuple(failed_handlers),
         )
-        self._store.add(entry, self.max_size)
+        self._store.add(entry, self.max_size, supersede)
         return entry
 
     def add_failure(self, failure: HandlerFailure) -> DeadLetter:
@@ -218,9 +247,12 @@ class DeadLetterQueue:
         return self._store.by_event_id(event_id)
 
     def get_stats(self) -> dict[str, Any]:
-        """``size``, ``max_size``, ``by_reason``, ``by_event_type``, ``evicted``, ``path``.
+        """``size``, ``max_size``, ``by_reason``, ``by_event_type``, ``evicted``, ``path``,
+        ``uncopied_payloads``.
 
         For a SQLite queue, ``evicted`` counts evictions by every process sharing the file.
+        ``uncopied_payloads`` (memory queue, this process): entries whose payload could not be
+        deep-copied and is shared with the emitter.
         """
         by_reason, by_type, evicted = self._store.stats()
         return {
@@ -230,6 +262,7 @@ class DeadLetterQueue:
             "by_event_type": by_type,
             "evicted": evicted,
             "path": self.path,
+            "uncopied_payloads": self._uncopied,
         }
 
     # ------------------------------------------------------------------ removing
@@ -254,16 +287,38 @@ class DeadLetterQueue:
         (if the subscription there has the same handler name) else by handler name; the call
         runs inside the event's correlation id. Success removes the entry; failure stores the
         new error and adds one to ``attempts``. Raises :class:`EntryNotFoundError`,
+        :class:`EntryClaimedError`,
         :class:`HandlerNotFoundError` or :class:`NotRetryableError`.
 
         An ``ALL_HANDLERS_FAILED`` entry retries every per-handler entry left for its event
         and succeeds (and is removed) when none is left.
+
+        The entry is claimed first (in the store, so across processes sharing a SQLite file):
+        while one retry runs the handler, another raises :class:`EntryClaimedError` instead of
+        running it too. The claim is released when the retry ends; one older than
+        ``claim_timeout`` (a retry whose process died) may be taken over.
         """
-        entry = self._store.get(entry_id)
+        if not isinstance(entry_id, str):
+            raise TypeError(f"entry_id must be a str, got {type(entry_id).__name__}")
+        owner = f"{os.getpid()}-{new_event_id()}"
+        now = self._clock()
+        entry, claimed = self._store.claim(entry_id, owner, now, now - self.claim_timeout)
         if entry is None:
             raise EntryNotFoundError(
                 f"no DLQ entry {entry_id!r} (retried, evicted or purged already?)"
             )
+        if not claimed:
+            raise EntryClaimedError(
+                f"DLQ entry {entry_id} is being retried elsewhere (another process or thread "
+                f"claimed it less than claim_timeout={self.claim_timeout:g}s ago); its handler "
+                "is not run twice at once: try again later"
+            )
+        try:
+            return self._retry_claimed(entry, bus)
+        finally:
+            self._store.release(entry.id, owner)  # a no-op once the entry is removed
+
+    def _retry_claimed(self, entry: DeadLetter, bus: EventBus) -> bool:
         if entry.reason is FailureReason.ALL_HANDLERS_FAILED:
             return self._resolve_summary(entry, bus, rerun=True)
         if entry.reason not in HANDLER_REASONS:
@@ -299,8 +354,9 @@ class DeadLetterQueue:
 
         if rerun:
             for other in remaining():
-                # gone meanwhile, or no handler (it stays failed): go on with the others
-                with contextlib.suppress(LookupError):
+                # gone meanwhile, no handler (it stays failed), or being retried elsewhere:
+                # go on with the others
+                with contextlib.suppress(LookupError, EntryClaimedError):
                     self.retry(other.id, bus)
         left = remaining()
         if not left:
@@ -347,7 +403,7 @@ class DeadLetterQueue:
         max_backoff = _check_number("max_backoff", max_backoff, allow_zero=False)
 
         counts = {"succeeded": 0, "failed": 0, "skipped": 0, "not_retryable": 0,
-                  "missing_handler": 0}
+                  "missing_handler": 0, "in_progress": 0}
         handlers: list[tuple[float, DeadLetter]] = []
         summaries: list[DeadLetter] = []
         for entry in self._store.all():
@@ -379,6 +435,8 @@ class DeadLetterQueue:
                 counts["missing_handler"] += 1
             except EntryNotFoundError:  # removed meanwhile (another process retried it)
                 pass
+            except EntryClaimedError:  # another process is retrying it right now
+                counts["in_progress"] += 1
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import sqlite3
@@ -20,18 +21,24 @@ from ._errors import DLQStorageError
 __all__ = ["MemoryStore", "SQLiteStore", "Store"]
 
 #: The schema this version writes (``PRAGMA user_version``); older files are migrated.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+
+_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
 
 
 class Store(Protocol):
     persistent: bool
 
-    def add(self, entry: DeadLetter, max_size: int) -> int: ...
+    def add(self, entry: DeadLetter, max_size: int, supersede: bool = False) -> int: ...
     def get(self, entry_id: str) -> DeadLetter | None: ...
     def all(self) -> list[DeadLetter]: ...
     def by_reason(self, reason: FailureReason) -> list[DeadLetter]: ...
     def by_event_id(self, event_id: str) -> list[DeadLetter]: ...
     def replace(self, entry: DeadLetter) -> bool: ...
+    def claim(
+        self, entry_id: str, owner: str, now: float, stale_before: float
+    ) -> tuple[DeadLetter | None, bool]: ...
+    def release(self, entry_id: str, owner: str) -> None: ...
     def remove(self, entry_id: str) -> bool: ...
     def clear_before(self, timestamp: float) -> int: ...
     def clear(self) -> int: ...
@@ -49,9 +56,15 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._entries: collections.OrderedDict[str, DeadLetter] = collections.OrderedDict()
         self._evicted = 0
+        #: entry id -> (owner, claimed at) while a retry runs its handler
+        self._claims: dict[str, tuple[str, float]] = {}
 
-    def add(self, entry: DeadLetter, max_size: int) -> int:
+    def add(self, entry: DeadLetter, max_size: int, supersede: bool = False) -> int:
         with self._lock:
+            if supersede:
+                event_id = entry.event.event_id
+                for key in [k for k, e in self._entries.items() if e.event.event_id == event_id]:
+                    del self._entries[key]
             self._entries[entry.id] = entry
             evicted = 0
             while len(self._entries) > max_size:
@@ -80,8 +93,29 @@ class MemoryStore:
             self._entries[entry.id] = entry
             return True
 
+    def claim(
+        self, entry_id: str, owner: str, now: float, stale_before: float
+    ) -> tuple[DeadLetter | None, bool]:
+        with self._lock:
+            entry = self._entries.get(entry_id)
+            if entry is None:
+                self._claims.pop(entry_id, None)
+                return None, False
+            held = self._claims.get(entry_id)
+            if held is not None and held[1] >= stale_before:
+                return entry, False
+            self._claims[entry_id] = (owner, now)
+            return entry, True
+
+    def release(self, entry_id: str, owner: str) -> None:
+        with self._lock:
+            held = self._claims.get(entry_id)
+            if held is not None and held[0] == owner:
+                del self._claims[entry_id]
+
     def remove(self, entry_id: str) -> bool:
         with self._lock:
+            self._claims.pop(entry_id, None)
             return self._entries.pop(entry_id, None) is not None
 
     def clear_before(self, timestamp: float) -> int:
@@ -95,6 +129,7 @@ class MemoryStore:
         with self._lock:
             n = len(self._entries)
             self._entries.clear()
+            self._claims.clear()
             return n
 
     def count(self) -> int:
@@ -110,6 +145,7 @@ class MemoryStore:
         pass
 
 
+#: The schema of version 1; later versions are reached through ``_MIGRATIONS``.
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -134,6 +170,15 @@ CREATE INDEX IF NOT EXISTS entries_last_failed ON entries (last_failed_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('evicted', 0);
 """
+
+#: The statements that bring a file from version N to N + 1.
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    # 2: claims, so that two processes retrying the same entry do not both run its handler
+    1: (
+        "ALTER TABLE entries ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE entries ADD COLUMN claimed_at REAL",
+    ),
+}
 
 _COLUMNS: Final = (
     "id, event_json, reason, handler_name, subscription_id, error_type, error_message, "
@@ -165,6 +210,15 @@ class SQLiteStore:
         if conn is not None and self._pid == os.getpid():
             return conn
         self._conn = None  # a connection inherited through fork must not be used
+        try:
+            # The file holds raw payloads and error texts: create it owner-only (0600) before
+            # SQLite does (SQLite would use 0644 & ~umask); SQLite gives its -wal and -shm
+            # files the mode of the database file. An existing file keeps its mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o600))
+        except OSError as exc:
+            raise DLQStorageError(
+                f"cannot open the DLQ database {str(self.path)!r}: {exc}"
+            ) from exc
         try:
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None,
@@ -209,9 +263,14 @@ class SQLiteStore:
                             f"{str(self.path)!r} is a SQLite database with other tables "
                             f"({', '.join(t[0] for t in tables)}), not a DLQ"
                         )
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    version = 1
+                while version < SCHEMA_VERSION:
+                    for statement in _MIGRATIONS[version]:
                         conn.execute(statement)
+                    version += 1
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -231,11 +290,23 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                # also when COMMIT itself failed (disk full, I/O error): a transaction left
+                # open would make every later BEGIN fail
+                self._abort(conn)
                 raise
-            conn.execute("COMMIT")
+
+    def _abort(self, conn: sqlite3.Connection) -> None:
+        """Roll back an open transaction; if even that fails, drop the connection (the next
+        use opens a fresh one). Call with the lock held."""
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            self._conn = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def open(self) -> None:
         with self._lock:
@@ -283,9 +354,11 @@ class SQLiteStore:
         return [self._entry(r) for r in rows]
 
     # -------------------------------------------------------------- the store API
-    def add(self, entry: DeadLetter, max_size: int) -> int:
+    def add(self, entry: DeadLetter, max_size: int, supersede: bool = False) -> int:
         params = self._params(entry)
         with self._write() as conn:
+            if supersede:
+                conn.execute("DELETE FROM entries WHERE event_id = ?", (entry.event.event_id,))
             conn.execute(
                 "INSERT INTO entries (id, event_id, event_type, event_json, reason, handler_name,"
                 " subscription_id, error_type, error_message, traceback, attempts,"
@@ -328,6 +401,29 @@ class SQLiteStore:
                 (p[4], p[7], p[8], p[9], p[10], p[12], p[0]),
             )
             return cur.rowcount > 0
+
+    def claim(
+        self, entry_id: str, owner: str, now: float, stale_before: float
+    ) -> tuple[DeadLetter | None, bool]:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE entries SET claimed_by = ?, claimed_at = ? WHERE id = ?"
+                " AND (claimed_by IS NULL OR claimed_at < ?)",
+                (owner, now, entry_id, stale_before),
+            )
+            claimed = cur.rowcount == 1
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,)
+            ).fetchone()
+        return (None if row is None else self._entry(row)), claimed
+
+    def release(self, entry_id: str, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE entries SET claimed_by = NULL, claimed_at = NULL"
+                " WHERE id = ? AND claimed_by = ?",
+                (entry_id, owner),
+            )
 
     def remove(self, entry_id: str) -> bool:
         with self._write() as conn:

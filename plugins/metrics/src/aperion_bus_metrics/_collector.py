@@ -126,6 +126,9 @@ class MetricsCollector:
         self._dropped_by_reason: dict[str, int] = {}
         self._errors: dict[str, int] = {}
         self._timeouts: dict[str, int] = {}
+        #: timeouts whose call was already recorded as completed (it finished late, before
+        #: the bus reported the timeout): not counted twice as calls, nor as successes
+        self._late: dict[str, int] = {}
 
     # ------------------------------------------------------------------ per-thread state
     def _state(self) -> _ThreadState:
@@ -236,17 +239,22 @@ class MetricsCollector:
             backend.event_dropped(event_type, reason)
 
     def record_handler_failure(
-        self, handler: str, event_type: str, *, timeout: bool = False
+        self, handler: str, event_type: str, *, timeout: bool = False, completed: bool = False
     ) -> None:
         """Count one failed handler call: it raised, or (``timeout=True``) ran out of time.
 
-        A timed-out call was never seen completing, so it also counts as a call.
+        A timed-out call counts as one call (a failure, not a success). Pass
+        ``completed=True`` when that same call was already given to
+        :meth:`record_handler_call` (a sync handler that finished late, before the timeout was
+        reported): it is then not counted as a second call nor as a success.
         """
         with self._lock:
             handler = self._handlers.admit(handler)
             event_type = self._types.admit(event_type)
             table = self._timeouts if timeout else self._errors
             table[handler] = table.get(handler, 0) + 1
+            if timeout and completed:
+                self._late[handler] = self._late.get(handler, 0) + 1
         backend = self.backend
         if backend is not None:
             reason = "handler_timeout" if timeout else "handler_error"
@@ -270,6 +278,7 @@ class MetricsCollector:
             reasons = dict(self._dropped_by_reason)
             errors = dict(self._errors)
             timeouts = dict(self._timeouts)
+            late = dict(self._late)
         emitted: dict[str, int] = {}
         handlers: dict[str, _Cell] = {}
         dispatch: dict[str, _Cell] = {}
@@ -289,9 +298,10 @@ class MetricsCollector:
             completed = s.pop("count")
             n_err = errors.get(name, 0)
             n_to = timeouts.get(name, 0)
+            n_late = late.get(name, 0)  # timed-out calls also among the completed ones
             handler_stats[name] = {
-                "total_calls": completed + n_to,
-                "success_count": max(0, completed - n_err),
+                "total_calls": completed + n_to - n_late,
+                "success_count": max(0, completed - n_err - n_late),
                 "failure_count": n_err + n_to,
                 "error_count": n_err,
                 "timeout_count": n_to,
@@ -322,6 +332,7 @@ class MetricsCollector:
             self._dropped_by_reason.clear()
             self._errors.clear()
             self._timeouts.clear()
+            self._late.clear()
 
     def __repr__(self) -> str:
         backend = type(self.backend).__name__ if self.backend is not None else None
