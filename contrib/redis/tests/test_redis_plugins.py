@@ -62,7 +62,6 @@ def test_dead_lettered_entry_is_added_once_to_the_real_dlq(
     assert f"stream={stream}" in gave_up[0].error_message
 
 
-@pytest.mark.xfail(strict=False, reason="needs DLQPlugin.add_dead_letter replacing entries (fixb)")
 def test_one_dlq_entry_per_poisoned_event_after_max_deliveries(
     redis_url: str, stream: str, client: Client
 ) -> None:

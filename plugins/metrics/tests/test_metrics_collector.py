@@ -8,11 +8,15 @@ import time
 from typing import Any
 
 import pytest
-<<<<<<< HEAD
-from aperion_bus import ConfigError, DropEvent, Event, EventBus, EventForwarded, hookimpl
-=======
-from aperion_bus import ConfigError, DropEvent, Event, EventBus, Subscription, hookimpl
->>>>>>> fixb
+from aperion_bus import (
+    ConfigError,
+    DropEvent,
+    Event,
+    EventBus,
+    EventForwarded,
+    Subscription,
+    hookimpl,
+)
 from aperion_bus_metrics import (
     OTHER,
     CallbackMetrics,
