@@ -804,7 +804,7 @@ class EventBus:
             t0 = _monotonic()
             run.state = (sub, t0, timeout)  # read by the supervisor under mu
             if wrapped:
-                outcome = self._call_one(event, sub)
+                outcome = self._call_one(event, sub, results=False)
                 error = None if outcome is None else outcome.error
             else:
                 error = None
@@ -812,18 +812,17 @@ class EventBus:
                     fn(event)
                 except Exception as exc:
                     error = exc
-                if results:
-                    self._handler_result(results, event, sub, _monotonic() - t0, error)
+            duration = _monotonic() - t0
             with mu:
-                if run.abandoned:
+                if run.abandoned:  # given up on: the timeout was reported, not this late end
                     raise _Abandoned
                 run.state = None
+            if results:
+                self._handler_result(results, event, sub, duration, error)
             result.handled += 1
             if error is not None:
                 result.failures.append(
-                    HandlerFailure(
-                        event, sub, error, FailureReason.HANDLER_ERROR, _monotonic() - t0
-                    )
+                    HandlerFailure(event, sub, error, FailureReason.HANDLER_ERROR, duration)
                 )
 
     def _async_limit(self, n: int) -> float:
@@ -910,8 +909,14 @@ class EventBus:
             started.append((gen, plugin))
         return started
 
-    def _call_one(self, event: Event, sub: Subscription) -> HandlerOutcome | None:
-        """Call one sync handler with the on_handler wrappers; None if it was collected."""
+    def _call_one(
+        self, event: Event, sub: Subscription, results: bool = True
+    ) -> HandlerOutcome | None:
+        """Call one sync handler with the on_handler wrappers; None if it was collected.
+
+        ``results=False``: the caller calls the ``on_handler_result`` hooks itself (after it
+        knows whether the emitter gave up on this call).
+        """
         fn = sub.handler
         if fn is None:
             return None
@@ -924,7 +929,7 @@ class EventBus:
             outcome = HandlerOutcome(sub, _perf() - t0, exc, FailureReason.HANDLER_ERROR)
         if wrappers:
             self._finish_wrappers(wrappers, outcome)
-        if self._hooks.on_handler_result:
+        if results and self._hooks.on_handler_result:
             self._handler_result(
                 self._hooks.on_handler_result, event, sub, outcome.duration, outcome.error
             )
@@ -1604,11 +1609,15 @@ class _TimedRun:
                     return
                 self.started = _monotonic()
                 self.k = i
-            outcome = self.bus._call_one(self.event, sub)
+            bus = self.bus
+            outcome = bus._call_one(self.event, sub, results=False)
             with mu:
                 if self._gave_up():  # the emitter gave up on this handler and reported it
                     return
                 self.done.append(outcome)
+            results = bus._hooks.on_handler_result
+            if results and outcome is not None:
+                bus._handler_result(results, self.event, sub, outcome.duration, outcome.error)
         self.finished.release()
 
     def _gave_up(self) -> bool:

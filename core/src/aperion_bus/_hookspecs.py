@@ -110,9 +110,9 @@ class HookSpecs:
 
         A plain call after each handler, in the handler's thread: several times cheaper than
         an ``on_handler`` wrapper, and it keeps emit on its inline path. Metrics use it.
-        For a sync handler that ran over ``handler_timeout`` it is called when the handler
-        really finishes; for an async one cancelled at the timeout it is not called (the
-        timeout goes to ``on_handler_error``). Exceptions are isolated and counted.
+        Not called for a call that ran over ``handler_timeout`` (the timeout goes to
+        ``on_handler_error``; a sync handler's late end is not reported), so one call is one
+        result or one timeout. Exceptions are isolated and counted.
         """
 
     @hookspec
