@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import re
+import sys
 import threading
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
@@ -50,7 +51,8 @@ class Redactor:
     ``allow``: exact strings never redacted; ``allow_patterns``: regexes, a match found by a
     detector that one of them fully matches is kept. ``disabled``: names of built-in
     detectors to turn off. ``max_depth``: containers nested deeper are replaced by
-    ``[REDACTED_TOO_DEEP]`` (fail closed rather than recurse without end).
+    ``[REDACTED_TOO_DEEP]`` (fail closed rather than recurse without end); at most
+    ``sys.getrecursionlimit() // 4``.
     """
 
     def __init__(
@@ -70,6 +72,12 @@ class Redactor:
             raise TypeError(f"enabled must be True or False, got {enabled!r}")
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1:
             raise ValueError(f"max_depth must be an int >= 1, got {max_depth!r}")
+        depth_cap = sys.getrecursionlimit() // 4
+        if max_depth > depth_cap:
+            raise ValueError(
+                f"max_depth must be <= {depth_cap} (sys.getrecursionlimit() // 4: deeper "
+                f"redaction would run out of stack), got {max_depth}"
+            )
         self.enabled = enabled
         self.max_depth = max_depth
         self.keys = KeyMatcher(redact_keys, extra_keys)
