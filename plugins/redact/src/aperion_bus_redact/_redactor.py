@@ -14,7 +14,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from ._detectors import BUILTIN_DETECTORS, Detector, Span
-from ._keys import KeyMatcher
+from ._keys import KeyMatcher, str_list
 
 __all__ = ["KEY_PLACEHOLDER", "Redactor"]
 
@@ -81,7 +81,7 @@ class Redactor:
         self.enabled = enabled
         self.max_depth = max_depth
         self.keys = KeyMatcher(redact_keys, extra_keys)
-        disabled_set = set(_strings(disabled, "disabled"))
+        disabled_set = set(str_list(disabled, "disabled"))
         unknown = sorted(disabled_set - set(_BUILTIN_NAMES))
         if unknown:
             raise ValueError(
@@ -94,7 +94,7 @@ class Redactor:
         for i, spec in enumerate(patterns or ()):
             detectors.append(_make_detector(spec, i))
         self.detectors: tuple[Detector, ...] = tuple(detectors)
-        self._allow = frozenset(_strings(allow, "allow"))
+        self._allow = frozenset(str_list(allow, "allow"))
         allow_rx: list[re.Pattern[str]] = []
         for p in allow_patterns:
             if isinstance(p, re.Pattern):
@@ -372,16 +372,6 @@ def _safe_repr(obj: object) -> str:
         return repr(obj)
     except Exception:
         return f"<unrepresentable {type(obj).__name__}>"
-
-
-def _strings(values: Iterable[str], what: str) -> list[str]:
-    if isinstance(values, str):
-        raise TypeError(f"{what} must be a list of strings, not a single string")
-    out = list(values)
-    for v in out:
-        if not isinstance(v, str):
-            raise TypeError(f"{what} must hold strings, got {type(v).__name__}: {v!r}")
-    return out
 
 
 def _make_detector(spec: PatternSpec, index: int) -> Detector:
