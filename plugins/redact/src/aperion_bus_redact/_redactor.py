@@ -184,6 +184,17 @@ class Redactor:
             return self._text(obj, counts)
         if t in _SCALARS:
             return obj
+        if t is dict or t is list:  # the common containers first
+            if depth >= self.max_depth:
+                counts["too_deep"] = counts.get("too_deep", 0) + 1
+                return DEPTH_PLACEHOLDER
+            if t is dict:
+                return self._dict(obj, counts, depth + 1)
+            return [self._walk(v, counts, depth + 1) for v in obj]
+        return self._other(obj, counts, depth)
+
+    def _other(self, obj: Any, counts: dict[str, int], depth: int) -> Any:
+        t = type(obj)
         if isinstance(obj, str):  # a str subclass (StrEnum ...): a plain, redacted str
             return self._text(str.__str__(obj), counts)
         if isinstance(obj, int):  # an int subclass (IntEnum ...): a plain int
@@ -235,9 +246,14 @@ class Redactor:
         scalars = _SCALARS
         hidden = 0
         for k, v in d.items():
-            if isinstance(k, str):
-                if type(k) is not str:  # a StrEnum key: checked, and written, as a plain str
+            if type(k) is not str and type(k) not in scalars:
+                if isinstance(k, str):  # a StrEnum key: checked, and written, as a plain str
                     k = str.__str__(k)
+                elif isinstance(k, (int, float)):  # an IntEnum key: a plain number
+                    k = walk(k, counts, depth)
+                else:  # a tuple, bytes, an object: its redacted repr
+                    k = text(_safe_repr(k), counts)
+            if type(k) is str:
                 hit = cache.get(k)
                 if hit is None:
                     hit = keys.is_sensitive(k)
@@ -245,11 +261,6 @@ class Redactor:
                     out[k] = KEY_PLACEHOLDER
                     hidden += 1
                     continue
-            elif type(k) not in scalars:
-                if isinstance(k, (int, float)):  # an IntEnum key: a plain number
-                    k = walk(k, counts, depth)
-                else:  # a tuple, bytes, an object: its redacted repr
-                    k = text(_safe_repr(k), counts)
             t = type(v)
             if t is str:
                 out[k] = text(v, counts)
