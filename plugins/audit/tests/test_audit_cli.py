@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from aperion_bus import EventBus, _cli
-from aperion_bus_audit import AuditPlugin, parse_since
+from aperion_bus_audit import AuditPlugin
+from aperion_bus_audit._cli import parse_since
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -169,3 +170,15 @@ def test_parse_since_forms() -> None:
     assert parse_since("2024-05-01T12:00:00+00:00") == 1714564800.0
     with pytest.raises(argparse.ArgumentTypeError, match="invalid --since"):
         parse_since("soon")
+
+
+def test_the_public_api_is_the_library_not_the_cli_helpers() -> None:
+    import aperion_bus_audit
+
+    assert set(aperion_bus_audit.__all__) == {
+        "FILE_MODE", "SCHEMA_VERSION", "AuditLogWarning", "AuditPlugin", "LogWriter",
+        "clear_log", "follow_records", "get_events", "get_records", "iter_records",
+        "lock_path", "log_files", "record_to_event", "rotated_path",
+    }  # fmt: skip
+    assert not hasattr(aperion_bus_audit, "parse_since")
+    assert all(hasattr(aperion_bus_audit, name) for name in aperion_bus_audit.__all__)

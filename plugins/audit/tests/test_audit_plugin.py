@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import stat
@@ -9,10 +10,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import aperion_bus_audit._writer as writer_mod
 import pytest
 from aperion_bus import HANDLER_ERROR_EVENT, Event, EventBus, hookimpl
 from aperion_bus.testing import Recorder
-from aperion_bus_audit import SCHEMA_VERSION, AuditPlugin, lock_path
+from aperion_bus_audit import SCHEMA_VERSION, AuditPlugin, get_events, lock_path
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -146,6 +148,44 @@ def test_a_payload_json_cannot_hold_is_still_logged(
     assert stats["records_written"] == 2
     assert stats["encode_fallbacks"] == 1
     assert stats["write_errors"] == 0
+
+
+class _Field(enum.StrEnum):
+    PASSWORD = "password"
+    NOTE = "note"
+
+
+def test_str_subclass_keys_are_written_as_plain_keys_and_the_record_stays_normal(
+    log: Path,
+) -> None:
+    payload = {_Field.PASSWORD: "hunter2", "nested": {_Field.NOTE: [1, {_Field.NOTE: 2}]}}
+    bus = EventBus(plugins=[AuditPlugin(path=log)])
+    event_id = bus.emit("user.login", payload, correlation_id="c-1", wait_for_handlers=True)
+    bus.shutdown()
+    (got,) = lines(log)
+    assert got["event_type"] == "user.login"
+    assert got["event_id"] == event_id
+    assert got["correlation_id"] == "c-1"
+    assert isinstance(got["timestamp"], float)
+    assert got["payload"] == {"password": "hunter2", "nested": {"note": [1, {"note": 2}]}}
+    assert "encode_error" not in got
+    (event,) = get_events(log, event_type="user.*", correlation_id="c-1")
+    assert event.event_id == event_id and event.payload["password"] == "hunter2"
+
+
+def test_the_last_resort_encoding_keeps_str_subclass_keys_as_plain_keys(
+    log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(obj: Any, seen: set[int], depth: int = 0) -> Any:
+        raise RecursionError("too deep")
+
+    monkeypatch.setattr(writer_mod, "_sanitize", failing)
+    writer = AuditPlugin(path=log).writer
+    data = writer.encode({"event_type": "a.b", _Field.NOTE: {1: 2}})
+    got = json.loads(data)
+    assert got["event_type"] == "'a.b'"  # everything a repr: orjson refused the record twice
+    assert got["note"] == "{1: 2}"
+    assert "RecursionError" in got["encode_error"]
 
 
 def test_cycles_and_deep_nesting_do_not_break_logging(log: Path) -> None:

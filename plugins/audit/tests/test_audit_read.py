@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import aperion_bus_audit._reader as reader_mod
 import pytest
 from aperion_bus import Event, EventBus
 from aperion_bus.testing import wait_until
@@ -176,3 +178,43 @@ def test_follow_yields_new_records_across_rotations(tmp_path: Path) -> None:
         bus.shutdown()
     assert bus.get_stats()["audit"]["rotations"] >= 3
     assert [r["payload"]["i"] for r in got] == list(range(30))
+
+
+def test_follow_keeps_its_file_when_a_rotation_race_leaves_it_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.stat(path) once names another file, but by the time the reader takes its snapshot
+    the file it follows is live again (k == 0): it must go on where it was, not re-read the
+    live file from its start (every record twice)."""
+    log = tmp_path / "events.jsonl"
+    with EventBus(plugins=[AuditPlugin(path=log)]) as bus:
+        bus.emit("a.one", {"i": 1}, wait_for_handlers=True)
+        bus.emit("a.two", {"i": 2}, wait_for_handlers=True)
+    stop = threading.Event()
+    calls = 0
+    real_stat = os.stat
+
+    class FakeOs:
+        """os, except that the first stat of the log names another inode."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            nonlocal calls
+            st = real_stat(path, *args, **kwargs)
+            if os.fspath(path) != os.fspath(log):
+                return st
+            calls += 1
+            if calls == 1:
+                fields = list(st)
+                fields[1] = st.st_ino + 1  # st_ino: "rotated"
+                return os.stat_result(fields)
+            stop.set()  # the second look: end the follow (it would wait for more)
+            return st
+
+    monkeypatch.setattr(reader_mod, "os", FakeOs())
+    got = [r["payload"]["i"] for r in follow_records(log, stop, interval=0.01, from_end=False)]
+    assert calls == 2
+    assert got == [1, 2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ def test_stats() -> None:
                  wait_for_handlers=True)  # fmt: skip
         bus.emit("a.c", {"m": "nothing"}, wait_for_handlers=True)
         stats = bus.get_stats()["redact"]
-    assert stats == {"by_category": {"key": 1, "email": 2}, "records": 2}
+    assert stats == {"by_category": {"key": 1, "email": 2}, "records": 2, "errors": 0}
 
 
 def test_disabled_plugin_passes_records_through() -> None:
@@ -155,3 +156,73 @@ def test_a_ready_redactor_can_be_given() -> None:
         bus.emit("a.b", {"pinCode": 1}, wait_for_handlers=True)
     assert writer.records[0]["payload"] == {"pinCode": KEY_PLACEHOLDER}
     assert r.stats() == {"key": 1}
+
+
+def _raising_validator(text: str) -> bool:
+    raise ValueError(f"validator failed on {text}")
+
+
+def test_a_failing_redaction_writes_only_ids_and_an_error_marker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    r = Redactor(patterns=[{"name": "emp", "pattern": r"EMP-\d+", "validator": _raising_validator}])
+    writer = Writer()
+    seen: list[Event] = []
+    with EventBus(plugins=[RedactPlugin(redactor=r), writer]) as bus:
+        bus.subscribe(seen.append, "user.*")
+        with caplog.at_level("ERROR", logger="aperion_bus.redact"):
+            event_id = bus.emit(
+                "user.login", {"password": "hunter2", "note": "EMP-1234 alice@example.com"},
+                correlation_id="req-7", wait_for_handlers=True,
+            )  # fmt: skip
+        stats = bus.get_stats()
+    (record,) = [rec for rec in writer.records if rec["event_type"] == "user.login"]
+    assert record == {
+        "event_type": "user.login",
+        "payload": "[REDACTED_ERROR]",
+        "timestamp": record["timestamp"],
+        "event_id": event_id,
+        "correlation_id": "req-7",
+        "causation_id": None,
+        "redaction_error": "ValueError",
+    }
+    assert stats["redact"]["errors"] == 1
+    assert stats["audit_records_lost"] == 0  # the plugin handled it: the record went on
+    assert seen[0].payload["password"] == "hunter2"  # handlers are not affected
+    messages = [rec.getMessage() for rec in caplog.records if rec.name == "aperion_bus.redact"]
+    assert len(messages) == 1 and "ValueError" in messages[0] and event_id in messages[0]
+    logged = caplog.text
+    for secret in ("hunter2", "alice@example.com", "EMP-1234"):
+        assert secret not in logged  # neither the record nor the exception's message
+
+
+def test_a_recursion_error_writes_the_error_marker_not_the_record() -> None:
+    writer = Writer()
+    deep: Any = {"password": "hunter2"}
+    for _ in range(5000):
+        deep = [deep]
+    limit = sys.getrecursionlimit() // 4
+    with EventBus(plugins=[RedactPlugin(max_depth=limit), writer]) as bus:
+        bus.emit("a.b", {"x": deep}, wait_for_handlers=True, correlation_id="c")
+        # a stack already deep when the redactor starts: it may still run out of frames
+        def nest(n: int) -> None:
+            if n:
+                nest(n - 1)
+            else:
+                bus.emit("a.c", {"x": deep}, wait_for_handlers=True)
+
+        nest(sys.getrecursionlimit() - limit)
+        stats = bus.get_stats()["redact"]
+    assert "hunter2" not in repr(writer.records)
+    last = [rec for rec in writer.records if rec["event_type"] == "a.c"]
+    assert last and last[0]["payload"] == "[REDACTED_ERROR]"
+    assert last[0]["redaction_error"] == "RecursionError"
+    assert stats["errors"] == 1
+
+
+@pytest.mark.parametrize("depth", [sys.getrecursionlimit() // 4 + 1, 100_000])
+def test_max_depth_beyond_a_quarter_of_the_recursion_limit_is_refused(depth: int) -> None:
+    with pytest.raises(ConfigError, match=r"max_depth.*getrecursionlimit"):
+        EventBus(plugins=["redact"], settings={"redact": {"max_depth": depth}})
+    with pytest.raises(ValueError, match="max_depth"):
+        Redactor(max_depth=depth)

@@ -7,7 +7,6 @@ methods of the same names) and on the command line with ``aperion-bus log tail|q
 
 from __future__ import annotations
 
-from ._cli import parse_since
 from ._files import FILE_MODE, lock_path, log_files, rotated_path
 from ._plugin import AuditPlugin
 from ._reader import (
@@ -34,7 +33,6 @@ __all__ = [
     "iter_records",
     "lock_path",
     "log_files",
-    "parse_since",
     "record_to_event",
     "rotated_path",
 ]

@@ -320,6 +320,11 @@ def follow_records(
             try:
                 ids = [_file_id(f) for _, f, _ in snapshot]
                 k = ids.index(file_id) if file_id in ids else len(ids)
+                if k == 0 and snapshot[0][0] == p:
+                    # a race (the path named another file a moment ago): ours is the live
+                    # file, go on reading it where we are rather than from its start again
+                    stop.wait(interval)
+                    continue
                 yield from complete_lines(fh.read())
                 fh.close()
                 fh = None

@@ -75,6 +75,19 @@ def _safe_repr(obj: object) -> str:
     return text if len(text) <= _REPR_MAX else text[:_REPR_MAX] + "…"
 
 
+def _key(k: object) -> str:
+    """A key orjson takes: a plain ``str`` (a ``StrEnum`` key is a str subclass, which orjson
+    refuses), valid UTF-8; anything else its repr."""
+    if isinstance(k, str):
+        text = str.__str__(k)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return text
+    return _safe_repr(k)
+
+
 def _sanitize(obj: Any, seen: set[int], depth: int = 0) -> Any:
     """A copy of ``obj`` that JSON can hold: keys become strings; strings with lone surrogates,
     integers beyond 64 bits, NaN/inf, unknown objects and nesting deeper than 200 become reprs;
@@ -99,12 +112,7 @@ def _sanitize(obj: Any, seen: set[int], depth: int = 0) -> Any:
         seen.add(id(obj))
         try:
             if isinstance(obj, dict):
-                return {
-                    (_sanitize(k, seen) if isinstance(k, str) else _safe_repr(k)): _sanitize(
-                        v, seen, depth + 1
-                    )
-                    for k, v in obj.items()
-                }
+                return {_key(k): _sanitize(v, seen, depth + 1) for k, v in obj.items()}
             return [_sanitize(v, seen, depth + 1) for v in obj]
         finally:
             seen.discard(id(obj))
@@ -185,15 +193,11 @@ class LogWriter:
             self._fallbacks_now += 1
             try:
                 data = _dumps(_sanitize(rec, set()), default=self._default, option=_OPTIONS)
-            except (TypeError, RecursionError) as exc:  # pragma: no cover - a last resort
+            except (TypeError, RecursionError) as exc:  # a last resort
                 data = _dumps(
                     {
                         "schema": SCHEMA_VERSION,
-                        **{
-                            (k if isinstance(k, str) else _safe_repr(k)): _safe_repr(v)
-                            for k, v in rec.items()
-                            if k != "schema"
-                        },
+                        **{_key(k): _safe_repr(v) for k, v in rec.items() if k != "schema"},
                         "encode_error": _safe_repr(exc),
                     },
                     option=_OPTIONS,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from ._detectors import BUILTIN_DETECTORS, Detector, iban_ok, jwt_ok, luhn_ok, ssn_ok
 from ._keys import DEFAULT_SENSITIVE_KEYS, normalize_key
-from ._plugin import KEEP_FIELDS, RedactPlugin, redact_record
+from ._plugin import ERROR_PLACEHOLDER, KEEP_FIELDS, RedactPlugin, redact_record
 from ._redactor import KEY_PLACEHOLDER, Redactor
 
 __all__ = [
     "BUILTIN_DETECTORS",
     "DEFAULT_SENSITIVE_KEYS",
+    "ERROR_PLACEHOLDER",
     "KEEP_FIELDS",
     "KEY_PLACEHOLDER",
     "Detector",

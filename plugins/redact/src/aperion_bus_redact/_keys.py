@@ -54,9 +54,9 @@ class KeyMatcher:
         else:
             exact = set()
             self._heuristics = False
-            keys = _str_list(keys, "redact_keys")
+            keys = str_list(keys, "redact_keys")
             exact.update(normalize_key(k) for k in keys)
-        exact.update(normalize_key(k) for k in _str_list(extra, "extra_keys"))
+        exact.update(normalize_key(k) for k in str_list(extra, "extra_keys"))
         exact.discard("")
         self._exact = frozenset(exact)
         self._cache: dict[str, bool] = {}
@@ -82,7 +82,8 @@ class KeyMatcher:
         return bool(words) and words[-1].lower() in _LAST_WORD
 
 
-def _str_list(values: Iterable[str], what: str) -> list[str]:
+def str_list(values: Iterable[str], what: str) -> list[str]:
+    """``values`` as a list, checked to hold only strings (a single string is refused)."""
     if isinstance(values, str):
         raise TypeError(f"{what} must be a list of strings, not a single string")
     out = list(values)

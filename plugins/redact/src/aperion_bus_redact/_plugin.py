@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from aperion_bus import ConfigError, hookimpl
 
 from ._redactor import PatternSpec, Redactor
 
-if TYPE_CHECKING:
-    pass
+__all__ = ["ERROR_PLACEHOLDER", "KEEP_FIELDS", "RedactPlugin"]
 
-__all__ = ["KEEP_FIELDS", "RedactPlugin"]
+logger = logging.getLogger("aperion_bus.redact")
+
+#: The ``payload`` of a record whose redaction raised (the rest of it is dropped too).
+ERROR_PLACEHOLDER: Final = "[REDACTED_ERROR]"
 
 #: Record fields passed through untouched: identifiers and times, never PII.
 KEEP_FIELDS: Final = frozenset(
@@ -65,23 +68,46 @@ class RedactPlugin:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"redact: {exc}") from exc
         self._records = 0
+        self._errors = 0
         self._lock = threading.Lock()
 
     @hookimpl(tryfirst=True)
     def on_audit(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """The redacted record; if redaction raises, only its ids and an error marker."""
         redactor = self.redactor
         with self._lock:
             self._records += 1
         if not redactor.enabled:
             return None
-        out = redact_record(redactor, record)
-        return out
+        try:
+            return redact_record(redactor, record)
+        except Exception as exc:
+            # Fail closed, but keep a trace of the event: never the record in clear, never
+            # the exception's message (a validator may have put the value in it).
+            with self._lock:
+                self._errors += 1
+            name = type(exc).__name__
+            logger.error(
+                "redaction failed (%s) for event %r (%r): the audit record keeps only its "
+                "ids and times, payload %s",
+                name, record.get("event_id"), record.get("event_type"), ERROR_PLACEHOLDER,
+            )  # fmt: skip
+            out = {k: v for k, v in record.items() if k in KEEP_FIELDS}
+            out["payload"] = ERROR_PLACEHOLDER
+            out["redaction_error"] = name
+            return out
 
     @hookimpl
     def on_stats(self) -> dict[str, Any]:
         with self._lock:
-            records = self._records
-        return {"redact": {"by_category": self.redactor.stats(), "records": records}}
+            records, errors = self._records, self._errors
+        return {
+            "redact": {
+                "by_category": self.redactor.stats(),
+                "records": records,
+                "errors": errors,
+            }
+        }
 
 
 def redact_record(redactor: Redactor, record: Mapping[str, Any]) -> dict[str, Any]:

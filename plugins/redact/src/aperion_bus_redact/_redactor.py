@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as _dt
 import re
+import sys
 import threading
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
+from enum import Enum
 from typing import Any, Final
+from uuid import UUID
 
 from ._detectors import BUILTIN_DETECTORS, Detector, Span
-from ._keys import KeyMatcher
+from ._keys import KeyMatcher, str_list
 
 __all__ = ["KEY_PLACEHOLDER", "Redactor"]
 
@@ -28,7 +33,7 @@ _BORING: Final = re.compile(
     r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-f]{40}|[0-9a-f]{64}|-?[0-9]{1,9}(?:\.[0-9]{1,9})?"
 ).fullmatch
-_SCALARS: Final = frozenset({int, float, bool, type(None), bytes})
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
 _BUILTIN_NAMES: Final = tuple(d.name for d in BUILTIN_DETECTORS)
 
 PatternSpec = tuple[str, str] | Detector | Mapping[str, Any]
@@ -46,7 +51,8 @@ class Redactor:
     ``allow``: exact strings never redacted; ``allow_patterns``: regexes, a match found by a
     detector that one of them fully matches is kept. ``disabled``: names of built-in
     detectors to turn off. ``max_depth``: containers nested deeper are replaced by
-    ``[REDACTED_TOO_DEEP]`` (fail closed rather than recurse without end).
+    ``[REDACTED_TOO_DEEP]`` (fail closed rather than recurse without end); at most
+    ``sys.getrecursionlimit() // 4``.
     """
 
     def __init__(
@@ -66,10 +72,16 @@ class Redactor:
             raise TypeError(f"enabled must be True or False, got {enabled!r}")
         if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1:
             raise ValueError(f"max_depth must be an int >= 1, got {max_depth!r}")
+        depth_cap = sys.getrecursionlimit() // 4
+        if max_depth > depth_cap:
+            raise ValueError(
+                f"max_depth must be <= {depth_cap} (sys.getrecursionlimit() // 4: deeper "
+                f"redaction would run out of stack), got {max_depth}"
+            )
         self.enabled = enabled
         self.max_depth = max_depth
         self.keys = KeyMatcher(redact_keys, extra_keys)
-        disabled_set = set(_strings(disabled, "disabled"))
+        disabled_set = set(str_list(disabled, "disabled"))
         unknown = sorted(disabled_set - set(_BUILTIN_NAMES))
         if unknown:
             raise ValueError(
@@ -82,7 +94,7 @@ class Redactor:
         for i, spec in enumerate(patterns or ()):
             detectors.append(_make_detector(spec, i))
         self.detectors: tuple[Detector, ...] = tuple(detectors)
-        self._allow = frozenset(_strings(allow, "allow"))
+        self._allow = frozenset(str_list(allow, "allow"))
         allow_rx: list[re.Pattern[str]] = []
         for p in allow_patterns:
             if isinstance(p, re.Pattern):
@@ -115,11 +127,16 @@ class Redactor:
 
     # ------------------------------------------------------------------ public API
     def redact(self, obj: Any) -> Any:
-        """A redacted deep copy of ``obj`` (dicts, lists, tuples, strings); never mutates it.
+        """A redacted deep copy of ``obj``; never mutates it. Fails closed.
 
         Values under sensitive keys become ``[REDACTED]`` whatever their type; strings are
-        scanned by the detectors. Other objects (numbers, None, custom objects) are returned
-        as they are. Dict keys are kept as they are.
+        scanned by the detectors. Dicts, lists and tuples (namedtuples keep their type) are
+        copied; any other mapping becomes a dict, a set a list, a dataclass or attrs instance
+        a dict of its fields; bytes are decoded (UTF-8, errors replaced) and scanned as text;
+        dates, times and UUIDs become their text, an enum its value. Numbers, bools and None
+        are kept. Any other object becomes its ``repr()``, scanned as text. String keys
+        (``StrEnum`` ones become plain ``str``) and number keys are kept; other keys become
+        their redacted ``repr()``.
         """
         if not self.enabled:
             return obj
@@ -161,12 +178,36 @@ class Redactor:
                 mine[k] = mine.get(k, 0) + v
 
     def _walk(self, obj: Any, counts: dict[str, int], depth: int) -> Any:
+        """Fail closed: what is not a number, None or a known shape is redacted as text."""
         t = type(obj)
         if t is str:
             return self._text(obj, counts)
         if t in _SCALARS:
             return obj
-        if depth >= self.max_depth and isinstance(obj, (dict, list, tuple)):
+        if t is dict or t is list:  # the common containers first
+            if depth >= self.max_depth:
+                counts["too_deep"] = counts.get("too_deep", 0) + 1
+                return DEPTH_PLACEHOLDER
+            if t is dict:
+                return self._dict(obj, counts, depth + 1)
+            return [self._walk(v, counts, depth + 1) for v in obj]
+        return self._other(obj, counts, depth)
+
+    def _other(self, obj: Any, counts: dict[str, int], depth: int) -> Any:
+        t = type(obj)
+        if isinstance(obj, str):  # a str subclass (StrEnum ...): a plain, redacted str
+            return self._text(str.__str__(obj), counts)
+        if isinstance(obj, int):  # an int subclass (IntEnum ...): a plain int
+            return int.__int__(obj)
+        if isinstance(obj, float):
+            return float.__float__(obj)
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return self._text(bytes(obj).decode("utf-8", "replace"), counts)
+        if isinstance(obj, (_dt.date, _dt.time)):  # datetime too: ISO text, as orjson writes
+            return self._text(obj.isoformat(), counts)
+        if isinstance(obj, UUID):
+            return self._text(str(obj), counts)
+        if depth >= self.max_depth:
             counts["too_deep"] = counts.get("too_deep", 0) + 1
             return DEPTH_PLACEHOLDER
         if isinstance(obj, dict):
@@ -178,11 +219,25 @@ class Redactor:
             if hasattr(obj, "_fields"):  # a namedtuple
                 return t(*items)
             return tuple(items)
-        if isinstance(obj, str):  # a str subclass
-            return self._text(str(obj), counts)
-        return obj
+        if isinstance(obj, Mapping):  # MappingProxyType, custom mappings: a plain dict
+            return self._dict(obj, counts, depth + 1)
+        if isinstance(obj, (set, frozenset)):  # a list (JSON has no sets)
+            return [self._walk(v, counts, depth + 1) for v in obj]
+        if not isinstance(obj, type):
+            if dataclasses.is_dataclass(obj):  # a dict of its fields (asdict, but shallow)
+                fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+                return self._dict(fields, counts, depth + 1)
+            attrs_fields = getattr(t, "__attrs_attrs__", None)
+            if attrs_fields is not None:  # an attrs instance: the same
+                fields = {a.name: getattr(obj, a.name) for a in attrs_fields}
+                return self._dict(fields, counts, depth + 1)
+        if isinstance(obj, Enum):  # what orjson would write: its value
+            return self._walk(obj.value, counts, depth + 1)
+        return self._text(_safe_repr(obj), counts)
 
-    def _dict(self, d: dict[Any, Any], counts: dict[str, int], depth: int) -> dict[Any, Any]:
+    def _dict(
+        self, d: Mapping[Any, Any], counts: dict[str, int], depth: int
+    ) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         keys = self.keys
         cache = keys._cache
@@ -191,6 +246,13 @@ class Redactor:
         scalars = _SCALARS
         hidden = 0
         for k, v in d.items():
+            if type(k) is not str and type(k) not in scalars:
+                if isinstance(k, str):  # a StrEnum key: checked, and written, as a plain str
+                    k = str.__str__(k)
+                elif isinstance(k, (int, float)):  # an IntEnum key: a plain number
+                    k = walk(k, counts, depth)
+                else:  # a tuple, bytes, an object: its redacted repr
+                    k = text(_safe_repr(k), counts)
             if type(k) is str:
                 hit = cache.get(k)
                 if hit is None:
@@ -316,14 +378,11 @@ def _apply(s: str, spans: list[Span]) -> str:
     return "".join(pieces)
 
 
-def _strings(values: Iterable[str], what: str) -> list[str]:
-    if isinstance(values, str):
-        raise TypeError(f"{what} must be a list of strings, not a single string")
-    out = list(values)
-    for v in out:
-        if not isinstance(v, str):
-            raise TypeError(f"{what} must hold strings, got {type(v).__name__}: {v!r}")
-    return out
+def _safe_repr(obj: object) -> str:
+    try:
+        return repr(obj)
+    except Exception:
+        return f"<unrepresentable {type(obj).__name__}>"
 
 
 def _make_detector(spec: PatternSpec, index: int) -> Detector:
