@@ -3,8 +3,8 @@
     uv run --all-packages python benchmarks/dlq_overhead.py
 
 Prints ns per ``emit(..., wait_for_handlers=True)`` with one succeeding handler for: the bare
-kernel, the plugin with ``record_all_failed=False`` (only ``on_handler_error``, nothing on the
-success path), and the default plugin (an ``on_dispatch`` wrapper on every dispatch); then the
+kernel, the plugin with ``record_all_failed=False``, and the default plugin (all-handlers-failed
+is recorded from the kernel's ``on_dispatch_failed``: nothing on the success path); then the
 cost of recording one failure in memory and in SQLite.
 """
 
@@ -42,7 +42,7 @@ def main() -> None:
     buses = {
         "bare kernel": EventBus(),
         "dlq record_all_failed=False": EventBus([DLQPlugin(record_all_failed=False)]),
-        "dlq default (on_dispatch wrapper)": EventBus([DLQPlugin()]),
+        "dlq default": EventBus([DLQPlugin()]),
     }
     for bus in buses.values():
         bus.subscribe(ok, "a.b")

@@ -34,6 +34,8 @@ class RedactPlugin:
     ``max_depth``; or a ready ``redactor``. See ``docs/redact.md``.
     """
 
+    plugin_name = "redact"  # the name a bus registers an object of this class under
+
     def __init__(
         self,
         *,
