@@ -472,7 +472,7 @@ class EventBus:
         if not wait:
             self._enqueue(event)
             return event.event_id
-        self.dispatch(event, _checked=True, _plan=plan)
+        self._dispatch_now(event, plan, False)
         return event.event_id
 
     async def emit_async(
@@ -528,9 +528,7 @@ class EventBus:
             _scope_reset(tok)
         return event.event_id
 
-    def dispatch(
-        self, event: Event, *, _checked: bool = False, _plan: _Plan | None = None
-    ) -> DispatchResult:
+    def dispatch(self, event: Event) -> DispatchResult:
         """Dispatch an existing event now, in this thread, and return the result.
 
         For events made elsewhere (another process, a retry): the event keeps its id,
@@ -538,26 +536,38 @@ class EventBus:
         emitted); ``on_audit``, the handlers, ``on_dispatch``/``on_handler`` wrappers and the
         failure reporting run as for ``emit(..., wait_for_handlers=True)``.
         """
-        if not _checked:
-            if not isinstance(event, Event):
-                raise TypeError(f"dispatch() takes an Event, got {type(event).__name__}")
-            check_event_type(event.event_type)
-            if self._closing:
-                self._refuse_when_closed()
+        if not isinstance(event, Event):
+            raise TypeError(f"dispatch() takes an Event, got {type(event).__name__}")
+        check_event_type(event.event_type)
+        if self._closing:
+            self._refuse_when_closed()
+        result = self._dispatch_now(event, None, True)
+        assert result is not None
+        return result
+
+    def _dispatch_now(
+        self, event: Event, plan: _Plan | None, want_result: bool
+    ) -> DispatchResult | None:
+        """Audit and dispatch ``event`` in this thread; a result only when failures or asked."""
         if self._hooks.on_audit:
             self._run_on_audit(event)
         tok = _scope_set((event.correlation_id, event))
         try:
-            plan = _plan if _plan is not None else self._plan(event.event_type)
+            if plan is None:
+                plan = self._plan(event.event_type)
             if self._wrapped or not plan.simple:
                 result = self._dispatch_full(event, plan)
-            else:
-                result = DispatchResult(event, len(plan.pairs), self._run_plain(event, plan))
-            if result.failures:
+                if result.failures:
+                    self._report_failures(result)
+                return result
+            failures = self._run_plain(event, plan)
+            if failures:
+                result = DispatchResult(event, len(plan.pairs), failures)
                 self._report_failures(result)
+                return result
+            return DispatchResult(event, len(plan.pairs)) if want_result else None
         finally:
             _scope_reset(tok)
-        return result
 
     def call_handler(self, subscription: Subscription, event: Event) -> HandlerOutcome:
         """Run one subscription's handler on ``event`` now, as a dispatch would, and return
@@ -706,7 +716,12 @@ class EventBus:
             except Exception as exc:
                 error = exc
                 failures = _failed(failures, event, sub, exc)
-            self._handler_result(results, event, sub, _perf() - t0, error)
+            duration = _perf() - t0
+            for caller, plugin in results:
+                try:
+                    caller(self, event, sub, duration, error)
+                except Exception as exc:
+                    self._plugin_failed("on_handler_result", plugin, exc)
         return failures or []
 
     def _handler_result(
@@ -1232,9 +1247,14 @@ class EventBus:
                 return
             resume = run.make_resume(stuck, timeout)
 
-    def _next_item(self) -> _QueueItem | None:
-        """The next queued event for a consumer; None once closing with nothing queued."""
+    def _next_item(self, done: int = 0) -> _QueueItem | None:
+        """Count ``done`` finished events, then take the next queued one for a consumer (one
+        lock round); None once closing with nothing queued."""
         with self._queue_lock:
+            if done:
+                self._pending -= done
+                if self.pending_condition._waiters:  # type: ignore[attr-defined]
+                    self.pending_condition.notify_all()
             while not self._queue:
                 if self._closing:
                     return None
@@ -1242,12 +1262,6 @@ class EventBus:
                 self._work_ready.wait()
                 self._worker_idle = False
             return self._queue.popleft()
-
-    def _finished_one(self) -> None:
-        with self._queue_lock:
-            self._pending -= 1
-            if self.pending_condition._waiters:  # type: ignore[attr-defined]
-                self.pending_condition.notify_all()
 
     def _resume(self, resume: _Resume, run: _BatchRun) -> None:
         """The rest of an event whose handler ran over: remaining handlers, then the report."""
@@ -1505,12 +1519,14 @@ class _BatchRun:
         bus._consumers.add(me)
         try:
             resume = self.resume
+            done = 0
             if resume is not None:
                 self.current = (resume.event, resume.ctx, resume.loop)
                 resume.ctx.run(bus._resume, resume, self)
                 self._done()
+                done = 1
             while True:
-                item = bus._next_item()
+                item = bus._next_item(done)
                 if item is None:
                     break
                 self.current = item
@@ -1523,6 +1539,7 @@ class _BatchRun:
                 except BaseException as exc:  # never let a bus bug stop the consumer
                     logger.error("background dispatch of %s failed: %r", event.event_id, exc)
                 self._done()
+                done = 1
         except _Abandoned:
             return
         finally:
@@ -1530,11 +1547,11 @@ class _BatchRun:
         self.finished.release()
 
     def _done(self) -> None:
+        # the event is counted as finished by the next _next_item call
         with self.mu:
             if self.abandoned:
                 raise _Abandoned
             self.state = None
-        self.bus._finished_one()
 
     def end(self) -> None:
         with self.mu:
