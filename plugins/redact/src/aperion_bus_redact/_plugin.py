@@ -31,7 +31,7 @@ class RedactPlugin:
     Settings (keyword arguments, or ``[plugins.redact]``): ``enabled``, ``extra_keys``,
     ``redact_keys``, ``allow``, ``allow_patterns``, ``detectors`` (a list of
     ``{name, pattern, placeholder, group}`` tables), ``disabled``, ``builtins``,
-    ``max_depth``, ``cache_size``; or a ready ``redactor``. See ``docs/redact.md``.
+    ``max_depth``; or a ready ``redactor``. See ``docs/redact.md``.
     """
 
     plugin_name = "redact"  # the name a bus registers an object of this class under
@@ -48,7 +48,6 @@ class RedactPlugin:
         disabled: Iterable[str] = (),
         builtins: bool = True,
         max_depth: int = 64,
-        cache_size: int = 4096,
         redactor: Redactor | None = None,
     ) -> None:
         if redactor is not None:
@@ -67,7 +66,6 @@ class RedactPlugin:
                     disabled=disabled,
                     builtins=builtins,
                     max_depth=max_depth,
-                    cache_size=cache_size,
                 )
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"redact: {exc}") from exc
