@@ -245,6 +245,8 @@ def test_stats_are_thread_safe() -> None:
         ({"allow_patterns": ["["]}, ValueError, "invalid regex"),
         ({"max_depth": 0}, ValueError, "max_depth"),
         ({"enabled": "yes"}, TypeError, "enabled"),
+        ({"cache_size": -1}, ValueError, "cache_size"),
+        ({"cache_size": True}, ValueError, "cache_size"),
     ],
 )
 def test_bad_configuration_raises_clear_errors(
@@ -263,3 +265,41 @@ def test_placeholders_are_not_redacted_again() -> None:
     r = Redactor()
     once = r.redact_text("password=hunter2 token: [REDACTED] Bearer abcdef0123456789")
     assert r.redact_text(once) == once
+
+
+@pytest.mark.parametrize("cache_size", [4096, 2, 0])
+def test_repeated_strings_are_redacted_every_time_whatever_the_cache(cache_size: int) -> None:
+    r = Redactor(cache_size=cache_size)
+    payload = {
+        "status": "shipped",
+        "contact": "mail alice@example.com now",
+        "tags": ["web", "call +44 20 7946 0958", "promo"],
+        "ua": "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0",
+    }
+    expected = {
+        "status": "shipped",
+        "contact": "mail [REDACTED_EMAIL] now",
+        "tags": ["web", "call [REDACTED_PHONE]", "promo"],
+        "ua": "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0",
+    }
+    for _ in range(5):
+        assert r.redact(payload) == expected
+        assert r.redact_text("mail alice@example.com now") == "mail [REDACTED_EMAIL] now"
+    assert r.stats() == {"email": 10, "phone": 5}
+
+
+def test_the_clean_cache_holds_only_strings_with_nothing_redacted_and_stays_bounded() -> None:
+    r = Redactor(cache_size=8)
+    secret = "key AKIAIOSFODNN7EXAMPLE here"
+    for i in range(100):
+        r.redact({"note": f"plain text number {i}", "s": secret, "t": f"x{i}@example.org"})
+    assert secret not in r._clean
+    assert not any("@" in s for s in r._clean)
+    assert 0 < len(r._clean) <= 8
+    long_text = "plain words " * 50
+    assert r.redact_text(long_text) == long_text
+    assert long_text not in r._clean  # longer than 512 characters: never remembered
+    assert Redactor(cache_size=0).redact(["plain text"]) == ["plain text"]
+    off = Redactor(cache_size=0)
+    off.redact_text("plain text")
+    assert not off._clean

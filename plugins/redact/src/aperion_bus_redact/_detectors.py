@@ -308,10 +308,8 @@ def _check_nino(m: re.Match[str], ph: str) -> Span | None:
 
 
 def _check_ipv4(m: re.Match[str], ph: str) -> Span | None:
-    for part in m.group().split("."):
-        if len(part) > 1 and part[0] == "0":
-            return None
-        if int(part) > 255:
+    for part in m.group().split("."):  # 1 to 3 digits each (the pattern)
+        if len(part) > 1 and (part[0] == "0" or (len(part) == 3 and part > "255")):
             return None
     return m.start(), m.end(), ph
 
@@ -345,14 +343,16 @@ def _looks_like_date(groups: list[str]) -> bool:
     return year[:2] in ("19", "20") and 1 <= int(month) <= 12 and 1 <= int(day) <= 31
 
 
-_PHONE_SPLIT: Final = re.compile(r"[ .\-/()]+")
+# The separators a phone candidate may hold, all made spaces (then str.split() gives the groups).
+_PHONE_SEPS: Final = str.maketrans(".-/()", "     ")
 
 
 def _phone_ok(text: str) -> bool:
     intl = text[0] == "+"
     body = text[1:] if intl else text
-    body = body.replace("(0)", " ")
-    groups = [g for g in _PHONE_SPLIT.split(body) if g]
+    if "(0)" in body:
+        body = body.replace("(0)", " ")
+    groups = body.translate(_PHONE_SEPS).split()
     digits = "".join(groups)
     n = len(digits)
     if len(set(digits)) < 3:
@@ -386,9 +386,9 @@ class _PhoneDetector(Detector):
     __slots__ = ()
 
     def spans(self, s: str) -> list[Span]:
-        return list(self._spans(s))
-
-    def _spans(self, s: str) -> Iterator[Span]:
+        # No "any candidate?" search first: a string reaching this detector has >= 8 digits,
+        # and any digit starts a candidate, so it would only run the regex twice.
+        out: list[Span] = []
         ph = self.placeholder
         for m in self._search(s):
             text = m.group()
@@ -398,10 +398,11 @@ class _PhoneDetector(Detector):
             if n < 8:
                 continue
             if n <= (15 if text[0] == "+" else 12) and _phone_ok(text):
-                yield m.start(), m.end(), ph
+                out.append((m.start(), m.end(), ph))
                 continue
             if " " in text:
-                yield from _phone_parts(text, m.start(), ph)
+                out.extend(_phone_parts(text, m.start(), ph))
+        return out
 
 
 def _phone_parts(text: str, base: int, ph: str) -> Iterator[Span]:

@@ -34,6 +34,8 @@ _BORING: Final = re.compile(
     r"|[0-9a-f]{40}|[0-9a-f]{64}|-?[0-9]{1,9}(?:\.[0-9]{1,9})?"
 ).fullmatch
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
+#: Strings longer than this are never remembered as clean (bounds the cache's memory).
+_CLEAN_MAX_LEN: Final = 512
 _BUILTIN_NAMES: Final = tuple(d.name for d in BUILTIN_DETECTORS)
 
 PatternSpec = tuple[str, str] | Detector | Mapping[str, Any]
@@ -52,7 +54,11 @@ class Redactor:
     detector that one of them fully matches is kept. ``disabled``: names of built-in
     detectors to turn off. ``max_depth``: containers nested deeper are replaced by
     ``[REDACTED_TOO_DEEP]`` (fail closed rather than recurse without end); at most
-    ``sys.getrecursionlimit() // 4``.
+    ``sys.getrecursionlimit() // 4``. ``cache_size``: how many strings found clean (nothing
+    redacted in them) are remembered, so that a value repeated from record to record (a status,
+    a SKU, a user agent) is scanned once; 0 turns the cache off. Only strings of at most 512
+    characters in which nothing was redacted are kept, the very strings the audit log holds in
+    clear; a string with a redaction is scanned again every time. The cache is emptied when full.
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class Redactor:
         disabled: Iterable[str] = (),
         builtins: bool = True,
         max_depth: int = 64,
+        cache_size: int = 4096,
     ) -> None:
         if not isinstance(enabled, bool):
             raise TypeError(f"enabled must be True or False, got {enabled!r}")
@@ -78,8 +85,14 @@ class Redactor:
                 f"max_depth must be <= {depth_cap} (sys.getrecursionlimit() // 4: deeper "
                 f"redaction would run out of stack), got {max_depth}"
             )
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(f"cache_size must be an int >= 0, got {cache_size!r}")
         self.enabled = enabled
         self.max_depth = max_depth
+        self.cache_size = cache_size
+        # Strings known to need no redaction. Never holds a string in which something was
+        # redacted; set operations are atomic, so threads share it without a lock.
+        self._clean: set[str] = set()
         self.keys = KeyMatcher(redact_keys, extra_keys)
         disabled_set = set(str_list(disabled, "disabled"))
         unknown = sorted(disabled_set - set(_BUILTIN_NAMES))
@@ -181,6 +194,8 @@ class Redactor:
         """Fail closed: what is not a number, None or a known shape is redacted as text."""
         t = type(obj)
         if t is str:
+            if obj in self._clean:
+                return obj
             return self._text(obj, counts)
         if t in _SCALARS:
             return obj
@@ -190,8 +205,23 @@ class Redactor:
                 return DEPTH_PLACEHOLDER
             if t is dict:
                 return self._dict(obj, counts, depth + 1)
-            return [self._walk(v, counts, depth + 1) for v in obj]
+            return self._list(obj, counts, depth + 1)
         return self._other(obj, counts, depth)
+
+    def _list(self, items: list[Any], counts: dict[str, int], depth: int) -> list[Any]:
+        clean = self._clean
+        text = self._text
+        walk = self._walk
+        out = []
+        for v in items:
+            t = type(v)
+            if t is str:
+                out.append(v if v in clean else text(v, counts))
+            elif t in _SCALARS:
+                out.append(v)
+            else:
+                out.append(walk(v, counts, depth))
+        return out
 
     def _other(self, obj: Any, counts: dict[str, int], depth: int) -> Any:
         t = type(obj)
@@ -241,6 +271,7 @@ class Redactor:
         out: dict[Any, Any] = {}
         keys = self.keys
         cache = keys._cache
+        clean = self._clean
         text = self._text
         walk = self._walk
         scalars = _SCALARS
@@ -263,7 +294,7 @@ class Redactor:
                     continue
             t = type(v)
             if t is str:
-                out[k] = text(v, counts)
+                out[k] = v if v in clean else text(v, counts)
             elif t in scalars:
                 out[k] = v
             else:
@@ -289,8 +320,20 @@ class Redactor:
         return plan
 
     def _text(self, s: str, counts: dict[str, int]) -> str:
+        """``s`` redacted; remembered as clean when nothing in it was (see ``cache_size``)."""
         if len(s) < self._min_len:
             return s
+        out = self._scan(s, counts)
+        if out is s and len(s) <= _CLEAN_MAX_LEN and self.cache_size:
+            clean = self._clean
+            if s not in clean:
+                if len(clean) >= self.cache_size:
+                    clean.clear()
+                clean.add(s)
+        return out
+
+    def _scan(self, s: str, counts: dict[str, int]) -> str:
+        """``s`` with the detectors' findings replaced (``s`` itself when there are none)."""
         if _DIGIT(s) is None:
             features = (bisect_right(self._len_levels, len(s)) - 1) << 12
         elif _BORING(s) is not None and not self._custom:
