@@ -7,6 +7,7 @@ import collections
 import concurrent.futures
 import contextlib
 import itertools
+import json
 import logging
 import os
 import socket
@@ -393,10 +394,18 @@ class RedisStreams:
             for stream in {stream for stream, _ in batch} - self._ensured:
                 await self._ensure_group(stream)
         pipe = self._redis.pipeline(transaction=False)
+        xadd = pipe.xadd
+        maxlen = s.maxlen
         fields: dict[Any, Any]
-        for stream, data in batch:
-            fields = {_EVENT: data, _ORIGIN: self._origin}
-            pipe.xadd(stream, fields, maxlen=s.maxlen, approximate=True)
+        if s.mode == "broadcast":  # the origin lets this process skip its own entries
+            origin = self._origin
+            for stream, data in batch:
+                fields = {_EVENT: data, _ORIGIN: origin}
+                xadd(stream, fields, maxlen=maxlen, approximate=True)
+        else:  # shared: nobody needs the origin, one field less to write and parse
+            for stream, data in batch:
+                fields = {_EVENT: data}
+                xadd(stream, fields, maxlen=maxlen, approximate=True)
         await pipe.execute()
         self._count("published", len(batch))
 
@@ -549,57 +558,74 @@ class RedisStreams:
         assert bus is not None
         s = self.settings
         broadcast = s.mode == "broadcast"
+        max_deliveries = s.max_deliveries
+        origin = self._origin
+        last_errors = self._last_errors
+        dispatch = bus.dispatch
         ok: list[_Entry] = []
         dead: list[_Dead] = []
-        for e in entries:
-            fields = e.fields
-            if not fields:  # trimmed away (MAXLEN) while pending: nothing left to do
-                ok.append(e)
-                continue
-            self._count("received")
-            if broadcast and fields.get(_ORIGIN) == self._origin:
-                self._count("skipped_own")  # already dispatched locally when emitted
-                ok.append(e)
-                continue
-            if e.deliveries > s.max_deliveries:
-                last = self._last_errors.pop((e.stream, e.entry_id), None)
-                event = _decode_or_none(fields)
-                if last is None:
-                    msg = (
-                        f"delivered {e.deliveries} times (max_deliveries={s.max_deliveries}) "
-                        "and never acknowledged"
-                    )
-                    dead.append(_Dead(e, FailureReason.HANDLER_ERROR, msg, event))
+        received = skipped = failed = 0
+        try:
+            for e in entries:
+                fields = e.fields
+                if not fields:  # trimmed away (MAXLEN) while pending: nothing left to do
+                    ok.append(e)
+                    continue
+                received += 1
+                if broadcast and fields.get(_ORIGIN) == origin:
+                    skipped += 1  # already dispatched locally when emitted
+                    ok.append(e)
+                    continue
+                if e.deliveries > max_deliveries:
+                    dead.append(self._dead_entry(e, fields))
+                    continue
+                try:
+                    event = _decode(fields.get(_EVENT, b""))
+                except EventDecodeError as exc:
+                    dead.append(_Dead(e, FailureReason.SERIALIZATION_ERROR, str(exc), exc=exc))
+                    continue
+                try:
+                    result = dispatch(event)
+                except Exception as exc:  # the bus itself refused (e.g. closed)
+                    logger.warning("redis: dispatching %s failed: %r", event.event_id, exc)
+                    failed += 1
+                    continue
+                if result.ok:
+                    ok.append(e)
+                    if last_errors:
+                        last_errors.pop((e.stream, e.entry_id), None)
                 else:
-                    name, exc = last
-                    reason = (
-                        FailureReason.HANDLER_TIMEOUT
-                        if isinstance(exc, TimeoutError)
-                        else FailureReason.HANDLER_ERROR
-                    )
-                    dead.append(_Dead(e, reason, f"{type(exc).__name__}: {exc}", event, name, exc))
-                continue
-            try:
-                event = Event.from_jsonl(fields.get(_EVENT, b""))
-            except EventDecodeError as exc:
-                dead.append(_Dead(e, FailureReason.SERIALIZATION_ERROR, str(exc), exc=exc))
-                continue
-            try:
-                result = bus.dispatch(event)
-            except Exception as exc:  # the bus itself refused (e.g. closed)
-                logger.warning("redis: dispatching %s failed: %r", event.event_id, exc)
-                self._count("failed")
-                continue
-            if result.ok:
-                ok.append(e)
-                self._last_errors.pop((e.stream, e.entry_id), None)
-            else:
-                self._count("failed")
-                f = result.failures[-1]
-                self._last_errors[(e.stream, e.entry_id)] = (f.handler_name, f.error)
-                if len(self._last_errors) > _LAST_ERRORS_MAX:
-                    self._last_errors.popitem(last=False)
+                    failed += 1
+                    f = result.failures[-1]
+                    last_errors[(e.stream, e.entry_id)] = (f.handler_name, f.error)
+                    if len(last_errors) > _LAST_ERRORS_MAX:
+                        last_errors.popitem(last=False)
+        finally:  # counted once per batch: the lock is not free
+            with self._count_lock:
+                counts = self._counts
+                counts["received"] += received
+                counts["skipped_own"] += skipped
+                counts["failed"] += failed
         return ok, dead
+
+    def _dead_entry(self, e: _Entry, fields: dict[bytes, bytes]) -> _Dead:
+        """An entry delivered more than ``max_deliveries`` times, for the dead-letter stream."""
+        s = self.settings
+        last = self._last_errors.pop((e.stream, e.entry_id), None)
+        event = _decode_or_none(fields)
+        if last is None:
+            msg = (
+                f"delivered {e.deliveries} times (max_deliveries={s.max_deliveries}) "
+                "and never acknowledged"
+            )
+            return _Dead(e, FailureReason.HANDLER_ERROR, msg, event)
+        name, exc = last
+        reason = (
+            FailureReason.HANDLER_TIMEOUT
+            if isinstance(exc, TimeoutError)
+            else FailureReason.HANDLER_ERROR
+        )
+        return _Dead(e, reason, f"{type(exc).__name__}: {exc}", event, name, exc)
 
     async def _dead_letter(self, dead: list[_Dead]) -> None:
         assert self._redis is not None
@@ -649,9 +675,36 @@ class RedisStreams:
                 logger.warning("redis: the dlq plugin refused %s: %r", d.event.event_id, exc)
 
 
+_FIELDS: Final = frozenset(attrs.fields_dict(Event))
+_json_decode = json.JSONDecoder().decode
+
+
+def _decode(raw: bytes) -> Event:
+    """``Event.from_jsonl(raw)``, twice as fast for what ``Event.to_jsonl`` wrote.
+
+    The kernel's decoder structures through cattrs. A line with exactly the seven fields, a
+    string ``event_id`` and a float ``timestamp`` is built with ``Event(**fields)`` instead:
+    the attrs validators check the rest, as cattrs would. Anything else (another encoding, a
+    missing or extra key, a wrong type) goes to ``Event.from_jsonl``, which decides and words
+    the error. Decoding the UTF-8 bytes first skips ``json.loads``'s encoding detection.
+    """
+    try:
+        data = _json_decode(raw.decode())
+        if (
+            type(data) is dict
+            and data.keys() == _FIELDS
+            and type(data["event_id"]) is str
+            and type(data["timestamp"]) is float
+        ):
+            return Event(**data)
+    except (ValueError, TypeError, AttributeError):  # JSONDecodeError, UnicodeDecodeError
+        pass
+    return Event.from_jsonl(raw)
+
+
 def _decode_or_none(fields: dict[bytes, bytes]) -> Event | None:
     try:
-        return Event.from_jsonl(fields.get(_EVENT, b""))
+        return _decode(fields.get(_EVENT, b""))
     except EventDecodeError:
         return None
 
