@@ -20,6 +20,7 @@ from typing import Any, Final, TypeVar
 import attrs
 import redis.asyncio as aioredis
 from aperion_bus import (
+    BusClosedError,
     Event,
     EventBus,
     EventDecodeError,
@@ -425,30 +426,39 @@ class RedisStreams:
         claim_every = max(s.claim_idle_ms / 2000.0, 0.01)
         block = max(1, min(s.block_ms, int(claim_every * 1000)))
         acks: dict[str, list[bytes]] = {}
+        # The batch being dispatched (and then acknowledged at once) while the next one is
+        # read: reading overlaps handling. Batches are still dispatched one after the other.
+        handling: asyncio.Task[dict[str, list[bytes]]] | None = None
         recovered = False
         backoff = 0.05
         next_claim = time.monotonic() + claim_every
         try:
             while not self._stopping:
                 try:
-                    if not recovered:
-                        # entries this consumer name was given before (a restart): read them first
-                        for stream in streams:
-                            acks = await self._recover(stream, acks)
-                        recovered = True
-                    if time.monotonic() >= next_claim:
-                        for stream in streams:
-                            acks = await self._claim(stream, acks)
-                        next_claim = time.monotonic() + claim_every
+                    if not recovered or time.monotonic() >= next_claim:
+                        if handling is not None:  # recovery and claims dispatch: settle first
+                            task, handling = handling, None
+                            acks = _merged(acks, await task)
+                        if not recovered:
+                            # entries this consumer name was given before (a restart) first
+                            for stream in streams:
+                                acks = await self._recover(stream, acks)
+                            recovered = True
+                        if time.monotonic() >= next_claim:
+                            for stream in streams:
+                                acks = await self._claim(stream, acks)
+                            next_claim = time.monotonic() + claim_every
                     assert self._redis is not None
                     pipe = self._redis.pipeline(transaction=False)
                     for stream, ids in acks.items():
                         pipe.xack(stream, self._group, *ids)
+                    # while a batch is being handled the read does not block: its acks must
+                    # not wait for new entries to arrive
                     pipe.xreadgroup(
                         self._group, self.consumer, dict.fromkeys(streams, ">"),
-                        count=s.batch_size, block=block,
+                        count=s.batch_size, block=None if handling is not None else block,
                     )
-                    self._reading = True
+                    self._reading = handling is None
                     try:
                         res = await pipe.execute()
                     finally:
@@ -457,8 +467,11 @@ class RedisStreams:
                     acks = {}
                     backoff = 0.05
                     entries = _entries(res[-1])
+                    if handling is not None:
+                        task, handling = handling, None
+                        acks = await task  # the acks that could not be sent yet
                     if entries:
-                        acks = await self._handle(entries)
+                        handling = asyncio.ensure_future(self._handle_and_ack(entries))
                 except RedisError as exc:
                     # Redis unreachable or restarting: keep the acks (XACK is idempotent), retry
                     self._count("read_errors")
@@ -473,6 +486,11 @@ class RedisStreams:
             if not self._stopping:
                 raise
         finally:
+            if handling is not None:  # the batch in flight finishes (it runs on its own)
+                try:
+                    acks = _merged(acks, await handling)
+                except Exception as exc:
+                    logger.warning("redis: the last batch ended with %r", exc)
             if acks and self._redis is not None:
                 # the blocking read may have been cancelled: acknowledge (again) what we handled
                 pipe = self._redis.pipeline(transaction=False)
@@ -483,6 +501,18 @@ class RedisStreams:
                     self._count("acked", sum(len(v) for v in acks.values()))
                 except RedisError as exc:
                     logger.warning("redis: final XACK failed (entries come again): %r", exc)
+
+    async def _handle_and_ack(self, entries: list[_Entry]) -> dict[str, list[bytes]]:
+        """Dispatch a batch, then acknowledge it at once (on a second pooled connection,
+        while the next read is in flight); returns the acks that could not be sent."""
+        acks = await self._handle(entries)
+        if acks:
+            try:
+                await self._ack_now(acks)
+            except RedisError as exc:
+                logger.debug("redis: XACK failed, retried with the next read: %r", exc)
+                return acks
+        return {}
 
     async def _recover(
         self, stream: str, acks: dict[str, list[bytes]]
@@ -586,7 +616,12 @@ class RedisStreams:
                     continue
                 try:
                     result = dispatch(event)
-                except Exception as exc:  # the bus itself refused (e.g. closed)
+                except BusClosedError:
+                    # shut down from a handler while the next batch was already read: it
+                    # stays pending and comes again (claim_idle_ms, or this consumer's restart)
+                    logger.warning("redis: bus closed, entries from %r on stay pending", e.entry_id)
+                    break
+                except Exception as exc:  # the bus itself refused
                     logger.warning("redis: dispatching %s failed: %r", event.event_id, exc)
                     failed += 1
                     continue
@@ -707,6 +742,16 @@ def _decode_or_none(fields: dict[bytes, bytes]) -> Event | None:
         return _decode(fields.get(_EVENT, b""))
     except EventDecodeError:
         return None
+
+
+def _merged(
+    acks: dict[str, list[bytes]], more: dict[str, list[bytes]]
+) -> dict[str, list[bytes]]:
+    if not acks:
+        return more
+    for stream, ids in more.items():
+        acks.setdefault(stream, []).extend(ids)
+    return acks
 
 
 def _entries(res: Any) -> list[_Entry]:
