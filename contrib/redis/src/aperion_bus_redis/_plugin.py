@@ -115,7 +115,9 @@ class RedisStreams:
         self._origin = b""
         self._group = self.settings.group
         self._ensured: set[str] = set()
-        self._publish_cache: dict[str, bool] = {}
+        # event type -> its stream, "" if not published
+        self._publish_cache: dict[str, str] = {}
+        self._shared = self.settings.mode == "shared"
         # (stream, entry id) -> last failure: entry ids repeat across per-domain streams
         self._last_errors: collections.OrderedDict[
             tuple[str, bytes], tuple[str, BaseException]
@@ -308,30 +310,32 @@ class RedisStreams:
     # ------------------------------------------------------------------ publishing
     @hookimpl(trylast=True)
     def on_emit(self, bus: EventBus, event: Event) -> None:
-        s = self.settings
         etype = event.event_type
-        publish = self._publish_cache.get(etype)
-        if publish is None:
-            publish = matches_any(s.patterns, etype)
+        stream = self._publish_cache.get(etype)
+        if stream is None:  # first sight of this type: its stream, or "" (not published)
+            s = self.settings
+            stream = s.stream_for(etype) if matches_any(s.patterns, etype) else ""
             if len(self._publish_cache) > 4096:
                 self._publish_cache.clear()
-            self._publish_cache[etype] = publish
-        if not publish or not self._accepting:
+            self._publish_cache[etype] = stream
+        if not stream or not self._accepting:
             return None
         try:
             data = event.to_jsonl()
         except TypeError as exc:
             raise SerializationError(f"redis: cannot publish {etype}: {exc}") from exc
-        if len(self._outbox) >= s.buffer_size:
+        outbox = self._outbox
+        if len(outbox) >= self.settings.buffer_size:
             self._count("publish_errors")
+            s = self.settings
             raise PublishBufferFull(
-                f"redis: {len(self._outbox)} events wait to be published (buffer_size="
+                f"redis: {len(outbox)} events wait to be published (buffer_size="
                 f"{s.buffer_size}); is Redis reachable at {s.url}?"
             )
-        self._outbox.append((s.stream_for(etype), data))
+        outbox.append((stream, data))
         if not self._wake_pending:
             self._wake_publisher()
-        if s.mode == "shared":
+        if self._shared:
             # the group handles it: one process of the group, maybe this one, through Redis
             raise EventForwarded(PUBLISHED_REASON)
         return None
