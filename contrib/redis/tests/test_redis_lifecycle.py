@@ -68,3 +68,37 @@ def test_shutdown_from_a_handler_flushes_and_stops(
     assert plugin._thread is not None
     plugin._thread.join(5)
     assert not plugin._thread.is_alive()
+
+
+def test_entries_read_ahead_of_a_shutdown_from_a_handler_are_not_lost(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    # batch_size 1: while the handler of the first entry runs, the next one is already read
+    settings = {"url": redis_url, "stream": stream, "batch_size": 1, "claim_idle_ms": 300}
+    a = EventBus(["redis"], settings={"redis": {**settings, "consumer": "a"}})
+    seen_a = Recorder()
+    done = threading.Event()
+
+    def stop(event: Event) -> None:
+        time.sleep(0.2)  # the read of the next entry returns meanwhile
+        a.shutdown()
+        done.set()
+
+    a.subscribe(stop, "job.stop")
+    a.subscribe(seen_a, "job.work")
+    client.xadd(stream, {"event": Event("job.stop", {}).to_jsonl()})
+    work = [Event("job.work", {"n": i}) for i in range(3)]
+    for ev in work:
+        client.xadd(stream, {"event": ev.to_jsonl()})
+    assert done.wait(5)
+    b = EventBus(["redis"], settings={"redis": {**settings, "consumer": "b"}})
+    try:
+        seen_b = Recorder()
+        b.subscribe(seen_b, "job.work")
+        want = {ev.event_id for ev in work}
+        wait_until(
+            lambda: {e.event_id for e in seen_a.events + seen_b.events} == want, timeout=10
+        )
+        wait_until(lambda: int(client.xpending(stream, "aperion")["pending"]) == 0, timeout=5)
+    finally:
+        b.shutdown()

@@ -314,6 +314,18 @@ def test_per_domain_streams_and_maxlen(redis_url: str, client: Client) -> None:
     assert client.xlen(f"{prefix}:user") < 1000
 
 
+def test_maxlen_none_never_trims(redis_url: str, stream: str, client: Client) -> None:
+    producer = make_bus(redis_url, stream, maxlen=None, consume=False)
+    try:
+        ids = [producer.emit("user.login", {"n": i}) for i in range(300)]
+        assert producer.get_plugin("redis").flush(5)
+    finally:
+        producer.shutdown()
+    entries = client.xrange(stream)
+    assert [Event.from_jsonl(f[b"event"]).event_id for _, f in entries] == ids
+    assert all(set(f) == {b"event"} for _, f in entries)  # shared mode: no origin field
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
