@@ -90,3 +90,21 @@ def test_event_constructor_validates() -> None:
 def test_to_dict_matches_json() -> None:
     ev = Event("a.b", {"x": 1})
     assert json.loads(ev.to_jsonl()) == ev.to_dict()
+
+
+def test_event_id_must_be_a_non_empty_str() -> None:
+    with pytest.raises(TypeError, match="event_id"):
+        Event("a.b", {}, event_id=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="event_id"):
+        Event("a.b", {}, event_id="")
+
+
+def test_from_dict_fast_path_and_cattrs_path_agree() -> None:
+    ev = Event("a.b", {"x": [1, 2.5, None]}, timestamp=12, source="s")
+    data = ev.to_dict()
+    back = Event.from_dict(data)
+    assert back == Event("a.b", {"x": [1, 2.5, None]}, timestamp=12.0, event_id=ev.event_id,
+                         source="s")
+    assert type(back.timestamp) is float
+    with pytest.raises(EventDecodeError, match="event_id"):
+        Event.from_dict({**data, "event_id": None})

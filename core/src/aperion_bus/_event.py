@@ -61,6 +61,13 @@ def _check_optional_str(_inst: object, attr: attrs.Attribute[Any], value: Any) -
         raise TypeError(f"{attr.name} must be a str or None, got {type(value).__name__}")
 
 
+def _check_event_id(_inst: object, _attr: object, value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"event_id must be a str, got {type(value).__name__}")
+    if not value:
+        raise ValueError("event_id must not be empty")
+
+
 def _check_timestamp(_inst: object, _attr: object, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"timestamp must be a number, got {type(value).__name__}")
@@ -94,7 +101,7 @@ class Event(_EventSlots):
     event_type: str = attrs.field(validator=_check_event_type)
     payload: dict[str, Any] = attrs.field(validator=_check_payload)
     timestamp: float = attrs.field(factory=time.time, validator=_check_timestamp)
-    event_id: str = attrs.field(factory=new_event_id, validator=_check_optional_str)
+    event_id: str = attrs.field(factory=new_event_id, validator=_check_event_id)
     source: str | None = attrs.field(default=None, validator=_check_optional_str)
     correlation_id: str | None = attrs.field(default=None, validator=_check_optional_str)
     causation_id: str | None = attrs.field(default=None, validator=_check_optional_str)
@@ -129,6 +136,14 @@ class Event(_EventSlots):
         """Build an event from :meth:`to_dict` output; raises :class:`EventDecodeError`."""
         if not isinstance(data, Mapping):
             raise EventDecodeError(f"an event must be a JSON object, got {type(data).__name__}")
+        if data.keys() == _FIELD_NAMES:  # the common case: what to_dict wrote
+            timestamp = data["timestamp"]
+            if type(timestamp) is int:
+                timestamp = float(timestamp)
+            try:
+                return cls(**{**data, "timestamp": timestamp})  # the validators check types
+            except (TypeError, ValueError):
+                pass  # cattrs below names every problem
         import cattrs  # imported on first use: it costs more than the rest of the kernel
 
         try:
@@ -151,6 +166,11 @@ class Event(_EventSlots):
         except (TypeError, UnicodeDecodeError) as exc:
             raise EventDecodeError(f"not a JSON line: {exc}") from exc
         return cls.from_dict(data)
+
+
+_FIELD_NAMES: Final = frozenset(
+    ("event_type", "payload", "timestamp", "event_id", "source", "correlation_id", "causation_id")
+)
 
 
 class _MutableEvent(_EventSlots):
@@ -195,8 +215,8 @@ def _describe(exc: BaseException, _type: object) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# one encoder, built once: json.dumps with options builds a new one per call
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
 def _strict_str(value: object, _type: object) -> str:
