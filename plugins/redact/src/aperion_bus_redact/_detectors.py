@@ -120,7 +120,8 @@ class Detector:
         self.gate_lower = tuple(g.lower() for g in gate_lower)
         self.needs_digit = needs_digit
         #: Character sets that must all be present (one character of each) for a match to be
-        #: possible; "#" stands for any digit. Strings lacking one skip the detector cheaply.
+        #: possible; "#" stands for any digit, "A" for any upper-case letter. Strings lacking
+        #: one skip the detector cheaply.
         self.requires = tuple(requires) + (("#",) if needs_digit and "#" not in requires else ())
         #: A match holds at least this many digits (strings with fewer skip the detector).
         self.min_digits = min_digits
@@ -565,7 +566,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _PEM_BEGIN,
         "[REDACTED_PRIVATE_KEY]",
         gate=("-----BEGIN",),
-        requires=("-",),
+        requires=("-", "A"),
         min_len=30,
     ),
     _d(
@@ -623,6 +624,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         r"A(?<![A-Za-z0-9]A)(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])",
         _whole,
         gate=("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
+        requires=("A",),
         min_len=20,
     ),
     _d(
@@ -663,6 +665,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         rf"(?<![{_TOK}])AIza[{_TOK}]{{35}}(?![{_TOK}])",
         _whole,
         gate=("AIza",),
+        requires=("A",),
         min_len=39,
     ),
     _d(
@@ -678,6 +681,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         r"[AS](?<![A-Za-z0-9].)(?:(?<=A)C|(?<=S)K)[0-9a-f]{32}(?![A-Za-z0-9])",
         _whole,
         gate=("AC", "SK"),
+        requires=("A",),
         needs_digit=True,
         min_digits=8,
         min_len=34,
@@ -687,7 +691,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         rf"(?<![{_TOK}.])SG\.[{_TOK}]{{16,32}}+\.[{_TOK}]{{30,64}}+(?![{_TOK}.])",
         _whole,
         gate=("SG.",),
-        requires=(".",),
+        requires=(".", "A"),
         min_len=50,
     ),
     _d(
@@ -726,6 +730,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][0-9]{2}(?: ?+[A-Z0-9]{1,4}+){3,8}+(?![a-z0-9])",
         _check_iban,
         needs_digit=True,
+        requires=("A",),
         min_digits=8,
         min_len=15,
     ),
@@ -751,6 +756,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         r"[A-D](?![A-Za-z0-9])",
         _check_nino,
         needs_digit=True,
+        requires=("A",),
         min_digits=6,
         min_len=9,
     ),

@@ -23,7 +23,6 @@ KEY_PLACEHOLDER: Final = "[REDACTED]"
 #: What replaces containers nested deeper than ``max_depth``.
 DEPTH_PLACEHOLDER: Final = "[REDACTED_TOO_DEEP]"
 
-_DIGIT: Final = re.compile(r"[0-9]").search
 _DIGITS: Final = re.compile(r"[0-9]").findall
 # Whole strings that cannot hold anything sensitive: ISO timestamps, UUIDs, hex digests and
 # short numbers (one anchored match instead of running the digit detectors).
@@ -39,6 +38,8 @@ _CLEAN_MAX_LEN: Final = 512
 _BUILTIN_NAMES: Final = tuple(d.name for d in BUILTIN_DETECTORS)
 
 PatternSpec = tuple[str, str] | Detector | Mapping[str, Any]
+#: The detectors a class of strings may hold, each with its gates.
+_Plan = tuple[tuple[Detector, tuple[str, ...], tuple[str, ...]], ...]
 
 
 class Redactor:
@@ -127,12 +128,23 @@ class Redactor:
         self._requires = tuple(
             (d, tuple(_mask(chars) for chars in d.requires)) for d in self.detectors
         )
-        self._plans: dict[int, tuple[tuple[Detector, tuple[str, ...], tuple[str, ...]], ...]] = {}
+        self._plans: dict[int, _Plan] = {}
         # Digit counts that matter (a card has >= 13 digits, an SSN 9 ...): the plan also
-        # depends on which of these levels a string's digit count reaches.
+        # depends on which of these levels a string's digit count reaches, and likewise for
+        # its length. ``_digit_key[n]`` is that level's index for n digits, shifted into place
+        # (the last entry serves every larger count); ``_len_key`` the same for lengths.
         self._levels = sorted({0, 1, *(d.min_digits for d in self.detectors)})
         self._len_levels = sorted({0, *(d.min_len for d in self.detectors)})
-        self._min_len = 3
+        if len(self._levels) > 32:
+            raise ValueError("detectors: at most 31 distinct min_digits values")
+        self._digit_cap = self._levels[-1]
+        self._digit_key = [
+            (bisect_right(self._levels, i) - 1) << 8 for i in range(self._digit_cap + 1)
+        ]
+        self._len_cap = self._len_levels[-1]
+        self._len_key = [
+            (bisect_right(self._len_levels, i) - 1) << 13 for i in range(self._len_cap + 1)
+        ]
         builtin_ids = {id(d) for d in BUILTIN_DETECTORS}
         self._custom = any(id(d) not in builtin_ids for d in self.detectors)
         self._lock = threading.Lock()
@@ -303,12 +315,10 @@ class Redactor:
             counts["key"] = counts.get("key", 0) + hidden
         return out
 
-    def _plan_for(
-        self, key: int
-    ) -> tuple[tuple[Detector, tuple[str, ...], tuple[str, ...]], ...]:
-        features = key & 127
-        digits = self._levels[(key >> 7) & 31]
-        length = self._len_levels[key >> 12]
+    def _plan_for(self, key: int) -> _Plan:
+        features = key & 255
+        digits = self._levels[(key >> 8) & 31]
+        length = self._len_levels[key >> 13]
         plan = tuple(
             (d, d.gate, d.gate_lower)
             for d, masks in self._requires
@@ -320,72 +330,79 @@ class Redactor:
         return plan
 
     def _text(self, s: str, counts: dict[str, int]) -> str:
-        """``s`` redacted; remembered as clean when nothing in it was (see ``cache_size``)."""
-        if len(s) < self._min_len:
-            return s
-        out = self._scan(s, counts)
-        if out is s and len(s) <= _CLEAN_MAX_LEN and self.cache_size:
-            clean = self._clean
-            if s not in clean:
-                if len(clean) >= self.cache_size:
-                    clean.clear()
-                clean.add(s)
-        return out
+        """``s`` redacted; remembered as clean when nothing in it was (see ``cache_size``).
 
-    def _scan(self, s: str, counts: dict[str, int]) -> str:
-        """``s`` with the detectors' findings replaced (``s`` itself when there are none)."""
-        if _DIGIT(s) is None:
-            features = (bisect_right(self._len_levels, len(s)) - 1) << 12
-        elif _BORING(s) is not None and not self._custom:
+        The string is classified into an int (how many digits, its length, which of
+        ``@ : = _ - .`` and upper-case letters it holds); the detectors a string of that class
+        could hold are computed once per class (``_plan_for``), then their literal gates are
+        tested before any regex runs.
+        """
+        n = len(s)
+        if n < 3:
             return s
+        digits = len(_DIGITS(s))
+        if digits:
+            if _BORING(s) is not None and not self._custom:
+                self._remember(s)
+                return s
+            cap = self._digit_cap
+            key = 1 | self._digit_key[digits if digits < cap else cap]
         else:
-            features = (
-                1
-                | (bisect_right(self._levels, len(_DIGITS(s))) - 1) << 7
-                | (bisect_right(self._len_levels, len(s)) - 1) << 12
-            )
+            key = 0
+        cap = self._len_cap
+        key |= self._len_key[n if n < cap else cap]
         if "@" in s:
-            features |= 2
+            key |= 2
         if ":" in s:
-            features |= 4
+            key |= 4
         if "=" in s:
-            features |= 8
+            key |= 8
         if "_" in s:
-            features |= 16
+            key |= 16
         if "-" in s:
-            features |= 32
+            key |= 32
         if "." in s:
-            features |= 64
-        plan = self._plans.get(features)
+            key |= 64
+        lower = s.lower()
+        if lower != s:  # an upper-case letter (or another cased character): conservative
+            key |= 128
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._plan_for(features)
-        lower: str | None = None
+            plan = self._plan_for(key)
+        out = s
         for det, gate, gate_lower in plan:
             if gate:
                 for g in gate:
-                    if g in s:
+                    if g in out:
                         break
                 else:
                     continue
             if gate_lower:
-                if lower is None:
-                    lower = s.lower()
                 for g in gate_lower:
                     if g in lower:
                         break
                 else:
                     continue
-            spans = list(det.spans(s))
+            spans = det.spans(out)
             if not spans:
                 continue
             if self._has_allow:
-                spans = [sp for sp in spans if not self._allowed(s[sp[0] : sp[1]])]
+                spans = [sp for sp in spans if not self._allowed(out[sp[0] : sp[1]])]
                 if not spans:
                     continue
-            s = _apply(s, spans)
+            out = _apply(out, spans)
             counts[det.name] = counts.get(det.name, 0) + len(spans)
-            lower = None
-        return s
+            lower = out.lower()
+        if out is s:
+            self._remember(s)
+        return out
+
+    def _remember(self, s: str) -> None:
+        if len(s) <= _CLEAN_MAX_LEN and self.cache_size:
+            clean = self._clean
+            if len(clean) >= self.cache_size:
+                clean.clear()
+            clean.add(s)
 
     def _allowed(self, value: str) -> bool:
         if value in self._allow:
@@ -393,7 +410,8 @@ class Redactor:
         return any(rx.fullmatch(value) for rx in self._allow_rx)
 
 
-_FEATURE_BITS: Final = {"#": 1, "@": 2, ":": 4, "=": 8, "_": 16, "-": 32, ".": 64}
+#: "#" a digit, "A" an upper-case letter.
+_FEATURE_BITS: Final = {"#": 1, "@": 2, ":": 4, "=": 8, "_": 16, "-": 32, ".": 64, "A": 128}
 
 
 def _mask(chars: str) -> int:
