@@ -145,16 +145,39 @@ class Detector:
 
     def spans(self, s: str) -> list[Span]:
         """The redactions this detector makes in ``s`` (not checked against any allow-list)."""
-        if self._first(s) is None:  # the common case: no candidate at all, no iterator made
+        first = self._first(s)
+        if first is None:  # the common case: no candidate at all, no iterator made
             return []
+        return self.spans_from(s, first)
+
+    def spans_from(self, s: str, first: re.Match[str]) -> list[Span]:
+        """:meth:`spans`, given the first match of the pattern in ``s`` (not searched again)."""
         check = self._check
         ph = self.placeholder
+        if first.end() == first.start():  # an empty match (a custom pattern): search afresh
+            matches: Iterator[re.Match[str]] = self._search(s)
+        else:
+            span = check(first, ph)
+            out = [] if span is None else [span]
+            matches = self._search(s, first.end())
+            for m in matches:
+                span = check(m, ph)
+                if span is not None:
+                    out.append(span)
+            return out
         out = []
-        for m in self._search(s):
+        for m in matches:
             span = check(m, ph)
             if span is not None:
                 out.append(span)
         return out
+
+    def prefilter(self) -> Callable[[str], re.Match[str] | None] | None:
+        """The search whose first match :meth:`spans_from` takes, or None when this detector
+        overrides :meth:`spans` (then only :meth:`spans` gives its findings)."""
+        if type(self).spans is not Detector.spans:
+            return None
+        return self._first
 
 
 # ---------------------------------------------------------------------------------- validators
@@ -447,10 +470,12 @@ def _phone_parts(text: str, base: int, ph: str) -> Iterator[Span]:
                 break
 
 
+# Phone candidates hold only digits and these characters.
+_PHONE_NON_DIGITS: Final = str.maketrans("", "", " -./()+")
+
+
 def _digit_count(text: str) -> int:
-    # candidates hold only digits and these characters
-    c = text.count
-    return len(text) - c(" ") - c("-") - c(".") - c("/") - c("(") - c(")") - c("+")
+    return len(text.translate(_PHONE_NON_DIGITS))
 
 
 def _check_bearer(m: re.Match[str], ph: str) -> Span | None:

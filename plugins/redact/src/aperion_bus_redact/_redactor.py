@@ -39,7 +39,8 @@ _BUILTIN_NAMES: Final = tuple(d.name for d in BUILTIN_DETECTORS)
 
 PatternSpec = tuple[str, str] | Detector | Mapping[str, Any]
 #: The detectors a class of strings may hold, each with its gates.
-_Plan = tuple[tuple[Detector, tuple[str, ...], tuple[str, ...]], ...]
+_Prefilter = Callable[[str], "re.Match[str] | None"] | None
+_Plan = tuple[tuple[Detector, tuple[str, ...], tuple[str, ...], _Prefilter], ...]
 
 
 class Redactor:
@@ -320,7 +321,7 @@ class Redactor:
         digits = self._levels[(key >> 8) & 31]
         length = self._len_levels[key >> 13]
         plan = tuple(
-            (d, d.gate, d.gate_lower)
+            (d, d.gate, d.gate_lower, d.prefilter())
             for d, masks in self._requires
             if d.min_digits <= digits
             and d.min_len <= length
@@ -370,7 +371,7 @@ class Redactor:
         if plan is None:
             plan = self._plan_for(key)
         out = s
-        for det, gate, gate_lower in plan:
+        for det, gate, gate_lower, first in plan:
             if gate:
                 for g in gate:
                     if g in out:
@@ -383,7 +384,13 @@ class Redactor:
                         break
                 else:
                     continue
-            spans = det.spans(out)
+            if first is None:
+                spans = det.spans(out)
+            else:
+                m = first(out)
+                if m is None:
+                    continue
+                spans = det.spans_from(out, m)
             if not spans:
                 continue
             if self._has_allow:
