@@ -55,6 +55,7 @@ class Detector:
         "group",
         "min_digits",
         "min_len",
+        "min_run",
         "name",
         "needs_digit",
         "pattern",
@@ -77,6 +78,7 @@ class Detector:
         requires: Sequence[str] = (),
         min_digits: int = 0,
         min_len: int = 1,
+        min_run: int = 0,
         check: _Check | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
@@ -127,6 +129,9 @@ class Detector:
         self.min_digits = min_digits
         #: A match is at least this long (shorter strings skip the detector).
         self.min_len = min_len
+        #: A match lies within a run of at least this many characters that starts with a
+        #: digit and holds only digits and `` ./()+-`` (strings without one skip the detector).
+        self.min_run = min_run
         self._first = compiled.search
         self._search = compiled.finditer
         self._check: _Check = check if check is not None else self._default_check
@@ -567,6 +572,7 @@ def _d(
     requires: Sequence[str] = (),
     min_digits: int = 0,
     min_len: int = 1,
+    min_run: int = 0,
     placeholder: str | None = None,
 ) -> Detector:
     return Detector(
@@ -579,6 +585,7 @@ def _d(
         requires=requires,
         min_digits=min_digits,
         min_len=min_len,
+        min_run=min_run,
         check=check,
     )
 
@@ -765,6 +772,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_card,
         needs_digit=True,
         min_digits=13,
+        min_run=13,
         min_len=13,
     ),
     _d(
@@ -773,6 +781,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _check_ssn,
         needs_digit=True,
         min_digits=9,
+        min_run=11,
         min_len=11,
     ),
     _d(
@@ -783,6 +792,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         needs_digit=True,
         requires=("A",),
         min_digits=6,
+        min_run=6,
         min_len=9,
     ),
     _d(
@@ -821,6 +831,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         "[REDACTED_PHONE]",
         needs_digit=True,
         min_digits=8,
+        min_run=8,
         min_len=9,
     ),
 )

@@ -24,6 +24,11 @@ KEY_PLACEHOLDER: Final = "[REDACTED]"
 DEPTH_PLACEHOLDER: Final = "[REDACTED_TOO_DEEP]"
 
 _DIGITS: Final = re.compile(r"[0-9]").findall
+# Runs of digits and the separators numbers are written with, each starting and ending with a
+# digit: a phone number, a card, an SSN, an IPv4 address lies within one (Detector.min_run).
+# Linear: a run is scanned forward once and back once (to its last digit), and the next search
+# starts after it.
+_RUNS: Final = re.compile(r"[0-9][0-9 ./()+\-]*[0-9]|[0-9]").findall
 # Whole strings that cannot hold anything sensitive: ISO timestamps, UUIDs, hex digests and
 # short numbers (one anchored match instead of running the digit detectors).
 _BORING: Final = re.compile(
@@ -32,6 +37,7 @@ _BORING: Final = re.compile(
     r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-f]{40}|[0-9a-f]{64}|-?[0-9]{1,9}(?:\.[0-9]{1,9})?"
 ).fullmatch
+_RUN_KNOWN: Final = 1 << 13
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
 #: Strings longer than this are never remembered as clean (bounds the cache's memory).
 _CLEAN_MAX_LEN: Final = 512
@@ -132,20 +138,24 @@ class Redactor:
         self._plans: dict[int, _Plan] = {}
         # Digit counts that matter (a card has >= 13 digits, an SSN 9 ...): the plan also
         # depends on which of these levels a string's digit count reaches, and likewise for
-        # its length. ``_digit_key[n]`` is that level's index for n digits, shifted into place
-        # (the last entry serves every larger count); ``_len_key`` the same for lengths.
+        # its length and, only when a detector of the plan sets ``min_run``, for the length of
+        # its longest number-like run (a card needs 13 characters, an SSN 11 ...): the classes
+        # whose plan depends on it are in ``_run_classes``. ``_digit_key[n]`` is the index of
+        # the level n digits reach, shifted into place in the class (the last entry serves
+        # every larger count); the same for the others. Class bits: 0-7 features, 8-12 run
+        # level, 13 run level known, 14-18 digit level, 19- length level.
         self._levels = sorted({0, 1, *(d.min_digits for d in self.detectors)})
+        self._run_levels = sorted({0, *(d.min_run for d in self.detectors)})
         self._len_levels = sorted({0, *(d.min_len for d in self.detectors)})
-        if len(self._levels) > 32:
-            raise ValueError("detectors: at most 31 distinct min_digits values")
+        if len(self._run_levels) > 32 or len(self._levels) > 32:
+            raise ValueError("detectors: at most 31 distinct min_run and min_digits values")
         self._digit_cap = self._levels[-1]
-        self._digit_key = [
-            (bisect_right(self._levels, i) - 1) << 8 for i in range(self._digit_cap + 1)
-        ]
+        self._digit_key = _level_keys(self._levels, 14)
+        self._run_cap = self._run_levels[-1]
+        self._run_key = [k | _RUN_KNOWN for k in _level_keys(self._run_levels, 8)]
         self._len_cap = self._len_levels[-1]
-        self._len_key = [
-            (bisect_right(self._len_levels, i) - 1) << 13 for i in range(self._len_cap + 1)
-        ]
+        self._len_key = _level_keys(self._len_levels, 19)
+        self._run_classes: set[int] = set()
         builtin_ids = {id(d) for d in BUILTIN_DETECTORS}
         self._custom = any(id(d) not in builtin_ids for d in self.detectors)
         self._lock = threading.Lock()
@@ -316,27 +326,38 @@ class Redactor:
             counts["key"] = counts.get("key", 0) + hidden
         return out
 
-    def _plan_for(self, key: int) -> _Plan:
+    def _plan_for(self, key: int) -> _Plan | None:
+        """The plan of a class; None when it depends on the run level, not in ``key`` yet."""
         features = key & 255
-        digits = self._levels[(key >> 8) & 31]
-        length = self._len_levels[key >> 13]
+        if key & _RUN_KNOWN:
+            run = self._run_levels[(key >> 8) & 31]
+        elif key & 1:  # a digit: a run of unknown length
+            run = 1 << 30
+        else:
+            run = 0
+        digits = self._levels[(key >> 14) & 31]
+        length = self._len_levels[key >> 19]
         plan = tuple(
             (d, d.gate, d.gate_lower, d.prefilter())
             for d, masks in self._requires
-            if d.min_digits <= digits
+            if d.min_run <= run
+            and d.min_digits <= digits
             and d.min_len <= length
             and all(m & features for m in masks)
         )
+        if run == 1 << 30 and any(step[0].min_run for step in plan):
+            self._run_classes.add(key)
+            return None
         self._plans[key] = plan
         return plan
 
     def _text(self, s: str, counts: dict[str, int]) -> str:
         """``s`` redacted; remembered as clean when nothing in it was (see ``cache_size``).
 
-        The string is classified into an int (how many digits, its length, which of
-        ``@ : = _ - .`` and upper-case letters it holds); the detectors a string of that class
-        could hold are computed once per class (``_plan_for``), then their literal gates are
-        tested before any regex runs.
+        The string is classified into an int (its longest number-like run, its length, which
+        of ``@ : = _ - .`` and upper-case letters it holds ...); the detectors a string of that
+        class could hold are computed once per class (``_plan_for``), then their literal gates
+        are tested before any regex runs.
         """
         n = len(s)
         if n < 3:
@@ -367,9 +388,16 @@ class Redactor:
         lower = s.lower()
         if lower != s:  # an upper-case letter (or another cased character): conservative
             key |= 128
+        if key in self._run_classes:
+            key |= self._run_level(s)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plan_for(key)
+            if plan is None:  # the plan of this class depends on the longest run
+                key |= self._run_level(s)
+                plan = self._plans.get(key)
+                if plan is None:
+                    plan = self._plan_for(key) or ()  # never None: the run is known
         out = s
         for det, gate, gate_lower, first in plan:
             if gate:
@@ -404,6 +432,11 @@ class Redactor:
             self._remember(s)
         return out
 
+    def _run_level(self, s: str) -> int:
+        run = max(map(len, _RUNS(s)))  # s has a digit: at least one run
+        cap = self._run_cap
+        return self._run_key[run if run < cap else cap]
+
     def _remember(self, s: str) -> None:
         if len(s) <= _CLEAN_MAX_LEN and self.cache_size:
             clean = self._clean
@@ -431,6 +464,11 @@ def _mask(chars: str) -> int:
             )
         mask |= bit
     return mask
+
+
+def _level_keys(levels: list[int], shift: int) -> list[int]:
+    """``[index of the highest level <= n, shifted] for n in 0 .. levels[-1]``."""
+    return [(bisect_right(levels, n) - 1) << shift for n in range(levels[-1] + 1)]
 
 
 def _apply(s: str, spans: list[Span]) -> str:
