@@ -300,13 +300,6 @@ class Redactor:
         scalars = _SCALARS
         hidden = 0
         for k, v in d.items():
-            if type(k) is not str and type(k) not in scalars:
-                if isinstance(k, str):  # a StrEnum key: checked, and written, as a plain str
-                    k = str.__str__(k)
-                elif isinstance(k, (int, float)):  # an IntEnum key: a plain number
-                    k = walk(k, counts, depth)
-                else:  # a tuple, bytes, an object: its redacted repr
-                    k = text(_safe_repr(k), counts)
             if type(k) is str:
                 hit = cache.get(k)
                 if hit is None:
@@ -315,11 +308,24 @@ class Redactor:
                     out[k] = KEY_PLACEHOLDER
                     hidden += 1
                     continue
+            elif type(k) not in scalars:
+                if isinstance(k, str):  # a StrEnum key: checked, and written, as a plain str
+                    k = str.__str__(k)
+                elif isinstance(k, (int, float)):  # an IntEnum key: a plain number
+                    k = walk(k, counts, depth)
+                else:  # a tuple, bytes, an object: its redacted repr
+                    k = text(_safe_repr(k), counts)
+                if type(k) is str and keys.is_sensitive(k):
+                    out[k] = KEY_PLACEHOLDER
+                    hidden += 1
+                    continue
             t = type(v)
             if t is str:
                 out[k] = v if v in clean else text(v, counts)
             elif t in scalars:
                 out[k] = v
+            elif t is dict and depth < self.max_depth:  # the common nesting, without _walk
+                out[k] = self._dict(v, counts, depth + 1)
             else:
                 out[k] = walk(v, counts, depth)
         if hidden:
@@ -365,7 +371,8 @@ class Redactor:
         digits = len(_DIGITS(s))
         if digits:
             if _BORING(s) is not None and not self._custom:
-                self._remember(s)
+                if self.cache_size:
+                    self._remember(s)
                 return s
             cap = self._digit_cap
             key = 1 | self._digit_key[digits if digits < cap else cap]
@@ -428,8 +435,11 @@ class Redactor:
             out = _apply(out, spans)
             counts[det.name] = counts.get(det.name, 0) + len(spans)
             lower = out.lower()
-        if out is s:
-            self._remember(s)
+        if out is s and n <= _CLEAN_MAX_LEN and self.cache_size:
+            clean = self._clean
+            if len(clean) >= self.cache_size:
+                clean.clear()
+            clean.add(s)
         return out
 
     def _run_level(self, s: str) -> int:
