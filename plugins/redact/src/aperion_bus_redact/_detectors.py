@@ -475,12 +475,9 @@ def _phone_parts(text: str, base: int, ph: str) -> Iterator[Span]:
                 break
 
 
-# Phone candidates hold only digits and these characters.
-_PHONE_NON_DIGITS: Final = str.maketrans("", "", " -./()+")
-
-
 def _digit_count(text: str) -> int:
-    return len(text.translate(_PHONE_NON_DIGITS))
+    # Phone candidates hold only digits and " -./()+" (ASCII: bytes.translate is the fastest).
+    return len(text.encode().translate(None, b" -./()+"))
 
 
 def _check_bearer(m: re.Match[str], ph: str) -> Span | None:

@@ -23,7 +23,7 @@ KEY_PLACEHOLDER: Final = "[REDACTED]"
 #: What replaces containers nested deeper than ``max_depth``.
 DEPTH_PLACEHOLDER: Final = "[REDACTED_TOO_DEEP]"
 
-_DIGITS: Final = re.compile(r"[0-9]").findall
+_DIGIT_BYTES: Final = b"0123456789"
 # Runs of digits and the separators numbers are written with, each starting and ending with a
 # digit: a phone number, a card, an SSN, an IPv4 address lies within one (Detector.min_run).
 # Linear: a run is scanned forward once and back once (to its last digit), and the next search
@@ -368,7 +368,10 @@ class Redactor:
         n = len(s)
         if n < 3:
             return s
-        digits = len(_DIGITS(s))
+        # The digits counted on the UTF-8 bytes (a copy for ASCII text; no other character's
+        # encoding holds an ASCII byte): one C loop, cheaper than a regex findall.
+        raw = s.encode("utf-8", "surrogatepass")
+        digits = len(raw) - len(raw.translate(None, _DIGIT_BYTES))
         if digits:
             if _BORING(s) is not None and not self._custom:
                 if self.cache_size:
