@@ -373,7 +373,8 @@ def _looks_like_date(groups: list[str]) -> bool:
 
 
 # The separators a phone candidate may hold, all made spaces (then str.split() gives the groups).
-_PHONE_SEPS: Final = str.maketrans(".-/()", "     ")
+# (A bytes table: candidates are ASCII, and bytes.translate is far cheaper than str.translate.)
+_PHONE_SEPS: Final = bytes.maketrans(b".-/()", b"     ")
 
 
 def _phone_ok(text: str) -> bool:
@@ -381,7 +382,7 @@ def _phone_ok(text: str) -> bool:
     body = text[1:] if intl else text
     if "(0)" in body:
         body = body.replace("(0)", " ")
-    groups = body.translate(_PHONE_SEPS).split()
+    groups = body.encode().translate(_PHONE_SEPS).decode().split()
     digits = "".join(groups)
     n = len(digits)
     if len(set(digits)) < 3:
