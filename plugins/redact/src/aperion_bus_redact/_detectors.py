@@ -40,7 +40,13 @@ class Detector:
     ``[REDACTED_<NAME>]``); ``validator``: optional ``callable(text) -> bool`` that must accept
     the matched text (``group``) for it to be redacted; ``group``: which group of the match is
     redacted (0 = the whole match); ``gate``: literal substrings one of which a string must
-    contain before the regex runs (an optimisation; empty = always run).
+    contain before the regex runs (an optimisation; empty = always run). More such hints, each
+    a promise about every match, that lets strings which cannot hold one skip the detector:
+    ``gate_lower`` (gates tested on the lower-cased text), ``requires`` (character sets one
+    character of each of which a match holds: ``@ : = _ - .``, ``#`` a digit, ``A`` an
+    upper-case letter), ``needs_digit``, ``min_digits``, ``min_len`` and ``min_run`` (a match
+    lies within a run of at least that many characters that starts and ends with a digit and
+    holds only digits and `` ./()+-``).
 
     Custom patterns are compiled as given: keep them linear (no nested or overlapping
     repeats), they run on every string of every audit record.
@@ -105,6 +111,9 @@ class Detector:
             raise TypeError(
                 f"detector {name!r}: placeholder must be a str, got {type(placeholder).__name__}"
             )
+        for hint, value in (("min_digits", min_digits), ("min_len", min_len), ("min_run", min_run)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"detector {name!r}: {hint} must be an int >= 0, got {value!r}")
         if validator is not None and not callable(validator):
             raise TypeError(f"detector {name!r}: validator must be callable")
         if isinstance(group, bool) or not isinstance(group, (int, str)):
@@ -129,8 +138,8 @@ class Detector:
         self.min_digits = min_digits
         #: A match is at least this long (shorter strings skip the detector).
         self.min_len = min_len
-        #: A match lies within a run of at least this many characters that starts with a
-        #: digit and holds only digits and `` ./()+-`` (strings without one skip the detector).
+        #: A match lies within a run of at least this many characters that starts and ends with
+        #: a digit and holds only digits and `` ./()+-`` (strings without one skip it).
         self.min_run = min_run
         self._first = compiled.search
         self._search = compiled.finditer
