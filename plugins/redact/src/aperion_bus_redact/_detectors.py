@@ -173,7 +173,10 @@ class Detector:
         else:
             span = check(first, ph)
             out = [] if span is None else [span]
-            matches = self._search(s, first.end())
+            end = first.end()
+            if end == len(s):  # the match ends the text (a whole value): nothing can follow
+                return out
+            matches = self._search(s, end)
             for m in matches:
                 span = check(m, ph)
                 if span is not None:

@@ -395,7 +395,7 @@ class Redactor:
             key |= 32
         if "." in s:
             key |= 64
-        lower = s.lower()
+        lower: str | None = s.lower()
         if lower != s:  # an upper-case letter (or another cased character): conservative
             key |= 128
         if key in self._run_classes:
@@ -417,6 +417,8 @@ class Redactor:
                 else:
                     continue
             if gate_lower:
+                if lower is None:
+                    lower = out.lower()
                 for g in gate_lower:
                     if g in lower:
                         break
@@ -437,7 +439,7 @@ class Redactor:
                     continue
             out = _apply(out, spans)
             counts[det.name] = counts.get(det.name, 0) + len(spans)
-            lower = out.lower()
+            lower = None
         if out is s and n <= _CLEAN_MAX_LEN and self.cache_size:
             clean = self._clean
             if len(clean) >= self.cache_size:
