@@ -751,7 +751,7 @@ class EventBus:
         running, else on the bus's own loop thread. With ``run`` (background dispatch under a
         timeout) this thread is a supervised pool thread and sync handlers run inline.
         """
-        wrappers = self._start_wrappers(event)
+        wrappers = self._start_wrappers("on_dispatch", self._hooks.on_dispatch, event)
         result = DispatchResult(event)
         if run is not None:
             run.result = result
@@ -845,7 +845,7 @@ class EventBus:
         return 0.0 if timeout is None else timeout * n + min(timeout, 1.0)
 
     async def _adispatch(self, event: Event, plan: _Plan) -> DispatchResult:
-        wrappers = self._start_wrappers(event)
+        wrappers = self._start_wrappers("on_dispatch", self._hooks.on_dispatch, event)
         result = DispatchResult(event)
         subs = plan.subs
         timeout = self.handler_timeout
@@ -882,14 +882,17 @@ class EventBus:
                     HandlerFailure(result.event, o.subscription, o.error, o.reason, o.duration)
                 )
 
-    def _start_wrappers(self, event: Event) -> list[tuple[Generator[None, Any, None], str]]:
+    def _start_wrappers(
+        self, hook: str, callers: _Callers, *args: Any
+    ) -> list[tuple[Generator[None, Any, None], str]]:
+        """Run the before-``yield`` part of ``on_dispatch`` / ``on_handler`` wrappers."""
         started = []
-        for caller, plugin in self._hooks.on_dispatch:
+        for caller, plugin in callers:
             try:
-                gen = caller(self, event)
+                gen = caller(self, *args)
                 next(gen)
             except Exception as exc:
-                self._plugin_failed("on_dispatch", plugin, exc)
+                self._plugin_failed(hook, plugin, exc)
                 continue
             started.append((gen, plugin))
         return started
@@ -910,20 +913,6 @@ class EventBus:
                 "on_dispatch/on_handler", plugin, RuntimeError("wrapper yielded more than once")
             )
 
-    def _start_handler_wrappers(
-        self, event: Event, sub: Subscription
-    ) -> list[tuple[Generator[None, Any, None], str]]:
-        started = []
-        for caller, plugin in self._hooks.on_handler:
-            try:
-                gen = caller(self, event, sub)
-                next(gen)
-            except Exception as exc:
-                self._plugin_failed("on_handler", plugin, exc)
-                continue
-            started.append((gen, plugin))
-        return started
-
     def _call_one(
         self, event: Event, sub: Subscription, results: bool = True
     ) -> HandlerOutcome | None:
@@ -935,7 +924,10 @@ class EventBus:
         fn = sub.handler
         if fn is None:
             return None
-        wrappers = self._start_handler_wrappers(event, sub) if self._hooks.on_handler else None
+        handler_hooks = self._hooks.on_handler
+        wrappers = (
+            self._start_wrappers("on_handler", handler_hooks, event, sub) if handler_hooks else None
+        )
         t0 = _perf()
         try:
             fn(event)
@@ -958,7 +950,10 @@ class EventBus:
             return None
         if not sub.is_async:
             return self._call_one(event, sub)
-        wrappers = self._start_handler_wrappers(event, sub) if self._hooks.on_handler else None
+        handler_hooks = self._hooks.on_handler
+        wrappers = (
+            self._start_wrappers("on_handler", handler_hooks, event, sub) if handler_hooks else None
+        )
         t0 = _perf()
         try:
             coro = fn(event)
