@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import collections
 import threading
 import time
 from collections.abc import Generator, Sequence
@@ -24,17 +23,6 @@ __all__ = ["MetricsPlugin"]
 
 _TIMEOUT = FailureReason.HANDLER_TIMEOUT
 _perf = time.perf_counter
-#: How many (subscription id, event id) pairs of sync timeouts waiting for their late
-#: completion (and of slow completions waiting for a timeout report) are remembered.
-_MAX_PAIRS = 10_000
-
-
-def _remember(table: collections.OrderedDict[tuple[str, str], None], key: tuple[str, str]) -> None:
-    table[key] = None
-    if len(table) > _MAX_PAIRS:
-        table.popitem(last=False)
-
-
 class MetricsPlugin:
     """Counts events, drops, handler calls, failures and latencies of a bus.
 
@@ -104,17 +92,6 @@ class MetricsPlugin:
         self.dispatch_latency = dispatch_latency
         self._servers: list[MetricsServer] = []
         self._servers_lock = threading.Lock()
-        # A sync handler that runs over handler_timeout is reported twice by the kernel: as a
-        # timeout (on_handler_error, by the emitter when it gives up) and as a completed call
-        # (on_handler_result, when the handler really returns). Either may come first; these
-        # pair the two so that the call counts once.
-        self._pairs_lock = threading.Lock()
-        self._timed_out: collections.OrderedDict[tuple[str, str], None] = (
-            collections.OrderedDict()
-        )
-        self._slow_done: collections.OrderedDict[tuple[str, str], None] = (
-            collections.OrderedDict()
-        )
         # bound once: the hooks below run on the hot path
         self._emitted = collector.record_event_emitted
         self._handled = collector.record_handler_call
@@ -150,42 +127,17 @@ class MetricsPlugin:
         duration: float,
         error: BaseException | None,
     ) -> None:
-        # a plain post-call hook: the kernel keeps its inline dispatch loop (no wrapper)
-        limit = bus.handler_timeout
-        if (
-            limit is not None
-            and duration >= limit * 0.5  # only slow calls can be timed-out ones: cheap path
-            and not subscription.is_async
-            and self._late_completion(subscription.id, event.event_id)
-        ):
-            return
+        # a plain post-call hook: the kernel keeps its inline dispatch loop (no wrapper). The
+        # kernel does not report a call that ran over handler_timeout here (its timeout goes
+        # to on_handler_error), so every call is counted once.
         self._handled(subscription.name, duration)
-
-    def _late_completion(self, sub_id: str, event_id: str) -> bool:
-        """True if this call's timeout was reported already (skip it: counted once)."""
-        key = (sub_id, event_id)
-        with self._pairs_lock:
-            if key in self._timed_out:
-                del self._timed_out[key]
-                return True
-            _remember(self._slow_done, key)  # the timeout may be reported after this
-            return False
 
     @hookimpl
     def on_handler_error(self, bus: EventBus, failure: HandlerFailure) -> None:
-        timeout = failure.reason is _TIMEOUT
-        completed = False
-        sub = failure.subscription
-        if timeout and not sub.is_async:
-            key = (sub.id, failure.event.event_id)
-            with self._pairs_lock:
-                if key in self._slow_done:  # it finished late and was counted as a call
-                    del self._slow_done[key]
-                    completed = True
-                else:  # its late completion, if it ever comes, is skipped
-                    _remember(self._timed_out, key)
         self.collector.record_handler_failure(
-            sub.name, failure.event.event_type, timeout=timeout, completed=completed
+            failure.subscription.name,
+            failure.event.event_type,
+            timeout=failure.reason is _TIMEOUT,
         )
 
     @hookimpl
