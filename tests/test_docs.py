@@ -29,20 +29,32 @@ def blocks(page: Path) -> list[tuple[str, str, int]]:
     return out
 
 
-PAGES = sorted(
+ROOT = DOCS.parent
+# docs/ pages, and the README of the project and of every distribution
+MARKDOWN = [
+    *sorted(DOCS.rglob("*.md")),
+    ROOT / "README.md",
+    *sorted(
+        p
+        for pattern in ("core/README.md", "plugins/*/README.md", "contrib/*/README.md")
+        for p in ROOT.glob(pattern)
+    ),
+]
+PAGES = [
     p
-    for p in DOCS.rglob("*.md")
+    for p in MARKDOWN
     if any(info.split()[0:1] == ["python"] or "file=" in info for info, _, _ in blocks(p))
-)
+]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_doc_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("APERION_BUS_CONFIG", raising=False)
     monkeypatch.setattr(sys, "path", list(sys.path))
     # a real module, so that annotations and pickling can find the page's classes
-    module = types.ModuleType(f"docs_{page.stem.replace('-', '_')}")
+    name = "_".join(page.relative_to(ROOT).with_suffix("").parts).replace("-", "_")
+    module = types.ModuleType(f"docs_{name}")
     namespace: dict[str, object] = module.__dict__
     modules_before = set(sys.modules)
     sys.modules[module.__name__] = module
@@ -80,12 +92,12 @@ def test_doc_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monkey
         refresh_entry_points()  # forget distributions a page installed
 
 
-TOML_PAGES = sorted(p for p in DOCS.rglob("*.md") if any(
-    info.split()[0:1] == ["toml"] for info, _, _ in blocks(p)
-))
+TOML_PAGES = [
+    p for p in MARKDOWN if any(info.split()[0:1] == ["toml"] for info, _, _ in blocks(p))
+]
 
 
-@pytest.mark.parametrize("page", TOML_PAGES, ids=[str(p.relative_to(DOCS)) for p in TOML_PAGES])
+@pytest.mark.parametrize("page", TOML_PAGES, ids=[str(p.relative_to(ROOT)) for p in TOML_PAGES])
 def test_doc_toml_blocks_parse_and_configs_validate(page: Path) -> None:
     """Every ```toml block is valid TOML; a config file's is a valid aperion-bus config."""
     import tomllib
