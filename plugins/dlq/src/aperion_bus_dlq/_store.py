@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -230,9 +231,7 @@ class SQLiteStore:
             ) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._migrate(conn)
+            self._setup(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise DLQStorageError(
@@ -243,6 +242,26 @@ class SQLiteStore:
             raise
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and the schema. Switching a new file to WAL while another process does
+        the same can fail with "database is locked" at once (SQLite's busy handler is not
+        used for it): retry until busy_timeout."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                self._migrate(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
