@@ -115,3 +115,12 @@ def test_doc_toml_blocks_parse_and_configs_validate(page: Path) -> None:
             data = data["tool"]["aperion-bus"]
         if data and set(data) <= set(_TOP_KEYS):
             parse_config(data, f"{page.name}:{line}")
+
+
+def test_hooks_page_documents_every_hook() -> None:
+    from aperion_bus import HookSpecs
+
+    text = (DOCS / "hooks.md").read_text()
+    names = [n for n in vars(HookSpecs) if not n.startswith("_")]
+    missing = [n for n in names if f"| `{n}` |" not in text]
+    assert missing == [], f"docs/hooks.md has no row for {missing}"
