@@ -373,3 +373,20 @@ def test_handlers_may_emit_while_shutdown_drains_the_queue() -> None:
     assert sorted(int(str(p["of"])) for p in followups.payloads) == list(range(20))
     with pytest.raises(BusClosedError):  # but not from outside a handler
         bus.emit("job.start", {"n": 99})
+
+
+def test_an_exception_whose_str_fails_is_still_isolated(bus: EventBus) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    def handler(event: Event) -> None:
+        raise Unprintable()
+
+    errors = Recorder()
+    bus.subscribe(handler, "a.b")
+    bus.subscribe(errors, HANDLER_ERROR_EVENT)
+    bus.emit("a.b", {}, wait_for_handlers=True)  # must not raise into the emitter
+    (err,) = errors.events
+    assert err.payload["error_type"] == "Unprintable"
+    assert "str() failed" in str(err.payload["error"])

@@ -119,9 +119,17 @@ class HandlerFailure:
             "subscription_id": self.subscription.id,
             "reason": self.reason.value,
             "error_type": type(self.error).__name__,
-            "error": str(self.error),
+            "error": _safe_str(self.error),
             "duration": self.duration,
         }
+
+
+def _safe_str(error: BaseException) -> str:
+    # an exception's __str__ is user code too: it must not break the failure report
+    try:
+        return str(error)
+    except Exception as exc:
+        return f"<{type(error).__name__}: str() failed with {type(exc).__name__}>"
 
 
 @attrs.define(slots=True, eq=False)
