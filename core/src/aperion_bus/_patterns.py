@@ -78,9 +78,3 @@ def candidate_patterns(event_type: str) -> list[str]:
     out.append(CATCH_ALL)
     return out
 
-
-def matches(pattern: str, event_type: str) -> bool:
-    """True if ``pattern`` matches ``event_type``."""
-    if pattern in (CATCH_ALL, event_type):
-        return True
-    return pattern.endswith(".*") and event_type.startswith(pattern[:-1])
