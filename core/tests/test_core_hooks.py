@@ -310,3 +310,29 @@ def test_a_failing_on_audit_stops_the_record_fail_closed() -> None:
     assert writer.records == []  # never the unredacted original
     assert rec.types == ["user.signup"]  # dispatch goes on
     assert stats["audit_records_lost"] == 1 and stats["plugin_errors"] == 1
+
+
+class Consumer:
+    """Like a transport: in on_start it dispatches what was waiting (a backlog)."""
+
+    name = "consumer"
+
+    @hookimpl
+    def on_start(self, bus: EventBus) -> None:
+        bus.emit("job.backlog", {"n": 1}, wait_for_handlers=True)
+
+
+def test_handlers_given_to_the_bus_are_subscribed_before_on_start() -> None:
+    rec = Recorder()
+
+    def register(bus: EventBus) -> None:  # what a handler entry point's callable does
+        bus.subscribe(rec, "job.*")
+
+    with EventBus(plugins=[Consumer()], handlers=[register]):
+        pass
+    assert [(e.event_type, e.payload) for e in rec.events] == [("job.backlog", {"n": 1})]
+
+
+def test_handlers_must_be_names_or_callables() -> None:
+    with pytest.raises(TypeError, match="entry point names and callables taking the bus, got int"):
+        EventBus(handlers=[5])  # type: ignore[list-item]

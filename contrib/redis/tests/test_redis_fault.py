@@ -19,14 +19,13 @@ WORKER = r"""
 import sys, time
 from aperion_bus import EventBus
 url, stream, out = sys.argv[1:4]
-bus = EventBus(["redis"], settings={"redis": {
-    "url": url, "stream": stream, "group": "workers", "claim_idle_ms": 500, "batch_size": 10,
-}})
 f = open(out, "a", buffering=1)
 def handle(event):
     time.sleep(0.002)
     f.write(f"{event.payload['n']}\n")
-bus.subscribe(handle, "job.*")
+bus = EventBus(["redis"], settings={"redis": {
+    "url": url, "stream": stream, "group": "workers", "claim_idle_ms": 500, "batch_size": 10,
+}}, handlers=[lambda bus: bus.subscribe(handle, "job.*")])
 print("ready", flush=True)
 sys.stdin.read()  # run until the test closes our stdin
 bus.shutdown()

@@ -91,10 +91,15 @@ def test_entries_read_ahead_of_a_shutdown_from_a_handler_are_not_lost(
     for ev in work:
         client.xadd(stream, {"event": ev.to_jsonl()})
     assert done.wait(5)
-    b = EventBus(["redis"], settings={"redis": {**settings, "consumer": "b"}})
+    seen_b = Recorder()
+    # handlers given to the bus are in place before it reads the backlog (a subscribe after
+    # EventBus(...) returns could come after the first entries were read and acknowledged)
+    b = EventBus(
+        ["redis"],
+        settings={"redis": {**settings, "consumer": "b"}},
+        handlers=[lambda bus: bus.subscribe(seen_b, "job.work")],
+    )
     try:
-        seen_b = Recorder()
-        b.subscribe(seen_b, "job.work")
         want = {ev.event_id for ev in work}
         wait_until(
             lambda: {e.event_id for e in seen_a.events + seen_b.events} == want, timeout=10

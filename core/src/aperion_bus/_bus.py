@@ -161,6 +161,9 @@ class EventBus:
     ``EventBus()`` is the bare kernel: it loads no plugin by itself. ``plugins`` takes entry
     point names (resolved in the ``aperion_bus.plugins`` group, with their settings from
     ``settings[name]``) and plugin objects; :meth:`from_config` reads them from a file.
+    ``handlers`` takes ``aperion_bus.handlers`` entry point names (``"*"``: all of them) and
+    callables taking the bus that subscribe handlers; they run before the plugins'
+    ``on_start``, so a plugin that starts consuming events (a transport) finds them in place.
 
     ``handler_timeout`` (seconds, None = no limit): how long an emit with
     ``wait_for_handlers=True`` (and the background worker) waits for one handler. An async
@@ -175,7 +178,7 @@ class EventBus:
         plugins: Iterable[str | object] = (),
         *,
         settings: Mapping[str, Mapping[str, Any]] | None = None,
-        handlers: Iterable[str] | str = (),
+        handlers: Iterable[str | Callable[[EventBus], object]] | str = (),
         handler_timeout: float | None = None,
         max_handler_threads: int = 32,
         strict: bool = True,
@@ -238,14 +241,16 @@ class EventBus:
         h = self._hooks
         self._wrapped = bool(h.on_dispatch or h.on_handler or self.handler_timeout)
         self._hooked = bool(h.on_emit or h.on_audit or h.on_handler_result or self._wrapped)
+        # Handlers first: a plugin that starts consuming in on_start (a transport reading a
+        # backlog) must find them in place, or what it reads meanwhile would reach no handler.
+        if handlers:
+            subscribe_handler_entry_points(self, handlers, strict=strict)
         for caller, _plugin in self._hooks.on_start:
             try:
                 caller(self)
             except Exception:
                 self.shutdown()
                 raise
-        if handlers:
-            subscribe_handler_entry_points(self, handlers, strict=strict)
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod

@@ -266,17 +266,26 @@ def handler(event_types: str | Iterable[str], priority: int = 100) -> Callable[[
 
 
 def subscribe_handler_entry_points(
-    bus: EventBus, names: Iterable[str] | str, *, strict: bool = True
+    bus: EventBus, names: Iterable[str | Callable[[EventBus], object]] | str, *,
+    strict: bool = True,
 ) -> list[str]:
-    """Subscribe the handlers of the named ``aperion_bus.handlers`` entry points ("*": all)."""
-    if names == "*" or (not isinstance(names, str) and list(names) == ["*"]):
-        selected = sorted(_entry_points(HANDLER_GROUP))
-    elif isinstance(names, str):
-        selected = [names]
-    else:
-        selected = list(names)
+    """Subscribe the handlers of the named ``aperion_bus.handlers`` entry points ("*": all);
+    a callable among ``names`` is called with the bus, as an entry point's callable is."""
+    selected: list[str | Callable[[EventBus], object]] = (
+        [names] if isinstance(names, str) else list(names)
+    )
+    if selected == ["*"]:
+        selected = [*sorted(_entry_points(HANDLER_GROUP))]
     ids: list[str] = []
     for name in selected:
+        if not isinstance(name, str):
+            if not callable(name):
+                raise TypeError(
+                    "handlers takes entry point names and callables taking the bus, got "
+                    f"{type(name).__name__}"
+                )
+            name(bus)
+            continue
         try:
             target = _load(_lookup(HANDLER_GROUP, name))
         except PluginLoadError as exc:
