@@ -17,6 +17,7 @@ from aperion_bus import (
     Subscription,
     hookimpl,
 )
+from aperion_bus.testing import run_python
 from aperion_bus_metrics import (
     OTHER,
     CallbackMetrics,
@@ -377,3 +378,26 @@ def test_histogram_buckets_bound_the_error() -> None:
     assert percentile(buckets, 0.5) == pytest.approx(0.050, rel=0.07)
     assert percentile(buckets, 0.99) == pytest.approx(0.099, rel=0.07)
     assert percentile([0] * N_BUCKETS, 0.5) is None
+
+
+def test_the_http_server_is_imported_when_first_used() -> None:
+    # start-up cost: http.server and wsgiref load only for MetricsServer
+    out = run_python(
+        "import sys\n"
+        "from aperion_bus import EventBus\n"
+        "import aperion_bus_metrics\n"
+        "with EventBus(plugins=[aperion_bus_metrics.MetricsPlugin()]) as bus:\n"
+        "    bus.emit('a.b', {}, wait_for_handlers=True)\n"
+        "print('http.server' in sys.modules)\n"
+        "from aperion_bus_metrics import MetricsServer\n"
+        "print(MetricsServer.__module__, 'http.server' in sys.modules)\n"
+        "try:\n"
+        "    aperion_bus_metrics.NoSuchThing\n"
+        "except AttributeError as exc:\n"
+        "    print(exc)\n"
+    ).stdout.splitlines()
+    assert out == [
+        "False",
+        "aperion_bus_metrics._server True",
+        "module 'aperion_bus_metrics' has no attribute 'NoSuchThing'",
+    ]

@@ -17,6 +17,7 @@ from aperion_bus import (
     PluginLoadError,
     hookimpl,
 )
+from aperion_bus.testing import run_python
 from aperion_bus_structlog import StructlogPlugin
 from structlog.testing import LogCapture, capture_logs
 
@@ -204,3 +205,24 @@ def test_bad_settings_are_refused() -> None:
         EventBus(plugins=["structlog"], settings={"structlog": {"verbose": True}})
     with pytest.raises(PluginLoadError, match="unknown level"):
         EventBus(plugins=["structlog"], settings={"structlog": {"levels": {"event_dropped": 1}}})
+
+
+def test_structlog_is_imported_with_the_first_entry_not_with_the_bus() -> None:
+    # start-up cost: a bus with the plugin and no failure never loads structlog
+    out = run_python(
+        "import sys\n"
+        "from aperion_bus import EventBus\n"
+        "from aperion_bus_structlog import StructlogPlugin\n"
+        "with EventBus(plugins=[StructlogPlugin()]) as bus:\n"
+        "    bus.subscribe(lambda e: None, 'a.ok')\n"
+        "    bus.emit('a.ok', {}, wait_for_handlers=True)\n"
+        "    print('structlog' in sys.modules, flush=True)\n"
+        "    def bad(e):\n"
+        "        raise RuntimeError('boom')\n"
+        "    bus.subscribe(bad, 'a.bad')\n"
+        "    bus.emit('a.bad', {}, wait_for_handlers=True)\n"
+        "    print('structlog' in sys.modules, flush=True)\n"
+    ).stdout.splitlines()
+    assert out[0] == "False"
+    assert out[-1] == "True"
+    assert any("handler_error" in line and "boom" in line for line in out[1:-1])

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aperion_bus import ConfigError, Event, EventBus, hookimpl
-from aperion_bus.testing import Recorder
+from aperion_bus.testing import Recorder, run_python
 from aperion_bus_validate import EventValidator, ValidatePlugin, ValidationError
 
 
@@ -221,3 +221,30 @@ def test_validator_alone_strict_and_not() -> None:
     assert lax.validate("user.ok") is True
     assert lax.stats()["warnings"] == 1
     assert strict.stats()["rejected"] == 1
+
+
+def test_cattrs_is_imported_with_the_first_attrs_schema_only() -> None:
+    # start-up cost: a validator with dict schemas never loads cattrs
+    out = run_python(
+        "import sys, attrs\n"
+        "from aperion_bus import EventBus\n"
+        "from aperion_bus_validate import ValidatePlugin\n"
+        "schema = {'type': 'object', 'properties': {'user': {'type': 'string'}}}\n"
+        "plugin = ValidatePlugin(schemas={'user.login': schema})\n"
+        "with EventBus(plugins=[plugin]) as bus:\n"
+        "    bus.emit('user.login', {'user': 'a'}, wait_for_handlers=True)\n"
+        "print('cattrs' in sys.modules)\n"
+        "@attrs.define\n"
+        "class Login:\n"
+        "    user: str\n"
+        "plugin = ValidatePlugin(schemas={'user.login': Login})\n"
+        "with EventBus(plugins=[plugin]) as bus:\n"
+        "    try:\n"
+        "        bus.emit('user.login', {'user': 5}, wait_for_handlers=True)\n"
+        "    except ValueError as exc:\n"
+        "        print('rejected:', exc)\n"
+        "print('cattrs' in sys.modules)\n"
+    ).stdout.splitlines()
+    assert out[0] == "False"
+    assert out[1].startswith("rejected:") and "$.user: expected str, got int" in out[1]
+    assert out[2] == "True"

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._backends import (
     DISPATCH_DURATION,
     EVENTS_DROPPED,
@@ -20,7 +22,20 @@ from ._backends import (
 from ._collector import OTHER, MetricsCollector
 from ._plugin import MetricsPlugin
 from ._prometheus import DEFAULT_BUCKETS, PrometheusMetrics
-from ._server import MetricsServer
+
+if TYPE_CHECKING:
+    from ._server import MetricsServer
+
+
+def __getattr__(name: str) -> Any:
+    # MetricsServer loads http.server and wsgiref: imported when first asked for, not with
+    # the plugin (most buses never serve /metrics themselves)
+    if name == "MetricsServer":
+        from ._server import MetricsServer
+
+        return MetricsServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_BUCKETS",

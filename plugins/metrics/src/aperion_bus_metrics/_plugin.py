@@ -13,11 +13,12 @@ from aperion_bus import ConfigError, Event, EventBus, FailureReason, HandlerFail
 from ._backends import MetricsBackend
 from ._collector import MetricsCollector
 from ._prometheus import PrometheusMetrics
-from ._server import MetricsServer
 
 if TYPE_CHECKING:
     from aperion_bus import DispatchResult, Subscription
     from prometheus_client import CollectorRegistry
+
+    from ._server import MetricsServer
 
 __all__ = ["MetricsPlugin"]
 
@@ -187,6 +188,8 @@ class MetricsPlugin:
                 "metrics: serve() needs backend = 'prometheus' (this plugin's backend is "
                 f"{type(self.collector.backend).__name__ if self.collector.backend else 'memory'})"
             )
+        from ._server import MetricsServer
+
         server = MetricsServer(registry, port, host)
         with self._servers_lock:
             self._servers.append(server)

@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
-import structlog
 from aperion_bus import Event, EventBus, FailureReason, HandlerFailure, hookimpl
 
 __all__ = ["DIAGNOSTICS", "LEVELS", "StructlogPlugin"]
@@ -78,15 +77,15 @@ class StructlogPlugin:
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    @hookimpl
-    def on_start(self, bus: EventBus) -> None:
-        self._log = structlog.get_logger(self.logger_name)
-
     def _write(self, name: str, fields: dict[str, Any]) -> None:
         level = self.levels[name]
         if level == "off":
             return
-        log = self._log if self._log is not None else structlog.get_logger(self.logger_name)
+        log = self._log
+        if log is None:  # structlog is imported on the first entry, not with the bus
+            import structlog
+
+            log = self._log = structlog.get_logger(self.logger_name)
         getattr(log, level)(name, **fields)
         with self._lock:
             self._counts[name] += 1

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aperion_bus import current_event, get_correlation_id
-from structlog.typing import EventDict, WrappedLogger
+
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, WrappedLogger
 
 __all__ = ["CorrelationProcessor", "add_correlation_id"]
 
