@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import struct
 
 import attrs
 import pytest
@@ -37,7 +39,33 @@ def test_event_ids_are_unique_and_time_sortable() -> None:
     ids = [new_event_id() for _ in range(20000)]
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)
-    assert all(len(i) == 22 for i in ids)
+    assert all(len(i) == 24 and int(i, 16) >= 0 for i in ids)
+
+
+def test_an_event_id_holds_the_event_timestamp() -> None:
+    with EventBus() as bus:
+        rec = Recorder()
+        bus.subscribe(rec, "a.*")
+        ids = [bus.emit("a.b", {}, wait_for_handlers=True) for _ in range(3)]
+        ids.append(bus.emit("a.c", {}))
+        bus.wait_for_pending()
+    assert [e.event_id for e in rec.events] == ids
+    for ev in rec.events:  # the first 16 hex digits: the timestamp as a big-endian double
+        assert struct.unpack(">d", bytes.fromhex(ev.event_id[:16]))[0] == ev.timestamp
+
+
+def test_event_ids_stay_unique_when_the_counter_wraps() -> None:
+    from aperion_bus import _event
+
+    _event._restart_counter(2**32 - 2)  # two ids before the 32-bit counter runs out
+    try:
+        with EventBus() as bus:
+            ids = [new_event_id(), new_event_id(), new_event_id()]
+            ids += [bus.emit("a.b", {}, wait_for_handlers=True) for _ in range(3)]
+        assert len(set(ids)) == len(ids)
+        assert [i[16:] for i in ids] == ["fffffffe", "ffffffff"] + [f"{n:08x}" for n in range(4)]
+    finally:
+        _event._restart_counter()
 
 
 def test_jsonl_round_trip_is_exact() -> None:
@@ -108,3 +136,19 @@ def test_from_dict_fast_path_and_cattrs_path_agree() -> None:
     assert type(back.timestamp) is float
     with pytest.raises(EventDecodeError, match="event_id"):
         Event.from_dict({**data, "event_id": None})
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_restarts_the_id_counter_at_a_random_value() -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next counter value and leave at once
+        os.write(write_end, new_event_id()[16:].encode())
+        os._exit(0)
+    os.close(write_end)
+    parent_next = int(new_event_id()[16:], 16)
+    with os.fdopen(read_end) as f:
+        child_next = int(f.read(), 16)
+    os.waitpid(pid, 0)
+    # the parent's counter went on from where it was; the child's was drawn anew
+    assert child_next not in (parent_next - 1, parent_next)

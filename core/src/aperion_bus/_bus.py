@@ -10,6 +10,7 @@ import inspect
 import itertools
 import logging
 import os
+import struct
 import threading
 import time
 import weakref
@@ -23,7 +24,7 @@ import attrs
 import pluggy
 
 from . import _event as _ev
-from ._correlation import _scope
+from ._correlation import _scope, _scope_event
 from ._errors import BusClosedError, DropEvent, EventForwarded
 from ._event import Event, _make_event, _MutableEvent
 from ._hookspecs import PROJECT_NAME, HookSpecs
@@ -49,7 +50,7 @@ HANDLER_ERROR_EVENT: Final = "system.handler_error"
 _PLAN_CACHE_MAX: Final = 4096
 _F = TypeVar("_F", bound=Callable[..., Any])
 _perf = time.perf_counter
-_time_ns = time.time_ns
+_time = time.time
 _new = object.__new__
 _monotonic = time.monotonic
 _get_running_loop = asyncio._get_running_loop
@@ -57,6 +58,8 @@ _copy_context = contextvars.copy_context
 _scope_get = _scope.get
 _scope_set = _scope.set
 _scope_reset = _scope.reset
+_pack_id = _ev._pack_id
+_StructError = struct.error
 
 
 class _Plan:
@@ -66,16 +69,22 @@ class _Plan:
     ``pairs``.
     """
 
-    __slots__ = ("has_async", "pairs", "plain", "simple", "subs")
+    __slots__ = ("calls", "direct", "has_async", "pairs", "plain", "simple", "subs")
 
     def __init__(self, subs: tuple[Subscription, ...], hooked: bool = False) -> None:
         self.subs = subs
         self.has_async = any(s.is_async for s in subs)
-        # plain: emit may run it inline (no plugin on the emit path, nothing timed)
-        self.plain = not hooked and not self.has_async and all(s.fn is not None for s in subs)
-        self.simple = not self.has_async and all(s.fn is not None for s in subs)
+        strong = all(s.fn is not None for s in subs)  # no weak handler
+        # direct: emit_async may run it inline (no plugin on the emit path, nothing timed,
+        # no weak handler); plain: emit may too (and no async handler)
+        self.direct = not hooked and strong
+        self.plain = self.direct and not self.has_async
+        self.simple = not self.has_async and strong
         self.pairs: tuple[tuple[Subscription, Handler], ...] = tuple(
             (s, s.fn) for s in subs if s.fn is not None
+        )
+        self.calls: tuple[tuple[Subscription, Handler, bool], ...] = tuple(
+            (s, s.fn, s.is_async) for s in subs if s.fn is not None
         )
 
 
@@ -421,8 +430,8 @@ class EventBus:
         """
         # The hot path: _new_event and _make_event inlined (each call costs ~100 ns).
         try:
-            plan = self._plans.get(event_type)
-        except TypeError:  # unhashable
+            plan = self._plans[event_type]
+        except (KeyError, TypeError):  # a type not seen yet (or unhashable: checked below)
             plan = None
         if plan is None:  # a type not seen yet; plans are dropped when the bus closes
             check_event_type(event_type)
@@ -432,26 +441,29 @@ class EventBus:
             payload = _check_payload(payload)
         if source is not None and type(source) is not str:
             raise TypeError(f"source must be a str or None, got {type(source).__name__}")
-        cid, parent = _scope_get()
+        scope = _scope_get()
         if correlation_id is None:
-            correlation_id = cid
+            correlation_id = scope.correlation_id
         elif type(correlation_id) is not str:
             raise TypeError(
                 f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
             )
-        ns = _time_ns()
+        ts = _time()
         event: Any = _new(_MutableEvent)
         event.event_type = event_type
         event.payload = payload
-        event.timestamp = ns / 1e9
-        event.event_id = ((ns << 24) | (next(_ev._counter) & 0xFFFFFF)).to_bytes(11, "big").hex()
+        event.timestamp = ts
+        try:
+            event.event_id = eid = _pack_id(ts, next(_ev._counter)).hex()
+        except _StructError:
+            event.event_id = eid = _ev._id_after_wrap(ts)
         event.source = source
         event.correlation_id = correlation_id
-        event.causation_id = None if parent is None else parent.event_id
+        event.causation_id = scope.event_id
         event.__class__ = Event
         if not wait_for_handlers or plan is None or not plan.plain:
             return self._emit_general(event, plan, wait_for_handlers)
-        tok = _scope_set((correlation_id, event))
+        tok = _scope_set(event)
         try:
             failures = None
             for sub, fn in plan.pairs:
@@ -463,7 +475,7 @@ class EventBus:
                 self._report_failures(DispatchResult(event, len(plan.pairs), failures))
         finally:
             _scope_reset(tok)
-        return event.event_id  # type: ignore[no-any-return]
+        return eid
 
     def _emit_general(self, event: Event, plan: _Plan | None, wait: bool) -> str:
         """emit() for everything but a plain sync dispatch with no plugin on the path."""
@@ -492,11 +504,34 @@ class EventBus:
         Async handlers are awaited in priority order (cancelled at ``handler_timeout``); sync
         handlers are called in this thread (or, with a timeout, on a pool thread).
         """
-        return await self._emit_event_async(
-            self._new_event(event_type, payload, source, correlation_id)
-        )
+        event = self._new_event(event_type, payload, source, correlation_id)
+        try:
+            plan = self._plans[event_type]
+        except KeyError:
+            plan = None
+        if plan is None or not plan.direct:
+            return await self._emit_event_async(event)
+        # the common case, inline: no plugin on the path, nothing timed, no weak handler
+        tok = _scope_set(event)
+        try:
+            failures = None
+            for sub, fn, is_async in plan.calls:
+                try:
+                    if is_async:
+                        await fn(event)
+                    else:
+                        fn(event)
+                except Exception as exc:
+                    failures = _failed(failures, event, sub, exc)
+            if failures:
+                await self._areport_failures(DispatchResult(event, len(plan.calls), failures))
+        finally:
+            _scope_reset(tok)
+        return event.event_id
 
     async def _emit_event_async(self, event: Event) -> str:
+        """emit_async() for everything but its inline case: plugins on the emit path,
+        ``on_dispatch``/``on_handler`` wrappers, a timeout, weak handlers."""
         if self._hooks.on_emit:
             accepted = self._run_on_emit(event)
             if accepted is None:
@@ -505,30 +540,11 @@ class EventBus:
         if self._hooks.on_audit:
             self._run_on_audit(event)
         plan = self._plan(event.event_type)
-        tok = _scope_set((event.correlation_id, event))
+        tok = _scope_set(event)
         try:
-            if self._wrapped or self._hooks.on_handler_result:
-                result = await self._adispatch(event, plan)
-                if result.failures:
-                    await self._areport_failures(result)
-            else:  # the common case, inline: no wrappers, no timeout
-                failures = None
-                for sub in plan.subs:
-                    fn = sub.fn
-                    if fn is None:
-                        fn = sub.handler
-                        if fn is None:
-                            continue
-                    try:
-                        if sub.is_async:
-                            await fn(event)
-                        else:
-                            fn(event)
-                    except Exception as exc:
-                        failures = _failed(failures, event, sub, exc)
-                if failures:
-                    handled = sum(1 for s in plan.subs if s.handler is not None)
-                    await self._areport_failures(DispatchResult(event, handled, failures))
+            result = await self._adispatch(event, plan)
+            if result.failures:
+                await self._areport_failures(result)
         finally:
             _scope_reset(tok)
         return event.event_id
@@ -556,7 +572,7 @@ class EventBus:
         """Audit and dispatch ``event`` in this thread; a result only when failures or asked."""
         if self._hooks.on_audit:
             self._run_on_audit(event)
-        tok = _scope_set((event.correlation_id, event))
+        tok = _scope_set(event)
         try:
             if plan is None:
                 plan = self._plan(event.event_type)
@@ -590,7 +606,7 @@ class EventBus:
             raise TypeError(f"expected an Event, got {type(event).__name__}")
         if subscription.handler is None:
             raise LookupError(f"handler {subscription.name} was garbage-collected")
-        tok = _scope_set((event.correlation_id, event))
+        tok = _scope_set(event)
         try:
             if subscription.is_async:
                 outcomes = self._run_async_batch(event, [subscription])
@@ -610,7 +626,7 @@ class EventBus:
     def _refuse_when_closed(self) -> None:
         """Called once ``shutdown()`` began. Handlers of events still being drained may go
         on emitting (what they emit is drained too); anyone else is refused."""
-        if self._closed or _scope_get()[1] is None:
+        if self._closed or _scope_event(_scope_get()) is None:
             raise BusClosedError("the bus is shut down; it accepts no events")
 
     # ------------------------------------------------------------------ hooks on the emit path
@@ -628,22 +644,16 @@ class EventBus:
             payload = _check_payload(payload)
         if source is not None and type(source) is not str:
             raise TypeError(f"source must be a str or None, got {type(source).__name__}")
-        cid, parent = _scope_get()
+        scope = _scope_get()
         if correlation_id is None:
-            correlation_id = cid
+            correlation_id = scope.correlation_id
         elif type(correlation_id) is not str:
             raise TypeError(
                 f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
             )
         if self._closing:
             self._refuse_when_closed()
-        return _make_event(
-            event_type,
-            payload,
-            source,
-            correlation_id,
-            None if parent is None else parent.event_id,
-        )
+        return _make_event(event_type, payload, source, correlation_id, scope.event_id)
 
     def _run_on_emit(self, event: Event) -> Event | None:
         """Run on_emit; returns the (maybe replaced) event, or None if it was dropped."""
@@ -1209,7 +1219,7 @@ class EventBus:
         run: _BatchRun | None = None,
     ) -> None:
         # runs inside the emitter's copied context: set, no need to reset
-        _scope_set((event.correlation_id, event))
+        _scope_set(event)
         plan = self._plan(event.event_type)
         h = self._hooks
         if run is not None and plan.simple and not (h.on_dispatch or h.on_handler):
@@ -1266,7 +1276,7 @@ class EventBus:
     def _resume(self, resume: _Resume, run: _BatchRun) -> None:
         """The rest of an event whose handler ran over: remaining handlers, then the report."""
         event = resume.event
-        _scope_set((event.correlation_id, event))
+        _scope_set(event)
         result = resume.result
         run.result = result
         self._run_subs(event, resume.subs, resume.loop, run, result)

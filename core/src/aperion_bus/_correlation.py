@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from ._event import Event
@@ -34,18 +34,36 @@ __all__ = [
 
 CORRELATION_HEADER = "X-Correlation-ID"
 
-# One context variable holds (correlation id, event whose handlers are running): the bus sets
-# both with a single set/reset per dispatch.
-_Scope = tuple["str | None", "Event | None"]
-_scope: ContextVar[_Scope] = ContextVar("aperion_bus_scope", default=(None, None))
+class _Ctx:
+    """A correlation id set by hand, and the event whose handlers run there (or None)."""
+
+    __slots__ = ("correlation_id", "event", "event_id")
+
+    def __init__(self, correlation_id: str | None, event: Event | None) -> None:
+        self.correlation_id = correlation_id
+        self.event = event
+        self.event_id = None if event is None else event.event_id
+
+
+# One context variable holds the scope: while an event's handlers run, the Event itself (its
+# correlation_id and event_id are what code running there reads), else a _Ctx. The bus sets it
+# with a single set/reset per dispatch and builds no other object for it. Both kinds have
+# ``correlation_id`` and ``event_id`` (the causation id of an event emitted there).
+_NO_SCOPE: Final = _Ctx(None, None)
+_scope: ContextVar[Event | _Ctx] = ContextVar("aperion_bus_scope", default=_NO_SCOPE)
+
+
+def _scope_event(scope: Event | _Ctx) -> Event | None:
+    """The event whose handlers run in ``scope``, or None."""
+    return scope.event if isinstance(scope, _Ctx) else scope
 
 
 def get_correlation_id() -> str | None:
     """The correlation id of the current context, or None."""
-    return _scope.get()[0]
+    return _scope.get().correlation_id
 
 
-def set_correlation_id(correlation_id: str | None) -> Token[_Scope]:
+def set_correlation_id(correlation_id: str | None) -> Token[Event | _Ctx]:
     """Set the correlation id of the current context.
 
     Returns a token for :func:`reset_correlation_id`.
@@ -54,17 +72,17 @@ def set_correlation_id(correlation_id: str | None) -> Token[_Scope]:
         raise TypeError(
             f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
         )
-    return _scope.set((correlation_id, _scope.get()[1]))
+    return _scope.set(_Ctx(correlation_id, _scope_event(_scope.get())))
 
 
-def reset_correlation_id(token: Token[_Scope]) -> None:
+def reset_correlation_id(token: Token[Event | _Ctx]) -> None:
     """Undo a :func:`set_correlation_id` made in this context."""
     _scope.reset(token)
 
 
 def clear_correlation_id() -> None:
     """Remove the correlation id from the current context."""
-    _scope.set((None, _scope.get()[1]))
+    _scope.set(_Ctx(None, _scope_event(_scope.get())))
 
 
 def generate_correlation_id() -> str:
@@ -74,7 +92,7 @@ def generate_correlation_id() -> str:
 
 def current_event() -> Event | None:
     """The event whose handler is running in this context, or None outside handlers."""
-    return _scope.get()[1]
+    return _scope_event(_scope.get())
 
 
 class CorrelationContext:
@@ -92,12 +110,12 @@ class CorrelationContext:
                 f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
             )
         self.correlation_id: str = correlation_id or generate_correlation_id()
-        self._token: Token[_Scope] | None = None
+        self._token: Token[Event | _Ctx] | None = None
 
     def __enter__(self) -> str:
         if self._token is not None:
             raise RuntimeError("this CorrelationContext is already active")
-        self._token = _scope.set((self.correlation_id, _scope.get()[1]))
+        self._token = _scope.set(_Ctx(self.correlation_id, _scope_event(_scope.get())))
         return self.correlation_id
 
     def __exit__(
