@@ -3,7 +3,7 @@
 Run:  uv run --all-packages --group bench python benchmarks/kernel_dispatch.py
 
 Prints Markdown tables: ns per event for 1 and 10 sync handlers (wait_for_handlers=True, no
-timeout) for a plain loop, pyee, blinker and aperion-bus, each measured in 5 fresh processes;
+timeout) for a plain loop, pyee, blinker and aperion-bus, each measured in 7 fresh processes;
 emit_async vs awaiting the handlers in a loop; from_config; memory growth over 1,000,000 emits.
 The same sync cases in CPU instructions (deterministic): benchmarks/kernel_instructions.py.
 """
@@ -184,7 +184,7 @@ def from_config_ms() -> tuple[float, float, float, float, list[str]]:
     return cold, uncached, statistics.median(warm), asyncio_ms, [n for n in wanted if n in have]
 
 
-_PROCESSES = 5
+_PROCESSES = 7
 
 
 def sync_in_processes(n_handlers: int, processes: int = _PROCESSES) -> dict[str, float]:

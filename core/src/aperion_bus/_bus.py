@@ -51,7 +51,6 @@ _PLAN_CACHE_MAX: Final = 4096
 _F = TypeVar("_F", bound=Callable[..., Any])
 _perf = time.perf_counter
 _time = time.time
-_new = object.__new__
 _monotonic = time.monotonic
 _get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
@@ -69,7 +68,7 @@ class _Plan:
     ``pairs``.
     """
 
-    __slots__ = ("calls", "direct", "has_async", "pairs", "plain", "simple", "subs")
+    __slots__ = ("calls", "direct", "has_async", "one", "pairs", "plain", "simple", "subs")
 
     def __init__(self, subs: tuple[Subscription, ...], hooked: bool = False) -> None:
         self.subs = subs
@@ -83,6 +82,8 @@ class _Plan:
         self.pairs: tuple[tuple[Subscription, Handler], ...] = tuple(
             (s, s.fn) for s in subs if s.fn is not None
         )
+        #: the only pair when there is exactly one
+        self.one = self.pairs[0] if len(self.pairs) == 1 else None
         self.calls: tuple[tuple[Subscription, Handler, bool], ...] = tuple(
             (s, s.fn, s.is_async) for s in subs if s.fn is not None
         )
@@ -449,7 +450,7 @@ class EventBus:
                 f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
             )
         ts = _time()
-        event: Any = _new(_MutableEvent)
+        event: Any = _MutableEvent()  # cheaper than object.__new__(_MutableEvent)
         event.event_type = event_type
         event.payload = payload
         event.timestamp = ts
@@ -466,11 +467,19 @@ class EventBus:
         tok = _scope_set(event)
         try:
             failures = None
-            for sub, fn in plan.pairs:
+            one = plan.one
+            if one is not None:  # one handler: no loop (iterating costs as much as a call)
+                sub, fn = one
                 try:
                     fn(event)
                 except Exception as exc:
-                    failures = _failed(failures, event, sub, exc)
+                    failures = _failed(None, event, sub, exc)
+            else:
+                for sub, fn in plan.pairs:
+                    try:
+                        fn(event)
+                    except Exception as exc:
+                        failures = _failed(failures, event, sub, exc)
             if failures:
                 self._report_failures(DispatchResult(event, len(plan.pairs), failures))
         finally:
