@@ -15,6 +15,7 @@ from aperion_bus import (
     extract_correlation_id_from_headers,
     generate_correlation_id,
     get_correlation_id,
+    hookimpl,
     set_correlation_id,
 )
 from aperion_bus.testing import Recorder
@@ -142,3 +143,57 @@ def test_bad_correlation_arguments() -> None:
         CorrelationContext(5)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         set_correlation_id(5)  # type: ignore[arg-type]
+
+
+class _KeepsEvents:
+    """An on_emit plugin that accepts everything: puts emit_async on its general path."""
+
+    @hookimpl
+    def on_emit(self, bus: EventBus, event: Event) -> None:
+        return None
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "async-weak", "async-hooked"])
+def test_a_correlation_id_set_inside_a_handler_keeps_the_causation(kind: str) -> None:
+    # set_correlation_id / CorrelationContext / clear_correlation_id inside a handler change
+    # the correlation id of what it emits, never its causation id (the running event's id)
+    children = Recorder()
+    parent_ids: list[str] = []
+    bus = EventBus([_KeepsEvents()] if kind == "async-hooked" else [])
+
+    def sync_parent(event: Event) -> None:
+        parent_ids.append(event.event_id)
+        set_correlation_id("X")
+        bus.emit("c.set", {}, wait_for_handlers=True)
+        with CorrelationContext("Y"):
+            bus.emit("c.ctx", {}, wait_for_handlers=True)
+        clear_correlation_id()
+        bus.emit("c.clear", {})  # in the background: the scope travels with it
+
+    async def async_parent(event: Event) -> None:
+        parent_ids.append(event.event_id)
+        set_correlation_id("X")
+        await bus.emit_async("c.set", {})
+        with CorrelationContext("Y"):
+            await bus.emit_async("c.ctx", {})
+        clear_correlation_id()
+        await asyncio.create_task(bus.emit_async("c.clear", {}))  # a task copies the scope
+
+    with bus:
+        bus.subscribe(children, "c.*")
+        if kind == "sync":
+            bus.subscribe(sync_parent, "p.x")
+            with CorrelationContext("R"):
+                bus.emit("p.x", {}, wait_for_handlers=True)
+        else:
+            bus.subscribe(async_parent, "p.x", weak=kind == "async-weak")
+
+            async def main() -> None:
+                with CorrelationContext("R"):
+                    await bus.emit_async("p.x", {})
+
+            asyncio.run(main())
+        assert bus.wait_for_pending(5)
+    got = sorted((e.event_type, e.correlation_id, e.causation_id) for e in children.events)
+    (pid,) = parent_ids
+    assert got == [("c.clear", None, pid), ("c.ctx", "Y", pid), ("c.set", "X", pid)]

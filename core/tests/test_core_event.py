@@ -140,15 +140,27 @@ def test_from_dict_fast_path_and_cattrs_path_agree() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_restarts_the_id_counter_at_a_random_value() -> None:
+    before = int(new_event_id()[16:], 16)  # the last value the parent drew before forking
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: report its next counter value and leave at once
+    if pid == 0:  # the child: report its first counter value and leave at once
         os.write(write_end, new_event_id()[16:].encode())
         os._exit(0)
     os.close(write_end)
-    parent_next = int(new_event_id()[16:], 16)
     with os.fdopen(read_end) as f:
-        child_next = int(f.read(), 16)
+        child_first = int(f.read(), 16)
     os.waitpid(pid, 0)
-    # the parent's counter went on from where it was; the child's was drawn anew
-    assert child_next not in (parent_next - 1, parent_next)
+    assert int(new_event_id()[16:], 16) == before + 1  # the parent's counter went on
+    assert child_first != before + 1  # the child's was drawn anew (1 in 2**31 to collide)
+
+
+def test_a_bad_time_is_not_taken_for_the_counter_wrapping() -> None:
+    from aperion_bus import _event
+
+    _event._restart_counter(1000)
+    try:
+        with pytest.raises(struct.error):
+            _event._id_after_wrap("not a time")  # type: ignore[arg-type]
+        assert 1000 < int(new_event_id()[16:], 16) < 1010  # not restarted at 0
+    finally:
+        _event._restart_counter()

@@ -336,3 +336,43 @@ def test_handlers_given_to_the_bus_are_subscribed_before_on_start() -> None:
 def test_handlers_must_be_names_or_callables() -> None:
     with pytest.raises(TypeError, match="entry point names and callables taking the bus, got int"):
         EventBus(handlers=[5])  # type: ignore[list-item]
+
+
+class StartedFlag:
+    name = "started-flag"
+
+    def __init__(self) -> None:
+        self.started = False
+        self.emits_before_start: list[str] = []
+
+    @hookimpl
+    def on_start(self, bus: EventBus) -> None:
+        self.started = True
+
+    @hookimpl
+    def on_emit(self, bus: EventBus, event: Event) -> None:
+        if not self.started:
+            self.emits_before_start.append(event.event_type)
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_a_handlers_callable_may_subscribe_but_not_emit(wait: bool) -> None:
+    # no plugin has started when the handlers are subscribed: an emit there is refused
+    plugin = StartedFlag()
+
+    def setup(bus: EventBus) -> None:
+        bus.subscribe(lambda e: None, "svc.*")
+        bus.emit("svc.ready", {}, wait_for_handlers=wait)
+
+    with pytest.raises(RuntimeError, match="may subscribe but not emit"):
+        EventBus([plugin], handlers=[setup])
+    assert plugin.emits_before_start == [] and not plugin.started
+
+
+def test_handlers_takes_a_single_callable() -> None:
+    rec = Recorder()
+    with EventBus(handlers=lambda bus: bus.subscribe(rec, "a.*")) as bus:
+        bus.emit("a.b", {}, wait_for_handlers=True)
+        bus.emit("a.c", {})  # emitting works as soon as the bus is built
+        assert bus.wait_for_pending(5)
+    assert rec.types == ["a.b", "a.c"]

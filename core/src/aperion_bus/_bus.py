@@ -173,7 +173,8 @@ class EventBus:
     ``settings[name]``) and plugin objects; :meth:`from_config` reads them from a file.
     ``handlers`` takes ``aperion_bus.handlers`` entry point names (``"*"``: all of them) and
     callables taking the bus that subscribe handlers; they run before the plugins'
-    ``on_start``, so a plugin that starts consuming events (a transport) finds them in place.
+    ``on_start``, so a plugin that starts consuming events (a transport) finds them in place,
+    and they may not emit (``RuntimeError``): no plugin has started yet.
 
     ``handler_timeout`` (seconds, None = no limit): how long an emit with
     ``wait_for_handlers=True`` (and the background worker) waits for one handler. An async
@@ -188,7 +189,9 @@ class EventBus:
         plugins: Iterable[str | object] = (),
         *,
         settings: Mapping[str, Mapping[str, Any]] | None = None,
-        handlers: Iterable[str | Callable[[EventBus], object]] | str = (),
+        handlers: Iterable[str | Callable[[EventBus], object]]
+        | str
+        | Callable[[EventBus], object] = (),
         handler_timeout: float | None = None,
         max_handler_threads: int = 32,
         strict: bool = True,
@@ -234,6 +237,7 @@ class EventBus:
         self._consumers: set[int] = set()  # threads consuming the queue under a timeout
         self._deferred_drops: list[tuple[Event, str, BaseException | None]] | None = None
         self._closing = False
+        self._building = False  # handlers= callables are running (see below)
         self._shutting_down = False
         self._closed = False
         self._threads = HandlerThreads(max_handler_threads, f"{name}-handler")
@@ -253,8 +257,14 @@ class EventBus:
         self._hooked = bool(h.on_emit or h.on_audit or h.on_handler_result or self._wrapped)
         # Handlers first: a plugin that starts consuming in on_start (a transport reading a
         # backlog) must find them in place, or what it reads meanwhile would reach no handler.
+        # They may subscribe, not emit: no plugin has started yet (emit refuses while
+        # _building; _closing keeps emit off its fast path and plans out of the cache).
         if handlers:
-            subscribe_handler_entry_points(self, handlers, strict=strict)
+            self._building = self._closing = True
+            try:
+                subscribe_handler_entry_points(self, handlers, strict=strict)
+            finally:
+                self._building = self._closing = False
         for caller, _plugin in self._hooks.on_start:
             try:
                 caller(self)
@@ -635,6 +645,12 @@ class EventBus:
     def _refuse_when_closed(self) -> None:
         """Called once ``shutdown()`` began. Handlers of events still being drained may go
         on emitting (what they emit is drained too); anyone else is refused."""
+        if self._building:
+            raise RuntimeError(
+                "the bus is being built: its handlers= callables (and handler entry points) "
+                "may subscribe but not emit, as no plugin has started yet; emit once "
+                "EventBus(...) has returned"
+            )
         if self._closed or _scope_event(_scope_get()) is None:
             raise BusClosedError("the bus is shut down; it accepts no events")
 

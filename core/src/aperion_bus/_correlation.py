@@ -1,10 +1,10 @@
 """Correlation ids carried in :mod:`contextvars`, and their HTTP header forms.
 
 The current correlation id follows the code that runs: ``CorrelationContext`` sets it for a
-block, the bus sets it to the event's own id while that event's handlers run (in the emitter's
-thread, in the bus's worker thread and on event loops alike), so an event emitted from a
-handler carries the same ``correlation_id`` and has the parent's ``event_id`` as its
-``causation_id``.
+block, the bus sets it to the event's ``correlation_id`` while that event's handlers run (in
+the emitter's thread, in the bus's worker thread and on event loops alike), so an event
+emitted from a handler carries the same ``correlation_id`` and has the parent's ``event_id``
+as its ``causation_id``.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ _time = time.time
 # like its value) then a 32-bit per-process counter, as 24 hex digits. struct packs both in one
 # C call, and the time is the event's timestamp itself: no int arithmetic, one clock read.
 _pack_id: Final = struct.Struct(">dI").pack
+_COUNTER_END: Final = 2**32
 _counter = itertools.count(random.getrandbits(31))
 _wrap_lock = threading.Lock()
 
@@ -41,13 +42,14 @@ os.register_at_fork(after_in_child=_restart_counter)
 
 
 def _id_after_wrap(ts: float) -> str:
-    """The id for time ``ts`` once the counter has passed 2**32 (struct refused it): wrap."""
+    """The id for time ``ts`` after struct refused to pack one: the counter passed 2**32
+    (wrap it; another thread may have done so already), or ``ts`` is no float (re-raised)."""
     with _wrap_lock:
-        try:  # another thread may have wrapped it already
-            return _pack_id(ts, next(_counter)).hex()
-        except struct.error:
+        n = next(_counter)
+        if n >= _COUNTER_END:
             _restart_counter(0)
-            return _pack_id(ts, next(_counter)).hex()
+            n = next(_counter)
+        return _pack_id(ts, n).hex()
 
 
 def new_event_id() -> str:

@@ -266,13 +266,15 @@ def handler(event_types: str | Iterable[str], priority: int = 100) -> Callable[[
 
 
 def subscribe_handler_entry_points(
-    bus: EventBus, names: Iterable[str | Callable[[EventBus], object]] | str, *,
+    bus: EventBus,
+    names: Iterable[str | Callable[[EventBus], object]] | str | Callable[[EventBus], object],
+    *,
     strict: bool = True,
 ) -> list[str]:
     """Subscribe the handlers of the named ``aperion_bus.handlers`` entry points ("*": all);
     a callable among ``names`` is called with the bus, as an entry point's callable is."""
     selected: list[str | Callable[[EventBus], object]] = (
-        [names] if isinstance(names, str) else list(names)
+        [names] if isinstance(names, str) or callable(names) else list(names)
     )
     if selected == ["*"]:
         selected = [*sorted(_entry_points(HANDLER_GROUP))]

@@ -37,6 +37,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), "MetricsServer"})
+
+
 __all__ = [
     "DEFAULT_BUCKETS",
     "DISPATCH_DURATION",
