@@ -25,33 +25,13 @@ from pathlib import Path
 N_DEFAULT = 60_000
 PAYLOAD = {"user_id": 42, "action": "login", "ip": "10.0.0.1", "tags": ["a", "b"], "ok": True}
 
-NEW = r"""
-import json, sys, time
-from aperion_bus import EventBus
-path, n, payload = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-bus = EventBus(plugins=["audit"], settings={"audit": {"path": path}})
-cnt = [0]
-def handler(event):
-    cnt[0] += 1
-bus.subscribe(handler, "bench.*")
-emit = bus.emit
-for _ in range(min(n, 2000)):
-    emit("bench.tick", payload, wait_for_handlers=True)
-t0 = time.perf_counter()
-for _ in range(n):
-    emit("bench.tick", payload, wait_for_handlers=True)
-dt = time.perf_counter() - t0
-bus.shutdown()
-lines = sum(1 for _ in open(path, "rb"))
-print(json.dumps({"eps": n / dt, "handled": cnt[0], "lines": lines}))
-"""
-
-OLD = r"""
+# The child script of one side: only the import and the construction of the bus differ.
+_CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from aperion_event_bus import EventBus
+{make_bus}
 path, n, payload = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-bus = EventBus(enable_audit=True, event_log_path=Path(path))
+bus = EventBus({bus_args})
 cnt = [0]
 def handler(event):
     cnt[0] += 1
@@ -65,8 +45,16 @@ for _ in range(n):
 dt = time.perf_counter() - t0
 bus.shutdown()
 lines = sum(1 for _ in open(path, "rb"))
-print(json.dumps({"eps": n / dt, "handled": cnt[0], "lines": lines}))
+print(json.dumps({{"eps": n / dt, "handled": cnt[0], "lines": lines}}))
 """
+NEW = _CHILD.format(
+    make_bus="from aperion_bus import EventBus",
+    bus_args='plugins=["audit"], settings={"audit": {"path": path}}',
+)
+OLD = _CHILD.format(
+    make_bus="from aperion_event_bus import EventBus",
+    bus_args="enable_audit=True, event_log_path=Path(path)",
+)
 
 
 def old_python(explicit: str | None) -> str:

@@ -106,34 +106,11 @@ def _redact_timer(r: Any, varied: bool) -> Any:
     return lambda: r.redact(next(it))
 
 
-def run_ours(events: int, varied: bool) -> dict[str, float]:
-    from aperion_bus import Event, EventBus
-    from aperion_bus_audit import AuditPlugin
-    from aperion_bus_redact import Redactor, RedactPlugin
-
+def _run(make_bus: Any, redactor: Any, events: int, varied: bool) -> dict[str, float]:
+    """One side: ``make_bus(path)`` builds a bus that audits to ``path`` with redaction on."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.jsonl"
-        bus = EventBus(plugins=[RedactPlugin(), AuditPlugin(path)])
-        count = [0]
-
-        def handler(event: Event) -> None:
-            count[0] += 1
-
-        bus.subscribe(handler, "order.*")
-        rate = _measure(_emitter(bus, events, varied), events)
-        bus.shutdown()
-        lines = path.read_text(encoding="utf-8").splitlines()
-        _check(lines[-1], count[0])
-    r = Redactor()
-    return {"events_per_s": rate, "redact_us": _time_us(_redact_timer(r, varied))}
-
-
-def run_121(events: int, varied: bool) -> dict[str, float]:
-    from aperion_event_bus import EventBus, Redactor  # type: ignore[import-not-found]
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "events.jsonl"
-        bus = EventBus(enable_audit=True, event_log_path=path, redactor=Redactor(enabled=True))
+        bus = make_bus(path)
         count = [0]
 
         def handler(event: Any) -> None:
@@ -144,8 +121,27 @@ def run_121(events: int, varied: bool) -> dict[str, float]:
         bus.shutdown()
         lines = path.read_text(encoding="utf-8").splitlines()
         _check(lines[-1], count[0])
-    r = Redactor(enabled=True)
-    return {"events_per_s": rate, "redact_us": _time_us(_redact_timer(r, varied))}
+    return {"events_per_s": rate, "redact_us": _time_us(_redact_timer(redactor, varied))}
+
+
+def run_ours(events: int, varied: bool) -> dict[str, float]:
+    from aperion_bus import EventBus
+    from aperion_bus_audit import AuditPlugin
+    from aperion_bus_redact import Redactor, RedactPlugin
+
+    def make_bus(path: Path) -> EventBus:
+        return EventBus(plugins=[RedactPlugin(), AuditPlugin(path)])
+
+    return _run(make_bus, Redactor(), events, varied)
+
+
+def run_121(events: int, varied: bool) -> dict[str, float]:
+    from aperion_event_bus import EventBus, Redactor  # type: ignore[import-not-found]
+
+    def make_bus(path: Path) -> Any:
+        return EventBus(enable_audit=True, event_log_path=path, redactor=Redactor(enabled=True))
+
+    return _run(make_bus, Redactor(enabled=True), events, varied)
 
 
 def _measure(emit: Any, events: int) -> float:
