@@ -27,6 +27,7 @@ EXPECTED = {
     "HandlerFailure",
     "HandlerOutcome",
     "HookSpecs",
+    "PendingQueue",
     "PluginError",
     "PluginLoadError",
     "PluginNotFoundError",

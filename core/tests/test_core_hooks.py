@@ -149,8 +149,8 @@ def test_dispatch_and_handler_wrappers() -> None:
         ("handler-end", True, True),
         ("handler-start", "bad_handler"),
         ("handler-end", False, True),
+        ("error", "KeyError"),  # the failure report comes before the wrappers' after-parts
         ("dispatch-end", 2, 1),
-        ("error", "KeyError"),
     ]
     # then the system.handler_error event is dispatched through the same wrappers
     assert w.log[7] == ("dispatch-start", "system.handler_error")
@@ -258,9 +258,15 @@ class BadArgs:
 
 
 class NotAGenerator:
-    @hookimpl
+    @hookimpl(wrapper=True)
     def on_dispatch(self, event: Event) -> None:
         pass
+
+
+class UnmarkedGenerator:
+    @hookimpl
+    def on_handler(self, event: Event) -> Generator[None, HandlerOutcome, None]:
+        yield
 
 
 @pytest.mark.parametrize(
@@ -269,6 +275,7 @@ class NotAGenerator:
         (Typo(), ["Typo", "on_emitt"]),
         (BadArgs(), ["BadArgs", "on_emit", "extra"]),
         (NotAGenerator(), ["NotAGenerator", "on_dispatch", "generator"]),
+        (UnmarkedGenerator(), ["UnmarkedGenerator", "on_handler", "wrapper=True"]),
     ],
 )
 def test_invalid_plugins_are_named_in_the_error(plugin: object, words: list[str]) -> None:

@@ -50,6 +50,7 @@ from ._types import (
     HandlerOutcome,
     Subscription,
 )
+from ._worker import PendingQueue
 
 
 def __getattr__(name: str) -> str:
@@ -87,6 +88,7 @@ __all__ = [
     "HandlerFailure",
     "HandlerOutcome",
     "HookSpecs",
+    "PendingQueue",
     "PluginError",
     "PluginLoadError",
     "PluginNotFoundError",

@@ -11,7 +11,6 @@ otherwise the plugin registered last runs first.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     from ._bus import EventBus
     from ._event import Event
     from ._types import DispatchResult, HandlerFailure, HandlerOutcome, Subscription
+    from ._worker import PendingQueue
 
 __all__ = ["PROJECT_NAME", "HookSpecs", "hookimpl", "hookspec"]
 
@@ -41,90 +41,79 @@ class HookSpecs:
         """
 
     @hookspec
-    def on_emit(self, bus: EventBus, event: Event) -> Event | None:
+    def on_emit(self, bus: EventBus, event: Event, wait_for_handlers: bool) -> Event | None:
         """An event was emitted; runs in the emitter's thread before anything else.
 
-        Return None to keep the event, or another :class:`Event` to replace it (the next
-        implementation sees the replacement). Raise :class:`DropEvent` to drop it silently
-        (:class:`EventForwarded` when another transport took it over), or
-        any other exception (subclass :class:`EventRejected`) to refuse it: the event is not
-        dispatched and the exception reaches the emitter.
+        ``wait_for_handlers`` is True for ``emit(..., wait_for_handlers=True)`` and
+        ``emit_async``. Return None to keep the event, or another :class:`Event` to replace it
+        (the next implementation sees the replacement). Raise :class:`DropEvent` to drop it
+        silently (:class:`EventForwarded` when another transport took it over), or any other
+        exception (subclass :class:`EventRejected`) to refuse it: the event is not dispatched
+        and the exception reaches the emitter. Users: validate, metrics, otel, redis.
         """
 
     @hookspec
-    def on_enqueue(self, bus: EventBus, event: Event) -> None:
-        """An event is about to be queued for background dispatch (``wait_for_handlers=False``).
+    def on_enqueue(self, bus: EventBus, event: Event, queue: PendingQueue) -> None:
+        """Admission of a background event (``wait_for_handlers=False``) to the bus's queue.
 
-        Called with ``bus.pending_condition`` held, so that a check of
-        ``bus.get_pending_count()`` and the queueing are one atomic step. May wait on that
-        condition (it is notified whenever a background event finishes), call
-        ``bus.discard_oldest_pending()``, raise :class:`DropEvent` or raise an
-        :class:`EventRejected`. Backpressure is built on it.
+        Called in the emitter's thread while this bus admits no other event, so that reading
+        ``queue.pending`` and the queueing are one atomic step. ``queue`` is the documented
+        admission interface (:class:`aperion_bus.PendingQueue`): ``pending``, ``wait_below()``,
+        ``discard_oldest()``, ``in_consumer``. Raise :class:`DropEvent` or an
+        :class:`EventRejected` to refuse the event. User: backpressure.
         """
 
     @hookspec
     def on_audit(self, bus: EventBus, record: dict[str, Any]) -> dict[str, Any] | None:
-        """An audit record on its way out: one per accepted event, in the emitter's thread.
+        """An audit record on its way out: one per accepted event, before any handler runs.
 
-        ``record`` is ``event.to_dict()`` (its ``payload`` is the emitter's dict: never mutate
-        it). Return a new dict to replace the record for the implementations after you
-        (redaction does, ``tryfirst``), or None to pass it on unchanged; the writer (audit,
-        ``trylast``) stores what reaches it. An exception is logged and counted, and the
-        record goes no further (fail closed: a redactor that fails must not let the writer
-        store the original); ``get_stats()["audit_records_lost"]`` counts such records.
+        Runs in the dispatching thread: the emitter's for a waited emit, ``emit_async`` and
+        ``dispatch()``, the bus's worker for a background emit (so heavy work such as
+        redaction leaves the emitter's thread). ``record`` is ``event.to_dict()`` (its
+        ``payload`` is the emitter's dict: never mutate it). Return a new dict to replace the
+        record for the implementations after you (redaction does, ``tryfirst``), or None to
+        pass it on unchanged; the writer (audit, ``trylast``) stores what reaches it. An
+        exception is logged and counted, and the record goes no further (fail closed: a
+        redactor that fails must not let the writer store the original);
+        ``get_stats()["audit_records_lost"]`` counts such records. Users: redact, audit.
         """
 
     @hookspec
-    def on_dispatch(self, bus: EventBus, event: Event) -> Generator[None, DispatchResult, None]:
-        """Wraps the dispatch of one event to its handlers: a generator function.
+    def on_dispatch(self, bus: EventBus, event: Event, result: DispatchResult) -> Any:
+        """One event's dispatch to its handlers, as in pluggy: wrappers and plain calls.
 
-        Code before ``yield`` runs before the first handler, in the dispatching thread (the
-        emitter's with ``wait_for_handlers=True``, the bus's worker otherwise, the event loop
-        for ``emit_async``); ``yield`` returns the :class:`DispatchResult`. Mark it
-        ``@hookimpl(wrapper=True)``. Exceptions are isolated and counted.
+        A ``@hookimpl(wrapper=True)`` generator wraps the dispatch: code before ``yield`` runs
+        before the first handler, in the dispatching thread; ``yield`` returns the
+        :class:`DispatchResult`, or raises the exception that ended the dispatch (only a
+        ``BaseException`` such as ``KeyboardInterrupt``: handler errors are results); the
+        wrapper may return another ``DispatchResult`` to replace it (None keeps it). A plain
+        implementation is called once the dispatch ended, with ``result`` (after the
+        failures' ``on_handler_error`` calls, before the wrappers' after-parts and the
+        ``system.handler_error`` events). ``result`` is None for wrappers. Errors are isolated
+        and counted. Users: otel (wrapper), dlq (plain: "all handlers failed").
         """
-        yield
 
     @hookspec
     def on_handler(
-        self, bus: EventBus, event: Event, subscription: Subscription
-    ) -> Generator[None, HandlerOutcome, None]:
-        """Wraps one handler call: a generator function, like ``on_dispatch``.
+        self, bus: EventBus, event: Event, subscription: Subscription, outcome: HandlerOutcome
+    ) -> Any:
+        """The one observation point of a handler call: wrappers and plain calls, as in pluggy.
 
-        Code before ``yield`` runs just before the handler, in the context it will run in;
-        ``yield`` returns the :class:`HandlerOutcome` (duration, error). Metrics and spans use
-        it. Exceptions are isolated and counted.
-        """
-        yield
-
-    @hookspec
-    def on_handler_result(
-        self,
-        bus: EventBus,
-        event: Event,
-        subscription: Subscription,
-        duration: float,
-        error: BaseException | None,
-    ) -> None:
-        """A handler call finished: ``duration`` in seconds, ``error`` None on success.
-
-        A plain call after each handler, in the handler's thread: several times cheaper than
-        an ``on_handler`` wrapper, and it keeps emit on its inline path. Metrics use it.
-        Not called for a call that ran over ``handler_timeout`` (the timeout goes to
-        ``on_handler_error``; a sync handler's late end is not reported), so one call is one
-        result or one timeout. Exceptions are isolated and counted.
+        A ``@hookimpl(wrapper=True)`` generator wraps the call, in the handler's thread and
+        context (spans started there are the handler's parent); ``yield`` returns the
+        :class:`HandlerOutcome` (duration, error, reason) or raises a ``BaseException`` that
+        is not an ``Exception`` (those end the dispatch); returning another outcome replaces
+        it. A plain implementation is called after the call with ``outcome`` (cheaper than a
+        wrapper). A call that ran over ``handler_timeout`` is reported once, by the bus, with
+        ``reason=HANDLER_TIMEOUT`` (a sync handler's late end is not reported). ``outcome`` is
+        None for wrappers. Errors are isolated and counted. Users: otel (wrapper), metrics.
         """
 
     @hookspec
     def on_handler_error(self, bus: EventBus, failure: HandlerFailure) -> None:
-        """A handler raised, or ran out of time. Exceptions are isolated and counted."""
-
-    @hookspec
-    def on_dispatch_failed(self, bus: EventBus, result: DispatchResult) -> None:
-        """An event's dispatch ended with at least one failure (after its ``on_handler_error``
-        calls, before its ``system.handler_error`` events). ``result.handled`` handlers ran and
-        ``result.failures`` failed: the dead-letter queue records "all handlers failed" here
-        without wrapping every dispatch. Exceptions are isolated and counted.
+        """A handler raised, or ran out of time: the failure report, once per failure, after
+        the dispatch's handlers ran and before its ``on_dispatch`` plain calls. Errors are
+        isolated and counted. Users: dlq, metrics, structlog.
         """
 
     @hookspec
@@ -134,8 +123,10 @@ class HookSpecs:
         """An emitted event will not be dispatched.
 
         ``reason`` is ``"rejected"`` (an ``on_emit``/``on_enqueue`` hook raised ``error``),
-        ``"discarded"`` (``discard_oldest_pending``), ``"shutdown"`` (the bus was shut down
-        without draining it), or the reason given to :class:`DropEvent`.
+        ``"discarded"`` (``PendingQueue.discard_oldest``), ``"shutdown"`` (the bus was shut
+        down without draining it), ``"dead_letter"`` (a transport gave up on it:
+        ``error`` is a :class:`DeliveryFailed`, see :meth:`EventBus.report_dead_letter`), or
+        the reason given to :class:`DropEvent`. Users: dlq, metrics, structlog, backpressure.
         """
 
     @hookspec
@@ -146,7 +137,7 @@ class HookSpecs:
     def on_closing(self, bus: EventBus) -> None:
         """``shutdown()`` began; the bus still accepts events. Stop taking in new work here
         (a transport stops reading) and finish what is in flight: handlers may still emit.
-        Exceptions are isolated and counted.
+        Exceptions are isolated and counted. User: redis.
         """
 
     @hookspec

@@ -189,10 +189,20 @@ def register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
         pm.check_pending()
         for hook in _WRAPPER_HOOKS:
             for impl in getattr(pm.hook, hook).get_hookimpls():
-                if impl.plugin is plugin and not inspect.isgeneratorfunction(impl.function):
+                if impl.plugin is not plugin:
+                    continue
+                wrapper = impl.wrapper or impl.hookwrapper
+                is_gen = inspect.isgeneratorfunction(impl.function)
+                if wrapper and not is_gen:
                     raise PluginError(
-                        f"plugin {name!r}: hook {hook} must be a generator function that "
-                        "yields once (mark it @hookimpl(wrapper=True))"
+                        f"plugin {name!r}: hook {hook} is marked wrapper=True but is not a "
+                        "generator function that yields once"
+                    )
+                if is_gen and not wrapper:
+                    raise PluginError(
+                        f"plugin {name!r}: hook {hook} is a generator function: mark it "
+                        "@hookimpl(wrapper=True) to wrap the call, or make it a plain function "
+                        "(called after the call with its result)"
                     )
     except pluggy.PluginValidationError as exc:
         pm.unregister(plugin)

@@ -14,6 +14,7 @@ from aperion_bus import (
     Event,
     EventBus,
     EventRejected,
+    PendingQueue,
     PluginLoadError,
     hookimpl,
 )
@@ -121,13 +122,24 @@ def test_discarded_event() -> None:
         started.set()
         gate.wait(10)
 
-    with capture_logs() as entries, EventBus(plugins=[StructlogPlugin()]) as bus:
+    discards: list[Event | None] = []
+
+    class DiscardOnThird:
+        """An admission hook that makes room by discarding the oldest queued event."""
+
+        @hookimpl
+        def on_enqueue(self, event: Event, queue: PendingQueue) -> None:
+            if event.event_type == "q.third":
+                discards.append(queue.discard_oldest())
+
+    plugins = [StructlogPlugin(), DiscardOnThird()]
+    with capture_logs() as entries, EventBus(plugins=plugins) as bus:
         bus.subscribe(blocking, "q.*")
         bus.emit("q.first")
         assert started.wait(10)  # the worker is busy with q.first
         second = bus.emit("q.second")
         bus.emit("q.third")
-        discarded = bus.discard_oldest_pending()
+        [discarded] = discards
         gate.set()
         assert bus.wait_for_pending(10)
     assert discarded is not None and discarded.event_id == second

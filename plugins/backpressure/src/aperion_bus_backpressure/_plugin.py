@@ -15,6 +15,7 @@ from aperion_bus import (
     Event,
     EventBus,
     EventRejected,
+    PendingQueue,
     current_event,
     hookimpl,
 )
@@ -168,24 +169,24 @@ class BackpressurePlugin:
 
     # ------------------------------------------------------------------ hooks
     @hookimpl
-    def on_enqueue(self, bus: EventBus, event: Event) -> None:
-        """Apply the policy; the kernel calls this with ``bus.pending_condition`` held."""
+    def on_enqueue(self, bus: EventBus, event: Event, queue: PendingQueue) -> None:
+        """Apply the policy through the kernel's admission interface (``queue``)."""
         limit = self.max_pending_events
-        if bus.get_pending_count() < limit:
+        if queue.pending < limit:
             return
         policy = self.overflow_policy
         if policy is OverflowPolicy.DROP:
             raise DropEvent(DROP_REASON)
         if policy is OverflowPolicy.DROP_OLDEST:
-            while bus.get_pending_count() >= limit:
-                if bus.discard_oldest_pending() is None:
+            while queue.pending >= limit:
+                if queue.discard_oldest() is None:
                     # only the event being dispatched is pending (limit 1): nothing to discard
                     raise DropEvent(DROP_REASON)
             return
         if policy is OverflowPolicy.RAISE:
             raise self._refuse(bus, event, "")
         # BLOCK: never wait where the wait could hold up what frees room
-        if bus.in_worker_thread():
+        if queue.in_consumer:
             raise self._refuse(bus, event, _IN_WORKER)
         if current_event() is not None:
             # a handler of a background event (on a pool thread under handler_timeout, or an
@@ -193,24 +194,14 @@ class BackpressurePlugin:
             raise self._refuse(bus, event, _IN_HANDLER)
         if _get_running_loop() is not None:
             raise self._refuse(bus, event, _ON_LOOP)
-        self._wait(bus, event, limit)
+        self._wait(bus, event, limit, queue)
 
-    def _wait(self, bus: EventBus, event: Event, limit: int) -> None:
+    def _wait(self, bus: EventBus, event: Event, limit: int, queue: PendingQueue) -> None:
         timeout = self.block_timeout
         start = _monotonic()
-        deadline = None if timeout is None else start + timeout
-        cond = bus.pending_condition
         try:
-            while bus.get_pending_count() >= limit:
-                if deadline is None:
-                    cond.wait()
-                    continue
-                remaining = deadline - _monotonic()
-                if remaining <= 0:
-                    raise self._refuse(
-                        bus, event, f" (waited block_timeout={timeout}s for room)"
-                    )
-                cond.wait(remaining)
+            if not queue.wait_below(limit, timeout):  # BusClosedError if the bus shuts down
+                raise self._refuse(bus, event, f" (waited block_timeout={timeout}s for room)")
         finally:
             waited = _monotonic() - start
             with self._lock:

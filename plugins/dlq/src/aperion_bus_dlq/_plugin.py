@@ -93,7 +93,10 @@ class DLQPlugin:
             self.queue.add_failure(failure)
 
     @hookimpl
-    def on_dispatch_failed(self, bus: EventBus, result: DispatchResult) -> None:
+    def on_dispatch(self, result: DispatchResult) -> None:
+        # a plain call once the dispatch ended (after its on_handler_error calls)
+        if not result.failures:
+            return
         event = result.event
         if (
             self.record_all_failed

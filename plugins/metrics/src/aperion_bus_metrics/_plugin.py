@@ -8,14 +8,22 @@ import time
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from aperion_bus import ConfigError, Event, EventBus, FailureReason, HandlerFailure, hookimpl
+from aperion_bus import (
+    ConfigError,
+    Event,
+    EventBus,
+    FailureReason,
+    HandlerFailure,
+    HandlerOutcome,
+    hookimpl,
+)
 
 from ._backends import MetricsBackend
 from ._collector import MetricsCollector
 from ._prometheus import PrometheusMetrics
 
 if TYPE_CHECKING:
-    from aperion_bus import DispatchResult, Subscription
+    from aperion_bus import DispatchResult
     from prometheus_client import CollectorRegistry
 
     from ._server import MetricsServer
@@ -102,7 +110,7 @@ class MetricsPlugin:
             record_dispatch = collector.record_dispatch
 
             @hookimpl(wrapper=True)
-            def on_dispatch(bus: EventBus, event: Event) -> Generator[None, DispatchResult, None]:
+            def on_dispatch(event: Event) -> Generator[None, DispatchResult, None]:
                 t0 = _perf()
                 yield
                 record_dispatch(event.event_type, _perf() - t0)
@@ -110,28 +118,20 @@ class MetricsPlugin:
             self.on_dispatch = on_dispatch
 
     # ------------------------------------------------------------------ hooks
-    # Hooks take the spec's full argument list: the kernel calls those without an adapter.
     # Default order, on purpose: after the tryfirst hooks that refuse events (validation),
     # before the trylast ones that hand events to another transport (redis raises
     # EventForwarded, which stops the hooks after it). Two trylast hooks run in registration
     # order, so a trylast counter would miss forwarded events depending on the plugin list.
     @hookimpl
-    def on_emit(self, bus: EventBus, event: Event) -> None:
+    def on_emit(self, event: Event) -> None:
         self._emitted(event.event_type)
 
     @hookimpl
-    def on_handler_result(
-        self,
-        bus: EventBus,
-        event: Event,
-        subscription: Subscription,
-        duration: float,
-        error: BaseException | None,
-    ) -> None:
-        # a plain post-call hook: the kernel keeps its inline dispatch loop (no wrapper). The
-        # kernel does not report a call that ran over handler_timeout here (its timeout goes
-        # to on_handler_error), so every call is counted once.
-        self._handled(subscription.name, duration)
+    def on_handler(self, outcome: HandlerOutcome) -> None:
+        # a plain call after each handler call (no wrapper). A timeout is counted, as a call
+        # and a failure, by on_handler_error (the kernel never reports a late end)
+        if outcome.reason is not _TIMEOUT:
+            self._handled(outcome.subscription.name, outcome.duration)
 
     @hookimpl
     def on_handler_error(self, bus: EventBus, failure: HandlerFailure) -> None:

@@ -1,0 +1,189 @@
+"""Subscriptions and the per-event-type plans compiled from them.
+
+A :class:`Plan` is what one event type resolves to: its subscriptions in call order, and the
+flags the dispatch loops branch on, computed once. Plans are cached per event type in a
+bounded FIFO cache (entries and bytes: types longer than ``TYPE_CACHE_MAX_LEN`` characters
+are resolved every time, never kept), and interned per *set of matching patterns*, so a miss
+(a type not seen lately) costs the candidate patterns' lookups, not a plan build: 100,000
+types that all match ``*`` share one plan.
+
+Writers (subscribe, unsubscribe) take a lock and replace the one pattern's tuple; readers
+(emit) never lock. A change to a pattern drops only the plans that pattern matches: an exact
+pattern its own type, a wildcard the cached types below it, and the interned plans that hold
+it.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Final
+
+from ._patterns import CATCH_ALL, candidate_patterns
+from ._types import Handler, Subscription
+
+__all__ = ["EMPTY", "Plan", "Registry"]
+
+#: cached event types at most
+TYPE_CACHE_MAX: Final = 16_384
+#: longer event types are resolved on every emit instead of being cached (bounds the bytes)
+TYPE_CACHE_MAX_LEN: Final = 256
+
+
+class Plan:
+    """The subscriptions one event type resolves to, in call order, and what they need."""
+
+    __slots__ = ("all_async", "has_async", "one", "pairs", "plain", "strong", "subs")
+
+    def __init__(self, subs: tuple[Subscription, ...]) -> None:
+        self.subs = subs
+        self.has_async = any(s.is_async for s in subs)
+        self.all_async = all(s.is_async for s in subs)
+        #: no weakly held handler
+        self.strong = all(s.fn is not None for s in subs)
+        #: strong, sync handlers only: the plain loop may run it
+        self.plain = self.strong and not self.has_async
+        self.pairs: tuple[tuple[Subscription, Handler], ...] = tuple(
+            (s, s.fn) for s in subs if s.fn is not None
+        )
+        #: the only pair when there is exactly one
+        self.one = self.pairs[0] if len(self.pairs) == 1 else None
+
+
+#: the plan of a type nothing matches
+EMPTY: Final = Plan(())
+
+
+def _order(s: Subscription) -> tuple[int, int]:
+    return (-s.priority, s.seq)
+
+
+class Registry:
+    """The subscriptions of one bus, by id and by pattern, and the plan cache."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.subs: dict[str, Subscription] = {}
+        self.by_pattern: dict[str, tuple[Subscription, ...]] = {}
+        #: event type -> plan; read without a lock by emit
+        self.plans: collections.OrderedDict[str, Plan] = collections.OrderedDict()
+        #: matching patterns (in candidate order) -> plan
+        self._interned: dict[tuple[str, ...], Plan] = {}
+        self._interned_by_pattern: dict[str, set[tuple[str, ...]]] = {}
+        self._seq = itertools.count(1)
+        self.total = 0
+        #: bumped by every change, so that a plan computed across one is not cached
+        self.gen = 0
+        #: set once the bus is closing: plans are no longer cached
+        self.frozen = False
+
+    # ------------------------------------------------------------------ reading
+    def plan(self, event_type: str) -> Plan:
+        """The plan of ``event_type`` (an already checked type), cached."""
+        plan = self.plans.get(event_type)
+        if plan is not None:
+            return plan
+        gen = self.gen
+        by_pattern = self.by_pattern
+        key = tuple(p for p in candidate_patterns(event_type) if p in by_pattern)
+        if not key:
+            plan = EMPTY
+        else:
+            plan = self._interned.get(key)
+            if plan is None:
+                plan = self._intern(key)
+        if len(event_type) <= TYPE_CACHE_MAX_LEN and not self.frozen:
+            plans = self.plans
+            if len(plans) >= TYPE_CACHE_MAX:
+                try:  # noqa: SIM105 - the cheapest form on this path
+                    plans.popitem(last=False)
+                except KeyError:  # emptied meanwhile by a writer
+                    pass
+            plans[event_type] = plan
+            if self.gen != gen:  # a writer changed the subscriptions meanwhile: maybe stale
+                plans.pop(event_type, None)
+        return plan
+
+    def _intern(self, key: tuple[str, ...]) -> Plan:
+        with self.lock:
+            by_pattern = self.by_pattern
+            found: dict[int, Subscription] = {}
+            for pattern in key:
+                for sub in by_pattern.get(pattern, ()):
+                    found[sub.seq] = sub
+            plan = Plan(tuple(sorted(found.values(), key=_order)))
+            if all(p in by_pattern for p in key):  # still current: keep it
+                self._interned[key] = plan
+                for pattern in key:
+                    self._interned_by_pattern.setdefault(pattern, set()).add(key)
+            return plan
+
+    # ------------------------------------------------------------------ writing
+    def add(
+        self,
+        patterns: tuple[str, ...],
+        priority: int,
+        name: str,
+        is_async: bool,
+        make_ref: Callable[[str], object] | None,
+        fn: Handler | None,
+    ) -> Subscription:
+        """Add a subscription (``make_ref(sub_id)`` builds its weak reference)."""
+        with self.lock:
+            seq = next(self._seq)
+            sub_id = f"sub-{seq}"
+            ref = make_ref(sub_id) if make_ref is not None else None
+            sub = Subscription(
+                id=sub_id,
+                patterns=patterns,
+                priority=priority,
+                seq=seq,
+                name=name,
+                is_async=is_async,
+                fn=fn,
+                ref=ref,  # type: ignore[arg-type]
+            )
+            for p in patterns:
+                old = self.by_pattern.get(p)
+                self.by_pattern[p] = tuple(sorted((*(old or ()), sub), key=_order))
+                self._changed(p)
+            self.subs[sub_id] = sub
+            self.total += 1
+            return sub
+
+    def remove(self, subscription_id: str) -> bool:
+        with self.lock:
+            sub = self.subs.pop(subscription_id, None)
+            if sub is None:
+                return False
+            for p in sub.patterns:
+                rest = tuple(s for s in self.by_pattern.get(p, ()) if s is not sub)
+                if rest:
+                    self.by_pattern[p] = rest
+                else:
+                    self.by_pattern.pop(p, None)
+                self._changed(p)
+            return True
+
+    def _changed(self, pattern: str) -> None:
+        """Drop the plans ``pattern`` matches (called with the lock held)."""
+        self.gen += 1
+        for key in self._interned_by_pattern.pop(pattern, ()):
+            self._interned.pop(key, None)
+        plans = self.plans
+        if pattern == CATCH_ALL:
+            plans.clear()
+        elif not pattern.endswith(".*"):
+            plans.pop(pattern, None)
+        else:
+            prefix = pattern[:-1]  # "a.b.*" -> "a.b."
+            for event_type in [t for t in list(plans) if t.startswith(prefix)]:
+                plans.pop(event_type, None)
+
+    def clear_cache(self) -> None:
+        with self.lock:
+            self.plans.clear()
+            self._interned.clear()
+            self._interned_by_pattern.clear()
