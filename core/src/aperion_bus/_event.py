@@ -46,7 +46,8 @@ def _restart_counter(start: int | None = None) -> None:
     _counter = itertools.count(random.getrandbits(31) if start is None else start)
 
 
-os.register_at_fork(after_in_child=_restart_counter)
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_restart_counter)
 
 
 def _id_after_wrap(ts: float) -> str:
