@@ -83,6 +83,15 @@ def test_limits_are_inclusive() -> None:
     assert Event.from_jsonl(huge_but_finite.to_jsonl()) == huge_but_finite
 
 
+def test_many_shallow_containers_are_not_deep() -> None:
+    # more than 200 brackets in the line, so the payload is walked: it is only 3 levels deep
+    wide = Event("a.b", {"rows": [{"cells": [i, [i]]} for i in range(300)]})
+    assert Event.from_jsonl(wide.to_jsonl()) == wide
+    assert Event.from_dict(wide.to_dict()) == wide
+    brackets_in_text = Event("a.b", {"text": "[{" * 1000})  # brackets inside a string
+    assert Event.from_jsonl(brackets_in_text.to_jsonl()) == brackets_in_text
+
+
 def test_integer_limit_holds_when_the_process_lifts_the_interpreters() -> None:
     before = sys.get_int_max_str_digits()
     sys.set_int_max_str_digits(0)  # unlimited: int() would take quadratic time

@@ -246,8 +246,13 @@ class Event(_EventSlots):
             ) from None
         except ValueError as exc:  # the interpreter's own int_max_str_digits limit
             raise EventDecodeError(f"not a JSON line this codec reads: {exc}") from exc
+        event = _from_mapping(cls, data, False)
         # a payload deeper than MAX_PAYLOAD_DEPTH needs that many opening brackets in the line
-        return _from_mapping(cls, data, len(line) >= _DEPTH_CHECK_LEN and _may_be_deep(line))
+        if len(line) >= _DEPTH_CHECK_LEN and not _parsed_within_depth(line, event.payload):
+            raise EventDecodeError(
+                f"malformed event: the payload nests deeper than {MAX_PAYLOAD_DEPTH} levels"
+            )
+        return event
 
 
 def _from_mapping(cls: type[Event], data: object, check_depth: bool) -> Event:
@@ -264,7 +269,9 @@ def _from_mapping(cls: type[Event], data: object, check_depth: bool) -> Event:
     except (TypeError, ValueError, OverflowError):
         pass  # cattrs below names every problem
     except Exception as exc:  # a Mapping whose own methods fail
-        raise EventDecodeError(f"malformed event: {type(exc).__name__}: {exc}") from exc
+        raise EventDecodeError(
+            _short(f"malformed event: {type(exc).__name__}: {_describe(exc, None)}")
+        ) from exc
     if event is None:
         event = _structure(cls, data)
     if check_depth and not _within_depth(None, event.payload):
@@ -299,7 +306,7 @@ def _reject_constant(name: str) -> Any:
 
 def _finite_float(text: str) -> float:
     value = float(text)
-    if value - value != 0.0:  # inf - inf is nan, and nan compares unequal to everything
+    if value - value:  # 0.0 for a finite value; inf - inf is nan, which is true
         raise EventDecodeError(
             f"not a JSON line this codec reads: the number {_short(text, 40)} overflows a float "
             "(floats must be finite)"
@@ -352,10 +359,34 @@ def _parse(line: str, scan: _Scanner) -> Any:
 # A line whose payload nests deeper than MAX_PAYLOAD_DEPTH has more than MAX_PAYLOAD_DEPTH + 1
 # opening brackets (the event object's own brace is one), hence twice that many characters.
 _DEPTH_CHECK_LEN: Final = 2 * (MAX_PAYLOAD_DEPTH + 2)
+_WALK_BUDGET: Final = 4
 
 
 def _may_be_deep(line: str) -> bool:
     return line.count("[") + line.count("{") > MAX_PAYLOAD_DEPTH + 1
+
+
+def _parsed_within_depth(line: str, payload: dict[str, Any]) -> bool:
+    """:func:`_within_depth` for a payload just parsed from ``line`` (only dicts and lists),
+    the cheaper way. Counting brackets costs about a dozen instructions per character of the
+    line, walking the payload far more per value. So walk first, for at most
+    ``_WALK_BUDGET`` values: a payload of a few long strings is settled that way, one of many
+    values is left to the count."""
+    budget = _WALK_BUDGET
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        if depth > MAX_PAYLOAD_DEPTH:
+            return False
+        children = value.values() if type(value) is dict else value
+        budget -= len(children)
+        if budget < 0:
+            return _within_depth(line, payload)
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                push((child, depth + 1))
+    return True
 
 
 def _within_depth(line: str | None, payload: object) -> bool:
