@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import os
 import random
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, cast
 
 if TYPE_CHECKING:
@@ -20,7 +21,14 @@ import attrs
 
 from ._errors import EventDecodeError
 
-__all__ = ["Event", "new_event_id"]
+__all__ = ["MAX_INT_DIGITS", "MAX_PAYLOAD_DEPTH", "Event", "new_event_id"]
+
+#: The deepest payload the codec reads or writes: the payload dict itself is level 1, a list or
+#: dict inside it level 2, and so on. Deeper input raises :class:`EventDecodeError`.
+MAX_PAYLOAD_DEPTH: Final = 200
+#: The most digits (sign not counted) an integer in a JSON line may have: CPython's own default
+#: ``sys.get_int_max_str_digits()``, enforced by the codec even where a process changed it.
+MAX_INT_DIGITS: Final = 4300
 
 _time = time.time
 # An id is the creation time (a big-endian IEEE-754 double: for positive numbers its bytes sort
@@ -38,7 +46,8 @@ def _restart_counter(start: int | None = None) -> None:
     _counter = itertools.count(random.getrandbits(31) if start is None else start)
 
 
-os.register_at_fork(after_in_child=_restart_counter)
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_restart_counter)
 
 
 def _id_after_wrap(ts: float) -> str:
@@ -96,6 +105,19 @@ def _check_event_id(_inst: object, _attr: object, value: Any) -> None:
 def _check_timestamp(_inst: object, _attr: object, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"timestamp must be a number, got {type(value).__name__}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
+        raise ValueError(f"timestamp must be a finite number of seconds, got {_number(value)}")
+
+
+def _number(value: float) -> str:
+    """``repr(value)``, short even for a huge int (whose repr may raise or run for long)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
 
 
 class _EventSlots:
@@ -121,6 +143,22 @@ class Event(_EventSlots):
     ``payload`` is the dict the emitter passed; the bus never mutates it and hands the same
     object to every handler, so handlers must not mutate it either.
     ``causation_id`` is the ``event_id`` of the event whose handler emitted this one.
+    ``timestamp`` is a finite number of seconds since the epoch.
+
+    The JSON codec (:meth:`to_jsonl`, :meth:`from_jsonl`, :meth:`from_dict`) is safe on hostile
+    input: decoding raises :class:`EventDecodeError` (a ``ValueError``) and nothing else, for
+    any ``str`` or ``bytes``, in time linear in its length. Its limits, the same both ways:
+
+    - the payload nests at most :data:`MAX_PAYLOAD_DEPTH` (200) containers deep, the payload
+      itself counting as one;
+    - integers have at most :data:`MAX_INT_DIGITS` (4300) digits;
+    - floats are finite: ``NaN``, ``Infinity`` and literals that overflow (``1e400``) are
+      refused, and ``timestamp`` must be finite;
+    - lines have no length limit of their own (decoding is linear; a transport bounds the size
+      of what it accepts).
+
+    :meth:`to_jsonl` raises ``TypeError`` for an event past these limits, so whatever it writes
+    :meth:`from_jsonl` reads back equal.
     """
 
     event_type: str = attrs.field(validator=_check_event_type)
@@ -148,49 +186,234 @@ class Event(_EventSlots):
         }
 
     def to_jsonl(self) -> str:
-        """One line of JSON (no newline). Raises ``TypeError`` for a payload JSON cannot hold."""
+        """One line of JSON (no newline).
+
+        Raises ``TypeError`` for a payload JSON cannot hold or the codec's limits refuse
+        (nesting, integer digits, non-finite floats: see the class docstring).
+        """
         try:
-            return _dumps(self.to_dict())
+            line = _dumps(self.to_dict())
+        except RecursionError:
+            problem = f"the payload nests deeper than {MAX_PAYLOAD_DEPTH} levels"
         except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"event {self.event_id} ({self.event_type}) cannot be serialized: {exc}"
-            ) from exc
+            problem = str(exc)
+        else:
+            if len(line) < _DEPTH_CHECK_LEN or _within_depth(line, self.payload):
+                return line
+            problem = f"the payload nests deeper than {MAX_PAYLOAD_DEPTH} levels"
+        raise TypeError(
+            f"event {self.event_id} ({self.event_type}) cannot be serialized: {problem}"
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Event:
-        """Build an event from :meth:`to_dict` output; raises :class:`EventDecodeError`."""
-        if not isinstance(data, Mapping):
-            raise EventDecodeError(f"an event must be a JSON object, got {type(data).__name__}")
-        if data.keys() == _FIELD_NAMES:  # the common case: what to_dict wrote
-            timestamp = data["timestamp"]
-            if type(timestamp) is int:
-                timestamp = float(timestamp)
-            try:
-                return cls(**{**data, "timestamp": timestamp})  # the validators check types
-            except (TypeError, ValueError):
-                pass  # cattrs below names every problem
-        import cattrs  # imported on first use: it costs more than the rest of the kernel
+        """Build an event from :meth:`to_dict` output; raises :class:`EventDecodeError`.
 
-        try:
-            return _converter().structure(dict(data), cls)
-        except cattrs.BaseValidationError as exc:
-            problems = "; ".join(
-                cattrs.transform_error(exc, path="event", format_exception=_describe)
-            )
-            raise EventDecodeError(f"malformed event: {problems}") from exc
-        except (TypeError, ValueError) as exc:
-            raise EventDecodeError(f"malformed event: {exc}") from exc
+        The values are taken as they are (the payload is not copied); the field types, a finite
+        ``timestamp`` and the payload's nesting depth (at most :data:`MAX_PAYLOAD_DEPTH`) are
+        checked.
+        """
+        return _from_mapping(cls, data, True)
 
     @classmethod
     def from_jsonl(cls, line: str | bytes) -> Event:
-        """Parse one line written by :meth:`to_jsonl`; raises :class:`EventDecodeError`."""
+        """Parse one line written by :meth:`to_jsonl`; raises :class:`EventDecodeError`.
+
+        ``bytes`` may be UTF-8, UTF-16 or UTF-32 (detected as ``json.loads`` does). Any other
+        input, however malformed, deep or large, raises :class:`EventDecodeError` naming the
+        problem; the limits are listed in the class docstring.
+        """
+        if not isinstance(line, str):
+            if not isinstance(line, (bytes, bytearray)):
+                raise EventDecodeError(
+                    f"not a JSON line: expected str or bytes, got {type(line).__name__}"
+                )
+            try:
+                line = line.decode(json.detect_encoding(line), "surrogatepass")
+            except UnicodeDecodeError as exc:
+                raise EventDecodeError(f"not a JSON line: {exc}") from exc
         try:
-            data = json.loads(line)
+            # a line shorter than MAX_INT_DIGITS cannot hold a longer integer
+            data = _parse(line, _scan if len(line) <= MAX_INT_DIGITS else _scan_checking_ints)
+        except EventDecodeError:
+            raise
         except json.JSONDecodeError as exc:
             raise EventDecodeError(f"not valid JSON: {exc}") from exc
-        except (TypeError, UnicodeDecodeError) as exc:
-            raise EventDecodeError(f"not a JSON line: {exc}") from exc
-        return cls.from_dict(data)
+        except RecursionError:
+            raise EventDecodeError(
+                f"not a JSON line this codec reads: nested too deeply to parse "
+                f"(the payload may nest at most {MAX_PAYLOAD_DEPTH} levels)"
+            ) from None
+        except ValueError as exc:  # the interpreter's own int_max_str_digits limit
+            raise EventDecodeError(f"not a JSON line this codec reads: {exc}") from exc
+        event = _from_mapping(cls, data, False)
+        # a payload deeper than MAX_PAYLOAD_DEPTH needs that many opening brackets in the line
+        if len(line) >= _DEPTH_CHECK_LEN and not _parsed_within_depth(line, event.payload):
+            raise EventDecodeError(
+                f"malformed event: the payload nests deeper than {MAX_PAYLOAD_DEPTH} levels"
+            )
+        return event
+
+
+def _from_mapping(cls: type[Event], data: object, check_depth: bool) -> Event:
+    if type(data) is not dict and not isinstance(data, Mapping):
+        raise EventDecodeError(f"an event must be a JSON object, got {type(data).__name__}")
+    event: Event | None = None
+    try:
+        if data.keys() == _FIELD_NAMES:  # the common case: what to_dict wrote
+            timestamp = data["timestamp"]
+            if type(timestamp) is float:
+                event = cls(**data)  # the validators check types
+            elif type(timestamp) is int:
+                event = cls(**{**data, "timestamp": float(timestamp)})
+    except (TypeError, ValueError, OverflowError):
+        pass  # cattrs below names every problem
+    except Exception as exc:  # a Mapping whose own methods fail
+        raise EventDecodeError(
+            _short(f"malformed event: {type(exc).__name__}: {_describe(exc, None)}")
+        ) from exc
+    if event is None:
+        event = _structure(cls, data)
+    if check_depth and not _within_depth(None, event.payload):
+        raise EventDecodeError(
+            f"malformed event: the payload nests deeper than {MAX_PAYLOAD_DEPTH} levels"
+        )
+    return event
+
+
+def _structure(cls: type[Event], data: Mapping[Any, Any]) -> Event:
+    """Build through cattrs, which names every problem (imported on first use: it costs more
+    than the rest of the kernel)."""
+    import cattrs
+
+    try:
+        return _converter().structure(dict(data), cls)
+    except cattrs.BaseValidationError as exc:
+        problems = "; ".join(cattrs.transform_error(exc, path="event", format_exception=_describe))
+        raise EventDecodeError(_short(f"malformed event: {problems}")) from exc
+    except Exception as exc:
+        raise EventDecodeError(_short(f"malformed event: {_describe(exc, None)}")) from exc
+
+
+def _short(message: str, limit: int = 1000) -> str:
+    """``message`` cut to ``limit`` characters: a hostile key must not make a huge error."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def _reject_constant(name: str) -> Any:
+    raise EventDecodeError(f"not a JSON line this codec reads: {name} (floats must be finite)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value:  # 0.0 for a finite value; inf - inf is nan, which is true
+        raise EventDecodeError(
+            f"not a JSON line this codec reads: the number {_short(text, 40)} overflows a float "
+            "(floats must be finite)"
+        )
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text) - (text[0] == "-")
+    if digits > MAX_INT_DIGITS:
+        raise EventDecodeError(
+            f"not a JSON line this codec reads: an integer of {digits} digits "
+            f"(at most {MAX_INT_DIGITS})"
+        )
+    return int(text)
+
+
+# The scanners of json.JSONDecoder, called directly: JSONDecoder.decode adds two regex calls
+_Scanner = Callable[[str, int], tuple[Any, int]]
+_scan: Final = cast(
+    _Scanner,
+    json.JSONDecoder(  # type: ignore[attr-defined]  # typeshed omits scan_once
+        parse_float=_finite_float, parse_constant=_reject_constant
+    ).scan_once,
+)
+_scan_checking_ints: Final = cast(
+    _Scanner,
+    json.JSONDecoder(  # type: ignore[attr-defined]
+        parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_reject_constant
+    ).scan_once,
+)
+_JSON_SPACE: Final = " \t\n\r"
+
+
+def _parse(line: str, scan: _Scanner) -> Any:
+    """``json.loads(line)`` (same result, same errors) with ``scan`` as the scanner."""
+    start = 0
+    if line[:1] in _JSON_SPACE and line:  # ("" is in every string)
+        start = len(line) - len(line.lstrip(_JSON_SPACE))
+    try:
+        value, end = scan(line, start)
+    except StopIteration as exc:
+        raise json.JSONDecodeError("Expecting value", line, exc.value) from None
+    if end != len(line) and line[end:].strip(_JSON_SPACE):
+        end = len(line) - len(line[end:].lstrip(_JSON_SPACE))
+        raise json.JSONDecodeError("Extra data", line, end)
+    return value
+
+
+# A line whose payload nests deeper than MAX_PAYLOAD_DEPTH has more than MAX_PAYLOAD_DEPTH + 1
+# opening brackets (the event object's own brace is one), hence twice that many characters.
+_DEPTH_CHECK_LEN: Final = 2 * (MAX_PAYLOAD_DEPTH + 2)
+_WALK_BUDGET: Final = 4
+
+
+def _may_be_deep(line: str) -> bool:
+    return line.count("[") + line.count("{") > MAX_PAYLOAD_DEPTH + 1
+
+
+def _parsed_within_depth(line: str, payload: dict[str, Any]) -> bool:
+    """:func:`_within_depth` for a payload just parsed from ``line`` (only dicts and lists),
+    the cheaper way. Counting brackets costs about a dozen instructions per character of the
+    line, walking the payload far more per value. So walk first, for at most
+    ``_WALK_BUDGET`` values: a payload of a few long strings is settled that way, one of many
+    values is left to the count."""
+    budget = _WALK_BUDGET
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        if depth > MAX_PAYLOAD_DEPTH:
+            return False
+        children = value.values() if type(value) is dict else value
+        budget -= len(children)
+        if budget < 0:
+            return _within_depth(line, payload)
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                push((child, depth + 1))
+    return True
+
+
+def _within_depth(line: str | None, payload: object) -> bool:
+    """Whether ``payload`` nests at most MAX_PAYLOAD_DEPTH levels (the payload is level 1).
+
+    ``line``, its JSON text if known, settles most cases by counting brackets. The walk is
+    iterative (a hostile payload cannot exhaust the stack) and stops at the first container
+    past the limit, so a payload that contains itself ends too.
+    """
+    if line is not None and not _may_be_deep(line):
+        return True
+    stack: list[tuple[object, int]] = [(payload, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        if depth > MAX_PAYLOAD_DEPTH:
+            return False
+        for child in children:
+            if isinstance(child, (dict, list, tuple)):
+                push((child, depth + 1))
+    return True
 
 
 _FIELD_NAMES: Final = frozenset(
@@ -237,7 +460,10 @@ def _make_event(
 def _describe(exc: BaseException, _type: object) -> str:
     if isinstance(exc, KeyError):
         return "required field missing"
-    return str(exc) or type(exc).__name__
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:  # e.g. cattrs naming extra keys that are not strings
+        return type(exc).__name__
 
 
 # one encoder, built once: json.dumps with options builds a new one per call
@@ -280,4 +506,3 @@ def _converter() -> cattrs.Converter:
     conv.register_structure_hook_func(lambda t: t == dict[str, Any], _strict_dict)
     conv.register_unstructure_hook(Event, Event.to_dict)
     return conv
-

@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 from aperion_bus import EventBus
-from aperion_bus_audit import AuditLogWarning, AuditPlugin, get_records, log_files
+from aperion_bus_audit import HAVE_FLOCK, AuditLogWarning, AuditPlugin, get_records, log_files
+
+# several processes on one log need the cross-process lock, which the single-process mode
+# (no fcntl, as on Windows) does not have
+pytestmark = pytest.mark.skipif(not HAVE_FLOCK, reason="needs fcntl.flock")
 
 WRITER = r"""
 import sys

@@ -183,7 +183,7 @@ def test_follow_yields_new_records_across_rotations(tmp_path: Path) -> None:
 def test_follow_keeps_its_file_when_a_rotation_race_leaves_it_live(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """os.stat(path) once names another file, but by the time the reader takes its snapshot
+    """os.lstat(path) once names another file, but by the time the reader takes its snapshot
     the file it follows is live again (k == 0): it must go on where it was, not re-read the
     live file from its start (every record twice)."""
     log = tmp_path / "events.jsonl"
@@ -192,16 +192,16 @@ def test_follow_keeps_its_file_when_a_rotation_race_leaves_it_live(
         bus.emit("a.two", {"i": 2}, wait_for_handlers=True)
     stop = threading.Event()
     calls = 0
-    real_stat = os.stat
+    real_stat = os.lstat
 
     class FakeOs:
-        """os, except that the first stat of the log names another inode."""
+        """os, except that the first lstat of the log names another inode."""
 
         def __getattr__(self, name: str) -> Any:
             return getattr(os, name)
 
         @staticmethod
-        def stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        def lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
             nonlocal calls
             st = real_stat(path, *args, **kwargs)
             if os.fspath(path) != os.fspath(log):

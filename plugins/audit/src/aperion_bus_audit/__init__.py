@@ -7,7 +7,15 @@ methods of the same names) and on the command line with ``aperion-bus log tail|q
 
 from __future__ import annotations
 
-from ._files import FILE_MODE, lock_path, log_files, rotated_path
+from ._files import (
+    DIR_MODE,
+    FILE_MODE,
+    HAVE_FLOCK,
+    SymlinkError,
+    lock_path,
+    log_files,
+    rotated_path,
+)
 from ._plugin import AuditPlugin
 from ._reader import (
     AuditLogWarning,
@@ -21,11 +29,14 @@ from ._reader import (
 from ._writer import SCHEMA_VERSION, LogWriter
 
 __all__ = [
+    "DIR_MODE",
     "FILE_MODE",
+    "HAVE_FLOCK",
     "SCHEMA_VERSION",
     "AuditLogWarning",
     "AuditPlugin",
     "LogWriter",
+    "SymlinkError",
     "clear_log",
     "follow_records",
     "get_events",

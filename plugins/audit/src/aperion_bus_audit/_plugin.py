@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aperion_bus import Event, hookimpl
+from aperion_bus import ConfigError, Event, hookimpl
 
 from . import _reader
-from ._files import as_path, log_files
+from ._files import SymlinkError, as_path, log_files
 from ._writer import FSYNC_MODES, FsyncMode, LogWriter
 
 if TYPE_CHECKING:
@@ -94,7 +94,10 @@ class AuditPlugin:
     # ----------------------------------------------------------------- hooks
     @hookimpl
     def on_start(self) -> None:
-        self.writer.open()
+        try:
+            self.writer.open()
+        except SymlinkError as exc:
+            raise ConfigError(f"audit: refusing to start: {exc.strerror}") from exc
 
     @hookimpl(trylast=True)
     def on_audit(self, bus: EventBus, record: dict[str, Any]) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
+import errno
 import fnmatch
 import json
 import os
+import stat
 import threading
 import warnings
 from collections.abc import Callable, Generator, Iterator
@@ -15,7 +16,15 @@ from typing import IO, Any, Final
 
 from aperion_bus import Event, EventDecodeError
 
-from ._files import as_path, bump_generation, locked, rotated_files
+from ._files import (
+    SymlinkError,
+    as_path,
+    bump_generation,
+    locked,
+    open_file,
+    refuse_link,
+    rotated_files,
+)
 
 __all__ = [
     "AuditLogWarning",
@@ -71,6 +80,15 @@ def _check_opt_str(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
 
 
+def _open_read(path: Path) -> IO[bytes]:
+    """Open a log file for reading, never through a symbolic link (``SymlinkError``)."""
+    fd = open_file(path, os.O_RDONLY)
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+    return os.fdopen(fd, "rb")
+
+
 def _open_snapshot(path: Path) -> list[tuple[Path, IO[bytes], int]]:
     """Open every file of the log under the shared lock: (name, file, size), newest first.
 
@@ -81,7 +99,7 @@ def _open_snapshot(path: Path) -> list[tuple[Path, IO[bytes], int]]:
     with locked(path, shared=True):
         for p in [path, *rotated_files(path)]:
             try:
-                fh = open(p, "rb")  # noqa: SIM115 - closed by the caller
+                fh = _open_read(p)
             except (FileNotFoundError, IsADirectoryError):
                 continue
             opened.append((p, fh, os.fstat(fh.fileno()).st_size))
@@ -243,16 +261,31 @@ def clear_log(path: str | os.PathLike[str]) -> bool:
     """Empty the log: truncate the live file, delete the rotated ones; True if it succeeded.
 
     Writers in other processes keep appending to the (now empty) live file. Holds the lock.
+    Raises ``SymlinkError`` (an ``OSError``), touching nothing, if the live file, the lock
+    file or a rotated file is a symbolic link: nothing is truncated through a link.
     """
     p = as_path(path)
     try:
+        refuse_link(p)
+        rotated = rotated_files(p)
+        for old in rotated:
+            refuse_link(old)
         with locked(p) as fd:
-            for old in rotated_files(p):
+            for old in rotated:
                 old.unlink(missing_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                os.truncate(p, 0)
+            try:
+                live = open_file(p, os.O_WRONLY)
+            except FileNotFoundError:
+                pass
+            else:
+                try:
+                    os.ftruncate(live, 0)
+                finally:
+                    os.close(live)
             if fd is not None:
                 bump_generation(fd)
+    except SymlinkError:
+        raise
     except OSError:
         return False
     return True
@@ -290,7 +323,7 @@ def follow_records(
         while not stop.is_set():
             if fh is None:
                 try:
-                    fh = open(p, "rb")  # noqa: SIM115 - closed below
+                    fh = _open_read(p)
                 except FileNotFoundError:
                     stop.wait(interval)
                     continue
@@ -305,7 +338,7 @@ def follow_records(
                 yield from complete_lines(data)
                 continue
             try:
-                now = os.stat(p)
+                now = os.lstat(p)
             except FileNotFoundError:
                 stop.wait(interval)
                 continue

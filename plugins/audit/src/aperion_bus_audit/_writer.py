@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import math
 import mmap
@@ -18,12 +17,19 @@ from typing import Any, Final, Literal
 import orjson
 
 from ._files import (
-    FILE_MODE,
     STATE,
+    SymlinkError,
+    fcntl,
     init_state,
-    lock_path,
+    make_dirs,
+    open_file,
+    open_lock,
+    process_lock,
+    read_at,
+    refuse_link,
     rotated_files_indexed,
     rotated_path,
+    warn_single_process,
 )
 
 __all__ = ["SCHEMA_VERSION", "FsyncMode", "LogWriter"]
@@ -38,7 +44,7 @@ FSYNC_MODES: Final = ("never", "always", "interval")
 
 #: Log a repeated write failure at most this often (seconds); a new kind of error is logged at once.
 _LOG_EVERY: Final = 10.0
-_OPEN_FLAGS: Final = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_OPEN_FLAGS: Final = os.O_RDWR | os.O_APPEND | os.O_CREAT  # open_file adds O_NOFOLLOW
 _REPR_MAX: Final = 2000
 _MAX_DEPTH: Final = 200
 _dumps = orjson.dumps
@@ -49,10 +55,11 @@ _CHECK_PATH_EVERY: Final = 1.0
 _unpack = STATE.unpack_from
 _pack = STATE.pack_into
 _monotonic = time.monotonic
-_flock = fcntl.flock
 _write = os.write
-_LOCK_EX: Final = fcntl.LOCK_EX
-_LOCK_UN: Final = fcntl.LOCK_UN
+if fcntl is not None:
+    _flock = fcntl.flock
+    _LOCK_EX: Final = fcntl.LOCK_EX
+    _LOCK_UN: Final = fcntl.LOCK_UN
 
 _writers: weakref.WeakSet[LogWriter] = weakref.WeakSet()
 
@@ -64,7 +71,8 @@ def _after_fork_in_child() -> None:
         w._forget_after_fork()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _safe_repr(obj: object) -> str:
@@ -127,6 +135,10 @@ class LogWriter:
     would take the file past ``max_size_bytes``, writes the whole line with one ``write`` on an
     ``O_APPEND`` descriptor (the data is in the OS when it returns: no user-space buffer to
     flush), and releases the lock. A failed write is truncated back to the line's start.
+
+    No file is opened, truncated or mapped through a symbolic link (:class:`SymlinkError`).
+    Without ``flock`` (Windows) the lock is a ``threading`` lock per path: the
+    single-process mode, which warns once.
     """
 
     def __init__(
@@ -144,7 +156,11 @@ class LogWriter:
         self.max_files = max_files
         self.fsync = fsync
         self.fsync_interval = fsync_interval
-        self.use_lock = lock
+        # without flock: no lock file, and a per-path threading lock (single-process mode)
+        self.use_lock = lock and fcntl is not None
+        self._plock = process_lock(path) if lock and fcntl is None else None
+        if self._plock is not None:
+            warn_single_process(path)
         self._path_str = os.fspath(path)
         self._tlock = threading.Lock()
         self._fd: int | None = None
@@ -257,7 +273,11 @@ class LogWriter:
                         lock_fd = self._open_lock()
                     _flock(lock_fd, _LOCK_EX)
                 try:
-                    self._append_locked(data)
+                    if self._plock is not None:
+                        with self._plock:
+                            self._append_locked(data)
+                    else:
+                        self._append_locked(data)
                 finally:
                     if lock_fd is not None:
                         _flock(lock_fd, _LOCK_UN)
@@ -316,13 +336,13 @@ class LogWriter:
 
     def _open_lock(self) -> int:
         """Open the sidecar lock file, make sure it holds the shared state, map that state."""
-        fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        fd = open_lock(self.path)  # never through a link: the state is mapped and written
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _flock(fd, _LOCK_EX)
             try:
                 init_state(fd)
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                _flock(fd, _LOCK_UN)
             try:
                 self._mm = mmap.mmap(fd, STATE.size)
             except (OSError, ValueError):  # a file system without shared mappings
@@ -360,7 +380,7 @@ class LogWriter:
                 fd = self._reopen()
                 size = os.fstat(fd).st_size  # 0, unless a writer without the lock got there
                 self._end = -1
-            if size > 0 and size != self._end and os.pread(fd, 1, size - 1) != b"\n":
+            if size > 0 and size != self._end and read_at(fd, 1, size - 1) != b"\n":
                 # a writer died mid-line: start ours on a line of its own
                 data = b"\n" + data
             if mm is not None:
@@ -397,7 +417,8 @@ class LogWriter:
         self._next_check = _monotonic() + _CHECK_PATH_EVERY
         fd = self._fd
         try:
-            st: os.stat_result | None = os.stat(self._path_str)
+            # lstat: a link planted at path differs from the file we have open
+            st: os.stat_result | None = os.lstat(self._path_str)
         except FileNotFoundError:
             st = None
         if fd is None or st is None or (st.st_ino, st.st_dev) != self._file_id:
@@ -407,7 +428,7 @@ class LogWriter:
 
     def _reopen(self) -> int:
         self._close_fd()
-        fd = os.open(self._path_str, _OPEN_FLAGS, FILE_MODE)
+        fd = open_file(self._path_str, _OPEN_FLAGS)
         st = os.fstat(fd)
         self._fd = fd
         self._file_id = (st.st_ino, st.st_dev)
@@ -421,11 +442,14 @@ class LogWriter:
         if self._fd is not None and self._dirty:
             os.fsync(self._fd)
             self._dirty = False
+        refuse_link(self.path)
         if self.max_files == 0:
             os.unlink(self.path)
         else:
             # shift only the files that exist (one directory listing, not max_files renames)
             existing = rotated_files_indexed(self.path)
+            for _index, name in existing:  # a planted link: refuse, rename nothing
+                refuse_link(name)
             for index, name in reversed(existing):
                 if index >= self.max_files:
                     if index > self.max_files:  # left by a larger max_files setting
@@ -442,15 +466,21 @@ class LogWriter:
         logger.debug("audit log %s rotated", self._path_str)
 
     def open(self) -> None:
-        """Open the log now (the bus's ``on_start``); a failure is counted and logged."""
+        """Open the log now (the bus's ``on_start``); a failure is counted and logged, except
+        :class:`SymlinkError` (the log, lock or a rotated file is a link), which is raised.
+        Missing directories are created with mode 0700."""
         with self._tlock:
             self._closed = False
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                make_dirs(self.path.parent)
+                for _index, name in rotated_files_indexed(self.path):
+                    refuse_link(name)
                 if self.use_lock and self._lock_fd is None:
                     self._open_lock()
                 if self._fd is None:
                     self._reopen()
+            except SymlinkError:
+                raise  # a configuration problem: the plugin refuses to start
             except OSError as exc:
                 self._failed(exc)
 

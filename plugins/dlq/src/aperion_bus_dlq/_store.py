@@ -25,6 +25,7 @@ __all__ = ["MemoryStore", "SQLiteStore", "Store"]
 SCHEMA_VERSION: Final = 2
 
 _O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 
 
 class Store(Protocol):
@@ -211,26 +212,42 @@ class SQLiteStore:
         if conn is not None and self._pid == os.getpid():
             return conn
         self._conn = None  # a connection inherited through fork must not be used
+        self._refuse_links()
         try:
             # The file holds raw payloads and error texts: create it owner-only (0600) before
             # SQLite does (SQLite would use 0644 & ~umask); SQLite gives its -wal and -shm
             # files the mode of the database file. An existing file keeps its mode.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o600))
+            # O_NOFOLLOW: a link is refused, and a dangling one never creates its target.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
         except OSError as exc:
+            self._refuse_links()  # a link planted since: say so
             raise DLQStorageError(
                 f"cannot open the DLQ database {str(self.path)!r}: {exc}"
             ) from exc
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as exc:
-            raise DLQStorageError(
-                f"cannot open the DLQ database {str(self.path)!r}: {exc}"
-            ) from exc
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=self.busy_timeout, isolation_level=None,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as exc:
+                raise DLQStorageError(
+                    f"cannot open the DLQ database {str(self.path)!r}: {exc}"
+                ) from exc
+            # SQLite follows links: make sure it opened the file we checked, not a link
+            # swapped in between (the -wal and -shm files are opened later, checked again)
+            st, now = os.fstat(fd), os.lstat(self.path)
+            if (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino):
+                conn.close()
+                self._refuse_links()
+                raise DLQStorageError(
+                    f"the DLQ database {str(self.path)!r} was replaced while it was opened"
+                )
+        finally:
+            os.close(fd)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self._refuse_links()  # just before SQLite opens the -wal and -shm files
             self._setup(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -242,6 +259,18 @@ class SQLiteStore:
             raise
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _refuse_links(self) -> None:
+        """Raise DLQStorageError if the database or one of SQLite's side files (``-wal``,
+        ``-shm``, ``-journal``) is a symbolic link, dangling or not: SQLite would follow it."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            name = f"{self.path}{suffix}"
+            if os.path.islink(name):
+                raise DLQStorageError(
+                    f"refusing to open the DLQ database {str(self.path)!r}: {name!r} is a "
+                    "symbolic link (the DLQ never reads or writes through a link; remove it, "
+                    "or point `path` at the real file)"
+                )
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         """WAL mode and the schema. Switching a new file to WAL while another process does

@@ -11,14 +11,16 @@ from __future__ import annotations
 from ._detectors import BUILTIN_DETECTORS, Detector, iban_ok, jwt_ok, luhn_ok, ssn_ok
 from ._keys import DEFAULT_SENSITIVE_KEYS, normalize_key
 from ._plugin import ERROR_PLACEHOLDER, KEEP_FIELDS, RedactPlugin, redact_record
-from ._redactor import KEY_PLACEHOLDER, Redactor
+from ._redactor import DEFAULT_MAX_STRING_LENGTH, KEY_PLACEHOLDER, LENGTH_PLACEHOLDER, Redactor
 
 __all__ = [
     "BUILTIN_DETECTORS",
+    "DEFAULT_MAX_STRING_LENGTH",
     "DEFAULT_SENSITIVE_KEYS",
     "ERROR_PLACEHOLDER",
     "KEEP_FIELDS",
     "KEY_PLACEHOLDER",
+    "LENGTH_PLACEHOLDER",
     "Detector",
     "RedactPlugin",
     "Redactor",

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from aperion_bus import ConfigError, hookimpl
 
-from ._redactor import PatternSpec, Redactor
+from ._redactor import DEFAULT_MAX_STRING_LENGTH, PatternSpec, Redactor
 
 __all__ = ["ERROR_PLACEHOLDER", "KEEP_FIELDS", "RedactPlugin"]
 
@@ -31,7 +31,9 @@ class RedactPlugin:
     Settings (keyword arguments, or ``[plugins.redact]``): ``enabled``, ``extra_keys``,
     ``redact_keys``, ``allow``, ``allow_patterns``, ``detectors`` (a list of
     ``{name, pattern, placeholder, group}`` tables), ``disabled``, ``builtins``,
-    ``max_depth``; or a ready ``redactor``. See ``docs/redact.md``.
+    ``max_depth``, ``max_string_length`` (longer strings are replaced whole by
+    ``[REDACTED_TOO_LONG]``; default 65,536 characters); or a ready ``redactor``. See
+    ``docs/redact.md``.
     """
 
     plugin_name = "redact"  # the name a bus registers an object of this class under
@@ -48,6 +50,7 @@ class RedactPlugin:
         disabled: Iterable[str] = (),
         builtins: bool = True,
         max_depth: int = 64,
+        max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
         redactor: Redactor | None = None,
     ) -> None:
         if redactor is not None:
@@ -66,6 +69,7 @@ class RedactPlugin:
                     disabled=disabled,
                     builtins=builtins,
                     max_depth=max_depth,
+                    max_string_length=max_string_length,
                 )
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"redact: {exc}") from exc

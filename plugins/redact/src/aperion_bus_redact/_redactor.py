@@ -16,12 +16,16 @@ from uuid import UUID
 from ._detectors import BUILTIN_DETECTORS, Detector, Span
 from ._keys import KeyMatcher, str_list
 
-__all__ = ["KEY_PLACEHOLDER", "Redactor"]
+__all__ = ["DEFAULT_MAX_STRING_LENGTH", "KEY_PLACEHOLDER", "LENGTH_PLACEHOLDER", "Redactor"]
 
 #: What replaces the value of a sensitive key, whatever its type.
 KEY_PLACEHOLDER: Final = "[REDACTED]"
 #: What replaces containers nested deeper than ``max_depth``.
 DEPTH_PLACEHOLDER: Final = "[REDACTED_TOO_DEEP]"
+#: What replaces a whole string longer than ``max_string_length`` (it is not scanned).
+LENGTH_PLACEHOLDER: Final = "[REDACTED_TOO_LONG]"
+#: The default ``max_string_length``: 64 KiB of characters.
+DEFAULT_MAX_STRING_LENGTH: Final = 64 * 1024
 
 _DIGIT_BYTES: Final = b"0123456789"
 # Runs of digits and the separators numbers are written with, each starting and ending with a
@@ -67,6 +71,11 @@ class Redactor:
     a SKU, a user agent) is scanned once; 0 turns the cache off. Only strings of at most 512
     characters in which nothing was redacted are kept, the very strings the audit log holds in
     clear; a string with a redaction is scanned again every time. The cache is emptied when full.
+    ``max_string_length``: the redaction budget. A string longer than this many characters
+    (default 65,536) is not scanned: it is replaced whole by ``[REDACTED_TOO_LONG]`` and
+    counted as ``too_long`` (fail closed: nothing of it gets through, and one huge value costs
+    no more than a length check). It applies to every string the detectors would scan: values,
+    text made from bytes, reprs and :meth:`redact_text`.
     """
 
     def __init__(
@@ -82,6 +91,7 @@ class Redactor:
         builtins: bool = True,
         max_depth: int = 64,
         cache_size: int = 4096,
+        max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
     ) -> None:
         if not isinstance(enabled, bool):
             raise TypeError(f"enabled must be True or False, got {enabled!r}")
@@ -95,6 +105,16 @@ class Redactor:
             )
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise ValueError(f"cache_size must be an int >= 0, got {cache_size!r}")
+        if (
+            isinstance(max_string_length, bool)
+            or not isinstance(max_string_length, int)
+            or max_string_length < 1
+        ):
+            raise ValueError(
+                "max_string_length must be an int >= 1 (a number of characters; default "
+                f"{DEFAULT_MAX_STRING_LENGTH}), got {max_string_length!r}"
+            )
+        self.max_string_length = max_string_length
         self.enabled = enabled
         self.max_depth = max_depth
         self.cache_size = cache_size
@@ -368,6 +388,9 @@ class Redactor:
         n = len(s)
         if n < 3:
             return s
+        if n > self.max_string_length:  # the budget: not scanned, replaced whole
+            counts["too_long"] = counts.get("too_long", 0) + 1
+            return LENGTH_PLACEHOLDER
         # The digits counted on the UTF-8 bytes (a copy for ASCII text; no other character's
         # encoding holds an ASCII byte): one C loop, cheaper than a regex findall.
         raw = s.encode("utf-8", "surrogatepass")

@@ -1,0 +1,16 @@
+"""Fixtures of the aperion-bus-audit tests.
+
+With ``APERION_BUS_TEST_NO_FCNTL=1`` in the environment, ``fcntl`` is made unimportable before
+the plugin is imported, as on Windows: the whole suite then runs in the single-process mode
+(``test_audit_platforms.py`` does this in a subprocess).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if os.environ.get("APERION_BUS_TEST_NO_FCNTL") == "1":
+    if "aperion_bus_audit" in sys.modules:
+        raise RuntimeError("aperion_bus_audit was imported before fcntl could be hidden")
+    sys.modules["fcntl"] = None  # type: ignore[assignment]
