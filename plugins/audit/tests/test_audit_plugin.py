@@ -335,3 +335,14 @@ def test_bad_settings_are_config_errors(settings: dict[str, Any], key: str, expe
     if key != "colour":  # an unknown keyword argument stays Python's TypeError
         with pytest.raises(ConfigError, match=f"plugin 'audit': .*'{key}'"):
             AuditPlugin(**settings)
+
+
+def test_bad_settings_are_never_skipped_by_strict_false(tmp_path: Path) -> None:
+    # strict = false turned audit's TypeError into "skipped": the bus ran with no audit log
+    with pytest.raises(ConfigError, match="plugin 'audit': setting 'max_files' = 'many'"):
+        EventBus(["audit"], settings={"audit": {"max_files": "many"}}, strict=False)
+    cfg = tmp_path / "aperion-bus.toml"
+    cfg.write_text("strict = false\n[plugins.audit]\nmax_files = -1\n")
+    with pytest.raises(ConfigError) as info:
+        EventBus.from_config(cfg)
+    assert str(info.value).startswith(f"{cfg}: plugin 'audit': setting 'max_files' = -1")
