@@ -177,3 +177,34 @@ def test_plugin_statuses_autoloaded_and_not_listed(
         "name": "acme_counter", "active": False, "reason": "not listed",
         "distribution": "acme-bus-extras", "version": "1.4.0",
     }
+
+
+def test_plugin_statuses_report_invalid_settings(only_acme: Path) -> None:
+    write(only_acme, "[plugins.acme_strict]\nlimit = 0\n")
+    (status,) = [s for s in plugin_statuses(load_config()) if s.name == "acme_strict"]
+    assert (status.active, status.reason) == (
+        False,
+        "invalid settings: plugin 'acme_strict': setting 'limit' = 0 is invalid; "
+        "expected an int >= 1",
+    )
+
+
+def test_a_handler_set_that_fails_to_import_is_skipped_loudly(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import aperion_bus._plugins as plugins
+
+    def broken(ep: object) -> object:
+        raise PluginLoadError("handler set 'jobs' failed to import: ImportError: no jobs")
+
+    monkeypatch.setattr(plugins, "_lookup", lambda group, name: name)
+    monkeypatch.setattr(plugins, "_load", broken)
+    caplog.set_level(logging.WARNING, logger="aperion_bus")
+    with (
+        pytest.warns(RuntimeWarning, match="handler set 'jobs' skipped .*no jobs"),
+        EventBus(handlers=["jobs"], strict=False) as bus,
+    ):
+        assert bus.subscriptions() == []
+    assert any("'jobs' skipped" in r.getMessage() for r in caplog.records)
+    with pytest.raises(PluginLoadError, match="no jobs"):
+        EventBus(handlers=["jobs"])

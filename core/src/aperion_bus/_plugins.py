@@ -245,7 +245,7 @@ def plugin_statuses(config: BusConfig) -> list[PluginStatus]:
     """Every installed plugin and every listed one, active or not, with the reason.
 
     A plugin the config would activate is imported and built (not started) to see that it
-    loads: ``failed to load: <error>`` otherwise.
+    loads: ``failed to load: <error>`` or ``invalid settings: <error>`` otherwise.
     """
     infos: dict[str, EntryPointInfo] = {}
     for ep in installed_plugins():
@@ -270,6 +270,9 @@ def plugin_statuses(config: BusConfig) -> list[PluginStatus]:
             continue
         try:
             build_plugin(name, _load(_lookup(PLUGIN_GROUP, name)), config.settings.get(name, {}))
+        except ConfigError as exc:
+            out.append(PluginStatus(name, False, f"invalid settings: {exc}", dist, version))
+            continue
         except AperionBusError as exc:
             out.append(PluginStatus(name, False, f"failed to load: {exc}", dist, version))
             continue
