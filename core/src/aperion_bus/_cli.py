@@ -95,7 +95,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from ._bus import EventBus
 
-    source: str | None = None
+    source: str | None = args.config  # until the config file is found
     skipped: list[str] = []
     try:
         config = _config(args)
