@@ -185,7 +185,7 @@ def test_many_errors_are_all_kept_but_the_message_is_bounded() -> None:
 @pytest.mark.parametrize(
     ("schemas", "message"),
     [
-        ({"user.login": {"type": "obj"}}, r"setting 'schemas.user.login' at \$: 'type' must be one of"),
+        ({"user.login": {"type": "obj"}}, r"'schemas.user.login' at \$: 'type' must be one of"),
         (
             {"user.login": {"properties": {"age": {"minimun": 0}}}},
             r"at \$.properties.age: unknown keyword\(s\) 'minimun'; supported: type, required",
