@@ -48,3 +48,23 @@ def test_demo_runs_and_writes_only_under_its_directory(
     assert "user.login" in out
     assert Path.cwd() == workdir
     assert {p.name for p in workdir.iterdir()} == {"demo-out"}
+
+
+def test_other_kernel_warnings_are_printed_as_before(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    def warn(args: object) -> int:
+        logging.getLogger("aperion_bus.dlq").warning("disk %s", "slow")
+        return 0
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()  # as in the console script: no logging configured
+    try:
+        with patch("aperion_bus._cli._cmd_config_check", side_effect=warn):
+            assert main(["config", "check"]) == 0
+    finally:
+        root.handlers[:] = saved
+    assert capsys.readouterr().err == "disk slow\n"

@@ -189,11 +189,14 @@ def _one_line(text: str) -> str:
 
 
 class _WarningLine(logging.Handler):
-    """Prints the kernel's warnings as ``aperion-bus: warning: ...`` lines on stderr."""
+    """On stderr: a skipped plugin as an ``aperion-bus: warning: ...`` line; any other record
+    as Python's last-resort handler prints it (this handler replaces it, being found)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        level = record.levelname.lower()
-        print(f"aperion-bus: {level}: {_one_line(record.getMessage())}", file=sys.stderr)
+        if getattr(record, "aperion_bus_skipped", False):
+            print(f"aperion-bus: warning: {_one_line(record.getMessage())}", file=sys.stderr)
+        elif logging.lastResort is not None:
+            logging.lastResort.handle(record)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

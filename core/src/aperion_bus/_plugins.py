@@ -85,7 +85,7 @@ class PluginSkippedWarning(RuntimeWarning):
 def _skip(kind: str, name: str, why: str, error: BaseException) -> None:
     msg = f"{kind} {name!r} skipped ({why}): {error}"
     warnings.warn(msg, PluginSkippedWarning, stacklevel=4)
-    logger.warning("%s", msg)
+    logger.warning("%s", msg, extra={"aperion_bus_skipped": True})
 
 
 def _located(exc: AperionBusError, where: str | None) -> AperionBusError:
