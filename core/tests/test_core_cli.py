@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from aperion_bus._cli import main
@@ -17,9 +18,21 @@ def test_config_check_reports_errors_clearly(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (workdir / "aperion-bus.toml").write_text('plugins = ["no-such-plugin"]\n')
-    assert main(["config", "check"]) == 1
+    assert main(["config", "check"]) == 2  # 2: usage or configuration error
     err = capsys.readouterr().err
+    assert err.startswith("aperion-bus: error: ") and err.count("\n") == 1
     assert "no-such-plugin" in err and "installed" in err
+
+
+def test_other_kernel_errors_exit_1(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from aperion_bus import BusClosedError
+
+    parser_error = BusClosedError("the bus is closed\nsecond line \x1b[2J")
+    with patch("aperion_bus._cli._cmd_config_check", side_effect=parser_error):
+        assert main(["config", "check"]) == 1
+    assert capsys.readouterr().err == (
+        "aperion-bus: error: the bus is closed second line \\x1b[2J\n"
+    )
 
 
 def test_config_check_bare(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,3 +48,23 @@ def test_demo_runs_and_writes_only_under_its_directory(
     assert "user.login" in out
     assert Path.cwd() == workdir
     assert {p.name for p in workdir.iterdir()} == {"demo-out"}
+
+
+def test_other_kernel_warnings_are_printed_as_before(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    def warn(args: object) -> int:
+        logging.getLogger("aperion_bus.dlq").warning("disk %s", "slow")
+        return 0
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()  # as in the console script: no logging configured
+    try:
+        with patch("aperion_bus._cli._cmd_config_check", side_effect=warn):
+            assert main(["config", "check"]) == 0
+    finally:
+        root.handlers[:] = saved
+    assert capsys.readouterr().err == "disk slow\n"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,92 +14,8 @@ from aperion_bus import (
     installed_handlers,
     installed_plugins,
     load_config,
-    refresh_entry_points,
 )
 from aperion_bus._cli import main as cli_main
-from aperion_bus.testing import install_distribution
-
-PYPROJECT = """\
-[project]
-name = "acme-bus-extras"
-version = "1.4.0"
-requires-python = ">=3.11"
-
-[project.entry-points."aperion_bus.plugins"]
-acme_counter = "acme_bus_extras:CounterPlugin"
-acme_broken = "acme_bus_extras.missing_module:Nope"
-
-[project.entry-points."aperion_bus.handlers"]
-acme_welcome = "acme_bus_extras:register"
-acme_module = "acme_bus_extras.handlers"
-
-[build-system]
-requires = ["hatchling"]
-build-backend = "hatchling.build"
-
-[tool.hatch.build.targets.wheel]
-packages = ["acme_bus_extras"]
-"""
-
-INIT = """
-from aperion_bus import hookimpl
-
-WELCOMED = []
-
-
-class CounterPlugin:
-    def __init__(self, start=0):
-        self.count = start
-
-    @hookimpl
-    def on_emit(self, event):
-        self.count += 1
-
-    @hookimpl
-    def on_stats(self):
-        return {"acme_counter": self.count}
-
-    @staticmethod
-    @hookimpl
-    def add_cli_commands(subparsers):
-        hello = subparsers.add_parser("acme-hello", help="say hello")
-        hello.add_argument("--name", default="world")
-        hello.set_defaults(func=lambda args: print(f"hello {args.name} from acme") or 0)
-
-
-def register(bus):
-    bus.subscribe(lambda e: WELCOMED.append(e.payload["user"]), "user.login")
-"""
-
-HANDLERS = """
-from aperion_bus import handler
-
-SEEN = []
-
-
-@handler("user.*", priority=5)
-def on_user(event):
-    SEEN.append(event.event_type)
-"""
-
-
-@pytest.fixture(scope="module")
-def acme_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("acme")
-    project = root / "project"
-    pkg = project / "acme_bus_extras"
-    pkg.mkdir(parents=True)
-    (project / "pyproject.toml").write_text(PYPROJECT)
-    (pkg / "__init__.py").write_text(INIT)
-    (pkg / "handlers.py").write_text(HANDLERS)
-    site = install_distribution(project, root / "site")
-    sys.path.insert(0, str(site))
-    refresh_entry_points()
-    yield site
-    sys.path.remove(str(site))
-    for name in [m for m in sys.modules if m.startswith("acme_bus_extras")]:
-        del sys.modules[name]
-    refresh_entry_points()
 
 
 def test_installed_entry_points_are_listed(acme_site: Path) -> None:
@@ -187,7 +101,7 @@ def test_cli_lists_plugins_with_active_flag(
     assert cli_main(["plugins"]) == 0
     out = capsys.readouterr().out
     line = next(row for row in out.splitlines() if "acme_counter" in row)
-    assert "acme-bus-extras" in line and "1.4.0" in line and line.rstrip().endswith("yes")
+    assert "acme-bus-extras" in line and "1.4.0" in line and line.split()[-2:] == ["yes", "listed"]
     assert cli_main(["config", "check"]) == 0
     out = capsys.readouterr().out
     assert "acme_counter" in out and "ok" in out

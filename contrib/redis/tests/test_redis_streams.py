@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 from aperion_bus import ConfigError, Event, EventBus, FailureReason, hookimpl
-from aperion_bus.testing import Recorder, free_port, wait_until
+from aperion_bus.testing import Recorder, assert_bad_setting, free_port, wait_until
 from aperion_bus_redis import RedisStreams, SerializationError
 
 #: redis-py's sync client; its reply types are unions too wide for the tests to narrow
@@ -327,22 +328,35 @@ def test_maxlen_none_never_trims(redis_url: str, stream: str, client: Client) ->
 
 
 @pytest.mark.parametrize(
-    ("settings", "message"),
+    ("settings", "key", "value", "expected"),
     [
-        ({"mode": "fanout"}, "mode must be 'shared' or 'broadcast'"),
-        ({"max_deliveries": 0}, "max_deliveries must be > 0"),
-        ({"claim_idle_ms": "5s"}, "claim_idle_ms must be an int"),
-        ({"url": "http://x"}, "url must start with redis://"),
-        ({"stream": "a:{kind}"}, "may only contain the placeholder"),
-        ({"stream": "a:{domain}"}, "name the domains to consume"),
-        ({"patterns": ["user..x"]}, "invalid pattern"),
-        ({"colour": "red"}, "unknown setting"),
-        ({"maxlen": -1}, "maxlen must be > 0"),
+        ({"colour": "red"}, "colour", "red", "expected one of: batch_size, block_ms"),
+        ({"mode": "fanout"}, "mode", "fanout", "one of 'shared', 'broadcast'"),
+        ({"max_deliveries": 0}, "max_deliveries", 0, "an int >= 1"),
+        ({"claim_idle_ms": "5s"}, "claim_idle_ms", "5s", "an int >= 1"),
+        ({"url": "http://x"}, "url", "http://x", "a URL starting with redis://"),
+        ({"url": "http://u:pw@x"}, "url", "http://u:***@x", "a URL starting with redis://"),
+        ({"stream": "a:{kind}"}, "stream", "a:{kind}", "whose only placeholder is {domain}"),
+        ({"stream": "a:{domain}"}, "domains", None, "the domains to consume"),
+        ({"patterns": ["user..x"]}, "patterns", "user..x", "a list of event patterns"),
+        ({"patterns": 3}, "patterns", 3, "a list of event patterns"),
+        ({"maxlen": -1}, "maxlen", -1, "an int >= 1"),
+        ({"consume": "yes"}, "consume", "yes", "true or false"),
+        ({"group": ""}, "group", "", "a non-empty string"),
     ],
 )
-def test_bad_settings_are_refused_clearly(settings: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+def test_bad_settings_are_refused_clearly(
+    settings: dict[str, Any], key: str, value: object, expected: str
+) -> None:
+    assert_bad_setting("redis", settings, key, expected, value=value)
+    with pytest.raises(ConfigError, match=re.escape("plugin 'redis': ")):
         RedisStreams(**settings)
+
+
+def test_a_bad_url_does_not_show_its_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        RedisStreams(url="http://user:s3cret@example.com")
+    assert "s3cret" not in str(info.value)
 
 
 def test_unreachable_server_fails_at_bus_construction() -> None:

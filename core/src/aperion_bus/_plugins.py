@@ -1,141 +1,100 @@
-"""Plugin and handler discovery (entry points), configuration files, composition."""
+"""Plugins and handler sets: built from entry points with their settings, then registered.
+
+Entry points live in ``_entry_points``, config files in ``_config``; their names are
+re-exported here, where they were first defined.
+"""
 
 from __future__ import annotations
 
 import inspect
-import os
-import threading
-import tomllib
+import logging
 import types
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import pluggy
 
-from ._errors import ConfigError, PluginError, PluginLoadError, PluginNotFoundError
+from ._config import (
+    _BUS_KEYS,
+    _TOP_KEYS,
+    CONFIG_ENV,
+    CONFIG_FILE,
+    BusConfig,
+    find_config_file,
+    load_config,
+    parse_config,
+)
+from ._entry_points import (
+    HANDLER_GROUP,
+    PLUGIN_GROUP,
+    EntryPointInfo,
+    _entry_points,
+    _load,
+    _lookup,
+    installed_handlers,
+    installed_plugins,
+    refresh_entry_points,
+)
+from ._errors import AperionBusError, ConfigError, PluginError, PluginLoadError
 from ._patterns import normalize_patterns
+from .settings import check_keys, describe, known_keywords
 
 if TYPE_CHECKING:
-    from importlib.metadata import EntryPoint
-
     from ._bus import EventBus
 
 __all__ = [
     "CONFIG_ENV",
+    "CONFIG_FILE",
     "HANDLER_GROUP",
     "PLUGIN_GROUP",
+    "_BUS_KEYS",
+    "_TOP_KEYS",
     "BusConfig",
     "EntryPointInfo",
+    "PluginSkippedWarning",
+    "PluginStatus",
+    "_entry_points",
+    "_load",
+    "_lookup",
+    "build_plugin",
+    "find_config_file",
     "handler",
     "installed_handlers",
     "installed_plugins",
     "load_config",
+    "parse_config",
+    "plugin_statuses",
     "refresh_entry_points",
+    "register",
+    "register_plugins",
+    "subscribe_handler_entry_points",
 ]
 
-PLUGIN_GROUP: Final = "aperion_bus.plugins"
-HANDLER_GROUP: Final = "aperion_bus.handlers"
-CONFIG_ENV: Final = "APERION_BUS_CONFIG"
-CONFIG_FILE: Final = "aperion-bus.toml"
 _HANDLER_MARK: Final = "__aperion_bus_handler__"
 _F = TypeVar("_F", bound=Callable[..., Any])
+logger = logging.getLogger("aperion_bus")
 
 
-# ---------------------------------------------------------------------------- entry points
-@attrs.frozen
-class EntryPointInfo:
-    """One installed entry point: its name, group, target and distribution."""
-
-    name: str
-    group: str
-    value: str
-    distribution: str
-    version: str
+class PluginSkippedWarning(RuntimeWarning):
+    """A plugin or handler entry point was skipped (``strict = false``); also logged as a
+    warning on logger ``aperion_bus``."""
 
 
-_ep_lock = threading.Lock()
-_ep_cache: dict[str, dict[str, list[EntryPoint]]] = {}
+def _skip(kind: str, name: str, why: str, error: BaseException) -> None:
+    msg = f"{kind} {name!r} skipped ({why}): {error}"
+    warnings.warn(msg, PluginSkippedWarning, stacklevel=4)
+    logger.warning("%s", msg, extra={"aperion_bus_skipped": True})
 
 
-def _entry_points(group: str) -> dict[str, list[EntryPoint]]:
-    # Scanning installed distributions costs milliseconds: once per process and group.
-    found = _ep_cache.get(group)
-    if found is None:
-        with _ep_lock:
-            found = {}
-            from importlib.metadata import entry_points  # scanned once, on first use
-
-            for ep in entry_points(group=group):
-                found.setdefault(ep.name, []).append(ep)
-            _ep_cache[group] = found
-    return found
-
-
-def refresh_entry_points() -> None:
-    """Forget the cached entry points (after installing a distribution at run time)."""
-    import importlib
-
-    with _ep_lock:
-        _ep_cache.clear()
-    importlib.invalidate_caches()
-
-
-def _info(ep: EntryPoint) -> EntryPointInfo:
-    dist = ep.dist
-    return EntryPointInfo(
-        name=ep.name,
-        group=ep.group,
-        value=ep.value,
-        distribution=dist.metadata["Name"] if dist is not None else "?",
-        version=dist.version if dist is not None else "?",
-    )
-
-
-def installed_plugins() -> list[EntryPointInfo]:
-    """Every plugin entry point installed, sorted by name."""
-    return sorted(
-        (_info(ep) for eps in _entry_points(PLUGIN_GROUP).values() for ep in eps),
-        key=lambda i: (i.name, i.distribution),
-    )
-
-
-def installed_handlers() -> list[EntryPointInfo]:
-    """Every handler entry point installed, sorted by name."""
-    return sorted(
-        (_info(ep) for eps in _entry_points(HANDLER_GROUP).values() for ep in eps),
-        key=lambda i: (i.name, i.distribution),
-    )
-
-
-def _lookup(group: str, name: str) -> EntryPoint:
-    kind = "plugin" if group == PLUGIN_GROUP else "handler set"
-    eps = _entry_points(group).get(name)
-    if not eps:
-        names = sorted(_entry_points(group))
-        listed = ", ".join(names) if names else "none"
-        raise PluginNotFoundError(
-            f"no {kind} named {name!r} is installed (entry-point group {group!r}); "
-            f"installed: {listed}"
-        )
-    if len(eps) > 1:
-        dists = ", ".join(f"{i.distribution} {i.version}" for i in map(_info, eps))
-        raise PluginError(f"{kind} name {name!r} is provided by several distributions: {dists}")
-    return eps[0]
-
-
-def _load(ep: EntryPoint) -> Any:
-    try:
-        return ep.load()
-    except Exception as exc:
-        info = _info(ep)
-        raise PluginLoadError(
-            f"{'plugin' if ep.group == PLUGIN_GROUP else 'handler set'} {ep.name!r} from "
-            f"distribution {info.distribution} {info.version} failed to import "
-            f"({ep.value}): {type(exc).__name__}: {exc}"
-        ) from exc
+def _located(exc: AperionBusError, where: str | None) -> AperionBusError:
+    """``exc`` with the config file that chose the plugin in front of its message."""
+    if where is None:
+        return exc
+    located = type(exc)(f"{where}: {exc}")
+    located.__cause__ = exc.__cause__ or exc
+    return located
 
 
 # ---------------------------------------------------------------------------- plugins
@@ -143,22 +102,40 @@ def build_plugin(name: str, target: Any, settings: Mapping[str, Any]) -> Any:
     """Turn an entry point's target into a plugin object, given its settings.
 
     A class or a function is called with the settings as keyword arguments; a module or any
-    other object is the plugin itself and takes no settings.
+    other object is the plugin itself and takes no settings. A setting the target does not
+    take, and a ``TypeError``/``ValueError`` it raises, are :class:`ConfigError`; any other
+    exception is a :class:`PluginLoadError` ("failed to build").
     """
+    if not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings):
+        raise ConfigError(
+            f"plugin {name!r}: settings = {describe(settings)} is invalid; expected a table "
+            "(a mapping of setting names to values)"
+        )
     if inspect.isclass(target) or inspect.isfunction(target):
+        known = known_keywords(target)
+        if known is not None:
+            check_keys(name, settings, known)
+            try:
+                inspect.signature(target).bind(**settings)
+            except TypeError as exc:  # a required setting is missing
+                raise ConfigError(f"plugin {name!r}: invalid settings: {exc}") from None
         try:
-            inspect.signature(target).bind(**settings)
-        except TypeError as exc:
+            return target(**settings)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
             raise ConfigError(
-                f"plugin {name!r}: invalid settings {sorted(settings)}: {exc}"
-            ) from None
-        except ValueError:  # no signature available: let the call decide
-            pass
-        return target(**settings)
+                f"plugin {name!r} refused its settings {describe(dict(settings))}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        except Exception as exc:
+            raise PluginLoadError(
+                f"plugin {name!r} failed to build: {type(exc).__name__}: {exc}"
+            ) from exc
     if settings:
         raise ConfigError(
-            f"plugin {name!r} is a ready-made {type(target).__name__} and takes no settings, "
-            f"got {sorted(settings)}"
+            f"plugin {name!r} is a ready-made {type(target).__name__} and takes no settings; "
+            f"got {', '.join(f'{k} = {describe(v)}' for k, v in settings.items())}"
         )
     return target
 
@@ -219,32 +196,38 @@ def register_plugins(
     *,
     strict: bool = True,
 ) -> None:
-    """Resolve names through entry points, build them with their settings, register all."""
+    """Resolve names through entry points, build them with their settings, register all.
+
+    A bad setting is always an error. With ``strict`` False, a plugin that fails to import is
+    skipped, and so is an autoloaded one (chosen by a config's ``autoload``, not listed) that
+    fails to build or register; each skip is a :class:`PluginSkippedWarning` and a warning
+    on logger ``aperion_bus``.
+    """
     if isinstance(plugins, str):
         raise TypeError("plugins must be a list of names or plugin objects, not a str")
     used: set[str] = set()
     for item in plugins:
         if isinstance(item, str):
-            used.add(item)
+            name = str(item)
+            where: str | None = getattr(item, "where", None)
+            autoloaded = bool(getattr(item, "autoloaded", False))
+            used.add(name)
             try:
-                target = _load(_lookup(PLUGIN_GROUP, item))
-                plugin = build_plugin(item, target, settings.get(item, {}))
+                target = _load(_lookup(PLUGIN_GROUP, name))
             except PluginLoadError as exc:
                 if strict:
-                    raise
-                warnings.warn(f"{exc}; skipped (strict = false)", RuntimeWarning, stacklevel=3)
+                    raise _located(exc, where) from exc.__cause__
+                _skip("plugin", name, "strict = false", exc)
                 continue
-            except (ConfigError, PluginNotFoundError):
-                raise
-            except Exception as exc:
-                err = PluginLoadError(
-                    f"plugin {item!r} failed to build: {type(exc).__name__}: {exc}"
-                )
-                if strict:
-                    raise err from exc
-                warnings.warn(f"{err}; skipped (strict = false)", RuntimeWarning, stacklevel=3)
-                continue
-            register(pm, plugin, item)
+            except PluginError as exc:
+                raise _located(exc, where) from None
+            try:
+                register(pm, build_plugin(name, target, settings.get(name, {})), name)
+            except (ConfigError, PluginError) as exc:
+                if autoloaded and not strict:
+                    _skip("autoloaded plugin", name, "strict = false", exc)
+                    continue
+                raise _located(exc, where) from exc.__cause__
         else:
             if item is None or isinstance(item, (bytes, int, float)):
                 raise TypeError(f"not a plugin: {item!r}")
@@ -252,6 +235,61 @@ def register_plugins(
     unused = sorted(set(settings) - used)
     if unused:
         raise ConfigError(f"settings given for plugins that are not active: {', '.join(unused)}")
+
+
+@attrs.frozen
+class PluginStatus:
+    """Whether an installed (or listed) plugin is active under a config, and why."""
+
+    name: str
+    active: bool
+    reason: str
+    distribution: str | None = None
+    version: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def plugin_statuses(config: BusConfig) -> list[PluginStatus]:
+    """Every installed plugin and every listed one, active or not, with the reason.
+
+    A plugin the config would activate is imported and built (not started) to see that it
+    loads: ``failed to load: <error>`` or ``invalid settings: <error>`` otherwise.
+    """
+    infos: dict[str, EntryPointInfo] = {}
+    for ep in installed_plugins():
+        infos.setdefault(ep.name, ep)
+    listed = list(config.plugins)
+    active = set(config.active_plugins())
+    out: list[PluginStatus] = []
+    for name in [*listed, *sorted(n for n in infos if n not in listed)]:
+        info = infos.get(name)
+        dist = info.distribution if info else None
+        version = info.version if info else None
+        reason = config.disabled_reason(name)
+        if reason is None and name not in active:
+            reason = "not listed" if config.autoload_active or not config.autoload else (
+                "not listed (autoload turned off by APERION_BUS_DISABLE_PLUGIN_AUTOLOAD)"
+            )
+        if reason is not None:
+            out.append(PluginStatus(name, False, reason, dist, version))
+            continue
+        if info is None:
+            out.append(PluginStatus(name, False, "not installed", dist, version))
+            continue
+        try:
+            build_plugin(name, _load(_lookup(PLUGIN_GROUP, name)), config.settings.get(name, {}))
+        except ConfigError as exc:
+            out.append(PluginStatus(name, False, f"invalid settings: {exc}", dist, version))
+            continue
+        except AperionBusError as exc:
+            out.append(PluginStatus(name, False, f"failed to load: {exc}", dist, version))
+            continue
+        out.append(
+            PluginStatus(name, True, "listed" if name in listed else "autoloaded", dist, version)
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -303,7 +341,7 @@ def subscribe_handler_entry_points(
         except PluginLoadError as exc:
             if strict:
                 raise
-            warnings.warn(f"{exc}; skipped (strict = false)", RuntimeWarning, stacklevel=3)
+            _skip("handler set", name, "strict = false", exc)
             continue
         if isinstance(target, types.ModuleType):
             for obj in vars(target).values():
@@ -319,141 +357,3 @@ def subscribe_handler_entry_points(
     return ids
 
 
-# ---------------------------------------------------------------------------- config files
-_TOP_KEYS: Final = ("plugins", "autoload", "strict", "handlers", "bus")
-_BUS_KEYS: Final = ("handler_timeout", "max_handler_threads", "name")
-
-
-@attrs.frozen
-class BusConfig:
-    """A parsed configuration: which plugins and handlers are active, and their settings."""
-
-    source: Path | None = None
-    plugins: tuple[str, ...] = ()
-    settings: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
-    autoload: bool = False
-    strict: bool = True
-    handlers: tuple[str, ...] = ()
-    bus: Mapping[str, Any] = attrs.field(factory=dict)
-
-    def active_plugins(self) -> list[str]:
-        """The plugin names this config activates (with ``autoload``: every installed one)."""
-        names = list(self.plugins)
-        if self.autoload:
-            names += [n for n in sorted(_entry_points(PLUGIN_GROUP)) if n not in names]
-        return names
-
-    def bus_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :class:`EventBus`."""
-        active = self.active_plugins()
-        return {
-            "plugins": active,
-            "settings": {k: v for k, v in self.settings.items() if k in active},
-            "handlers": self.handlers,
-            "strict": self.strict,
-            **self.bus,
-        }
-
-
-def find_config_file(path: Path | None = None) -> tuple[Path, bool] | None:
-    """The config file to read and whether it is a pyproject.toml, or None."""
-    if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        return path, path.name == "pyproject.toml"
-    env = os.environ.get(CONFIG_ENV)
-    if env:
-        p = Path(env)
-        if not p.is_file():
-            raise ConfigError(f"{CONFIG_ENV}={env!r} names a file that does not exist")
-        return p, p.name == "pyproject.toml"
-    local = Path.cwd() / CONFIG_FILE
-    if local.is_file():
-        return local, False
-    pyproject = Path.cwd() / "pyproject.toml"
-    if pyproject.is_file():
-        return pyproject, True
-    return None
-
-
-def load_config(path: Path | None = None) -> BusConfig:
-    """Read the configuration (see :meth:`EventBus.from_config` for where it is looked for)."""
-    found = find_config_file(path)
-    if found is None:
-        return BusConfig()
-    file, is_pyproject = found
-    try:
-        with file.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
-    if is_pyproject:
-        data = data.get("tool", {}).get("aperion-bus")
-        if data is None:
-            if path is not None:
-                raise ConfigError(f"{file} has no [tool.aperion-bus] table")
-            return BusConfig()
-        where = f"{file} [tool.aperion-bus]"
-    else:
-        where = str(file)
-    return parse_config(data, where, file)
-
-
-def _expect(cond: bool, where: str, key: str, expected: str, got: object) -> None:
-    if not cond:
-        raise ConfigError(f"{where}: {key!r} must be {expected}, got {got!r}")
-
-
-def parse_config(
-    data: Mapping[str, Any], where: str = "<config>", source: Path | None = None
-) -> BusConfig:
-    """Validate a config mapping (a TOML document's content) into a :class:`BusConfig`."""
-    unknown = sorted(set(data) - set(_TOP_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(_TOP_KEYS)}"
-        )
-    raw_plugins = data.get("plugins", [])
-    names: list[str] = []
-    settings: dict[str, dict[str, Any]] = {}
-    if isinstance(raw_plugins, list):
-        for item in raw_plugins:
-            _expect(isinstance(item, str) and bool(item), where, "plugins", "a list of names", item)
-            names.append(item)
-    elif isinstance(raw_plugins, dict):
-        for name, table in raw_plugins.items():
-            _expect(isinstance(table, dict), where, f"plugins.{name}", "a table of settings", table)
-            names.append(name)
-            settings[name] = dict(table)
-    else:
-        _expect(False, where, "plugins", "a list of names or [plugins.<name>] tables", raw_plugins)
-    autoload = data.get("autoload", False)
-    _expect(isinstance(autoload, bool), where, "autoload", "true or false", autoload)
-    strict = data.get("strict", True)
-    _expect(isinstance(strict, bool), where, "strict", "true or false", strict)
-    raw_handlers = data.get("handlers", [])
-    if raw_handlers == "*":
-        raw_handlers = ["*"]
-    _expect(
-        isinstance(raw_handlers, list) and all(isinstance(h, str) for h in raw_handlers),
-        where,
-        "handlers",
-        'a list of handler entry-point names, or "*"',
-        raw_handlers,
-    )
-    bus = data.get("bus", {})
-    _expect(isinstance(bus, dict), where, "bus", "a table", bus)
-    bad = sorted(set(bus) - set(_BUS_KEYS))
-    if bad:
-        raise ConfigError(
-            f"{where}: unknown [bus] key(s) {', '.join(bad)}; expected {', '.join(_BUS_KEYS)}"
-        )
-    return BusConfig(
-        source=source,
-        plugins=tuple(names),
-        settings=settings,
-        autoload=autoload,
-        strict=strict,
-        handlers=tuple(raw_handlers),
-        bus=dict(bus),
-    )

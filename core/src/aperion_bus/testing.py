@@ -13,10 +13,18 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ._event import Event
 
-__all__ = ["Recorder", "free_port", "install_distribution", "run_python", "wait_until"]
+__all__ = [
+    "Recorder",
+    "assert_bad_setting",
+    "free_port",
+    "install_distribution",
+    "run_python",
+    "wait_until",
+]
 
 
 class Recorder:
@@ -140,3 +148,35 @@ def install_distribution(project: str | Path, target: str | Path) -> Path:
     if proc.returncode != 0:
         raise AssertionError(f"installing {project} failed:\n{proc.stdout}\n{proc.stderr}")
     return target
+
+
+_FROM_SETTINGS: Any = object()
+
+
+def assert_bad_setting(
+    plugin: str,
+    settings: Mapping[str, Any],
+    key: str,
+    expected: str,
+    value: Any = _FROM_SETTINGS,
+) -> str:
+    """Assert that a bus with the ``plugin`` entry point and ``settings`` is refused with a
+    :class:`~aperion_bus.ConfigError` naming the plugin, ``key``, the value (``settings[key]``
+    unless given) and ``expected`` (a part of the expectation); return the message."""
+    from ._bus import EventBus
+    from ._errors import ConfigError
+    from .settings import describe
+
+    if value is _FROM_SETTINGS:
+        value = settings[key]
+    try:
+        bus = EventBus([plugin], settings={plugin: dict(settings)})
+    except ConfigError as exc:
+        msg = str(exc)
+    else:
+        bus.shutdown()
+        raise AssertionError(f"plugin {plugin!r} accepted the settings {settings!r}")
+    for part in (repr(plugin), key, describe(value), expected):
+        if part not in msg:
+            raise AssertionError(f"{part!r} is missing from the ConfigError: {msg}")
+    return msg

@@ -12,8 +12,8 @@ from typing import Any
 
 import aperion_bus_audit._writer as writer_mod
 import pytest
-from aperion_bus import HANDLER_ERROR_EVENT, Event, EventBus, hookimpl
-from aperion_bus.testing import Recorder
+from aperion_bus import HANDLER_ERROR_EVENT, ConfigError, Event, EventBus, hookimpl
+from aperion_bus.testing import Recorder, assert_bad_setting
 from aperion_bus_audit import HAVE_FLOCK, SCHEMA_VERSION, AuditPlugin, get_events, lock_path
 
 
@@ -314,22 +314,37 @@ def test_stats_key(log: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "exc", "message"),
+    ("settings", "key", "expected"),
     [
-        ({"path": 3}, TypeError, "path must be a str or os.PathLike"),
-        ({"path": ""}, ValueError, "path must name a file"),
-        ({"max_size_bytes": "10"}, TypeError, "max_size_bytes must be an int or None"),
-        ({"max_size_bytes": 0}, ValueError, "max_size_bytes must be >= 1"),
-        ({"max_files": 2.5}, TypeError, "max_files must be an int"),
-        ({"max_files": -1}, ValueError, "max_files must be >= 0"),
-        ({"fsync": "sometimes"}, ValueError, "fsync must be one of never, always, interval"),
-        ({"fsync_interval": "1"}, TypeError, "fsync_interval must be a number"),
-        ({"fsync_interval": 0}, ValueError, "fsync_interval must be > 0"),
-        ({"lock": "yes"}, TypeError, "lock must be true or false"),
+        ({"colour": "blue"}, "colour", "expected one of: fsync, fsync_interval, lock"),
+        ({"path": 3}, "path", "a file path"),
+        ({"path": ""}, "path", "a file path"),
+        ({"max_size_bytes": "10"}, "max_size_bytes", "an int >= 1 or none"),
+        ({"max_size_bytes": 0}, "max_size_bytes", "an int >= 1 or none"),
+        ({"max_files": 2.5}, "max_files", "an int >= 0"),
+        ({"max_files": -1}, "max_files", "an int >= 0"),
+        ({"fsync": "sometimes"}, "fsync", "one of 'never', 'always', 'interval'"),
+        ({"fsync_interval": "1"}, "fsync_interval", "a number of seconds > 0"),
+        ({"fsync_interval": 0}, "fsync_interval", "a number of seconds > 0"),
+        ({"fsync_interval": float("inf")}, "fsync_interval", "a number of seconds > 0"),
+        ({"lock": "yes"}, "lock", "true or false"),
     ],
 )
-def test_bad_settings_are_refused_clearly(
-    kwargs: dict[str, Any], exc: type[Exception], message: str
-) -> None:
-    with pytest.raises(exc, match=message):
-        AuditPlugin(**kwargs)
+def test_bad_settings_are_config_errors(settings: dict[str, Any], key: str, expected: str) -> None:
+    # an unknown key, a wrong type, an out-of-range value: through the entry point (as from a
+    # config file) and from Python alike, never a TypeError
+    assert_bad_setting("audit", settings, key, expected)
+    if key != "colour":  # an unknown keyword argument stays Python's TypeError
+        with pytest.raises(ConfigError, match=f"plugin 'audit': .*'{key}'"):
+            AuditPlugin(**settings)
+
+
+def test_bad_settings_are_never_skipped_by_strict_false(tmp_path: Path) -> None:
+    # strict = false turned audit's TypeError into "skipped": the bus ran with no audit log
+    with pytest.raises(ConfigError, match="plugin 'audit': setting 'max_files' = 'many'"):
+        EventBus(["audit"], settings={"audit": {"max_files": "many"}}, strict=False)
+    cfg = tmp_path / "aperion-bus.toml"
+    cfg.write_text("strict = false\n[plugins.audit]\nmax_files = -1\n")
+    with pytest.raises(ConfigError) as info:
+        EventBus.from_config(cfg)
+    assert str(info.value).startswith(f"{cfg}: plugin 'audit': setting 'max_files' = -1")

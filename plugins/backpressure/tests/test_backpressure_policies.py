@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from aperion_bus import BusClosedError, ConfigError, EventBus, EventRejected
-from aperion_bus.testing import Recorder, wait_until
+from aperion_bus.testing import Recorder, assert_bad_setting, wait_until
 from aperion_bus_backpressure import BackpressureError, BackpressurePlugin, OverflowPolicy
 
 
@@ -78,26 +78,33 @@ def test_policy_accepts_names_in_any_case(given: str, expected: OverflowPolicy) 
 def test_bad_policy_is_a_value_error_listing_the_valid_ones(bad: object) -> None:
     with pytest.raises(ValueError, match="'drop', 'drop_oldest', 'raise', 'block'"):
         OverflowPolicy(bad)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"overflow_policy: invalid overflow policy"):
+    with pytest.raises(ConfigError, match=r"'overflow_policy' = .* expected one of 'drop'"):
         BackpressurePlugin(5, bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("settings", "key", "expected"),
     [
-        ({"max_pending_events": 0}, "max_pending_events must be >= 1, got 0"),
-        ({"max_pending_events": -3}, "max_pending_events must be >= 1"),
-        ({"max_pending_events": "10"}, "max_pending_events must be an int >= 1, got str"),
-        ({"max_pending_events": True}, "max_pending_events must be an int"),
-        ({"max_pending_events": 2.5}, "max_pending_events must be an int"),
-        ({"overflow_policy": "block", "block_timeout": 0}, "block_timeout must be > 0"),
-        ({"overflow_policy": "block", "block_timeout": "1"}, "block_timeout must be a number"),
-        ({"overflow_policy": "drop", "block_timeout": 1.0}, "only applies to overflow_policy"),
+        ({"max_pending": 5}, "max_pending", "expected one of: block_timeout, max_pending_events"),
+        ({"max_pending_events": 0}, "max_pending_events", "an int >= 1"),
+        ({"max_pending_events": -3}, "max_pending_events", "an int >= 1"),
+        ({"max_pending_events": "10"}, "max_pending_events", "an int >= 1"),
+        ({"max_pending_events": True}, "max_pending_events", "an int >= 1"),
+        ({"max_pending_events": 2.5}, "max_pending_events", "an int >= 1"),
+        ({"overflow_policy": "fifo"}, "overflow_policy", "one of 'drop', 'drop_oldest'"),
+        ({"overflow_policy": 3}, "overflow_policy", "one of 'drop', 'drop_oldest'"),
+        ({"overflow_policy": "block", "block_timeout": 0}, "block_timeout", "seconds > 0"),
+        ({"overflow_policy": "block", "block_timeout": "1"}, "block_timeout", "seconds > 0"),
+        ({"overflow_policy": "drop", "block_timeout": 1.0}, "block_timeout", "only applies to"),
     ],
 )
-def test_bad_settings_raise_config_error(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        BackpressurePlugin(**kwargs)  # type: ignore[arg-type]
+def test_bad_settings_raise_config_error(
+    settings: dict[str, object], key: str, expected: str
+) -> None:
+    assert_bad_setting("backpressure", settings, key, expected)
+    if key != "max_pending":
+        with pytest.raises(ConfigError, match=f"plugin 'backpressure': setting '{key}'"):
+            BackpressurePlugin(**settings)  # type: ignore[arg-type]
 
 
 def test_entry_point_with_settings_and_bad_settings() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aperion_bus import (
     HANDLER_ERROR_EVENT,
+    ConfigError,
     CorrelationContext,
     Event,
     EventBus,
@@ -15,6 +16,7 @@ from aperion_bus import (
     FailureReason,
     hookimpl,
 )
+from aperion_bus.testing import assert_bad_setting
 from aperion_bus_dlq import DeadLetterQueue, DLQPlugin
 
 
@@ -271,10 +273,31 @@ def test_bad_arguments_get_clear_errors() -> None:
         dlq.clear_older_than(hours="1")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"event must be an aperion_bus\.Event, got dict"):
         dlq.add({"event_type": "a.b"}, FailureReason.HANDLER_ERROR)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="queue must be a DeadLetterQueue, got str"):
+    with pytest.raises(ConfigError, match="'queue' = 'q' is invalid; expected a DeadLetterQueue"):
         DLQPlugin(queue="q")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="record_all_failed must be true or false"):
+    with pytest.raises(ConfigError, match=r"'record_all_failed' = 'yes' .* true or false"):
         DLQPlugin(record_all_failed="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"'max_size' = 5 .* no value when queue is given"):
+        DLQPlugin(5, queue=DeadLetterQueue())
+
+
+@pytest.mark.parametrize(
+    ("settings", "key", "expected"),
+    [
+        ({"size": 5}, "size", "expected one of: busy_timeout, max_size, path, queue"),
+        ({"max_size": "10"}, "max_size", "an int >= 1"),
+        ({"max_size": 0}, "max_size", "an int >= 1"),
+        ({"path": 3}, "path", "a file path"),
+        ({"path": ""}, "path", "a file path"),
+        ({"busy_timeout": "1"}, "busy_timeout", "a number of seconds >= 0"),
+        ({"busy_timeout": -1}, "busy_timeout", "a number of seconds >= 0"),
+        ({"record_all_failed": 1}, "record_all_failed", "true or false"),
+        ({"record_handler_error_events": "no"}, "record_handler_error_events", "true or false"),
+        ({"queue": "memory"}, "queue", "a DeadLetterQueue"),
+    ],
+)
+def test_bad_settings_are_config_errors(settings: dict[str, Any], key: str, expected: str) -> None:
+    assert_bad_setting("dlq", settings, key, expected)
 
 
 def test_plugin_from_entry_point_with_settings(tmp_path: Any) -> None:

@@ -19,7 +19,7 @@ from aperion_bus import (
     Subscription,
     hookimpl,
 )
-from aperion_bus.testing import run_python
+from aperion_bus.testing import assert_bad_setting, run_python
 from aperion_bus_metrics import (
     OTHER,
     CallbackMetrics,
@@ -337,24 +337,23 @@ def test_reset_forgets_counts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "exc", "match"),
+    ("settings", "key", "expected"),
     [
-        ({"backend": "statsd"}, ConfigError, "backend must be 'memory' or 'prometheus'"),
-        ({"backend": 42}, TypeError, "backend must be"),
-        ({"max_label_values": 0}, ConfigError, "max_label_values must be an int >= 1, got 0"),
-        ({"max_label_values": "7"}, ConfigError, "max_label_values must be an int >= 1"),
-        ({"registry": "default"}, ConfigError, "only apply to backend = 'prometheus'"),
-        ({"dispatch_latency": "yes"}, ConfigError, "dispatch_latency must be true or false"),
+        ({"backends": "memory"}, "backends", "expected one of: backend, buckets"),
+        ({"backend": "statsd"}, "backend", "one of 'memory', 'prometheus'"),
+        ({"backend": 42}, "backend", "'memory', 'prometheus', a MetricsBackend"),
+        ({"max_label_values": 0}, "max_label_values", "an int >= 1"),
+        ({"max_label_values": "7"}, "max_label_values", "an int >= 1"),
+        ({"registry": "default"}, "registry", "only applies to backend = 'prometheus'"),
+        ({"buckets": [1.0]}, "buckets", "only applies to backend = 'prometheus'"),
+        ({"dispatch_latency": "yes"}, "dispatch_latency", "true or false"),
     ],
 )
-def test_bad_settings_are_refused(kwargs: dict[str, Any], exc: type[Exception], match: str) -> None:
-    with pytest.raises(exc, match=match):
-        MetricsPlugin(**kwargs)
-
-
-def test_bad_settings_from_config_name_the_problem() -> None:
-    with pytest.raises(ConfigError, match="backend must be"):
-        EventBus(plugins=["metrics"], settings={"metrics": {"backend": "nope"}})
+def test_bad_settings_are_refused(settings: dict[str, Any], key: str, expected: str) -> None:
+    assert_bad_setting("metrics", settings, key, expected)
+    if key != "backends":
+        with pytest.raises(ConfigError, match=f"plugin 'metrics': setting '{key}'"):
+            MetricsPlugin(**settings)
 
 
 def test_collector_refuses_a_non_backend() -> None:

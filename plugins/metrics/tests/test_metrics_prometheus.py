@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 from aperion_bus import ConfigError, Event, EventBus
-from aperion_bus.testing import free_port, run_python, wait_until
+from aperion_bus.testing import assert_bad_setting, free_port, run_python, wait_until
 from aperion_bus_metrics import MetricsPlugin, PrometheusMetrics
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -123,17 +123,22 @@ def test_private_registry_by_default_and_default_on_request() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("settings", "key", "expected"),
     [
-        ({"registry": "global"}, "registry must be 'private', 'default'"),
-        ({"namespace": "bad-name"}, "namespace must be letters"),
-        ({"buckets": []}, "buckets must be positive numbers"),
-        ({"buckets": ["x"]}, "buckets must be a list of numbers"),
+        ({"registry": "global"}, "registry", "'private', 'default' or a CollectorRegistry"),
+        ({"registry": 3}, "registry", "'private', 'default' or a CollectorRegistry"),
+        ({"namespace": "bad-name"}, "namespace", "letters, digits and _"),
+        ({"namespace": 5}, "namespace", "letters, digits and _"),
+        ({"buckets": []}, "buckets", "a list of numbers > 0 (at least one)"),
+        ({"buckets": ["x"]}, "buckets", "a list of numbers > 0"),
+        ({"buckets": "123"}, "buckets", "a list of numbers > 0"),
+        ({"buckets": [0.1, -1]}, "buckets", "a list of numbers > 0"),
     ],
 )
-def test_bad_prometheus_settings(kwargs: dict[str, object], match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
-        MetricsPlugin(backend="prometheus", **kwargs)  # type: ignore[arg-type]
+def test_bad_prometheus_settings(settings: dict[str, object], key: str, expected: str) -> None:
+    assert_bad_setting("metrics", {"backend": "prometheus", **settings}, key, expected)
+    with pytest.raises(ConfigError, match=f"plugin 'metrics': setting '{key}'"):
+        MetricsPlugin(backend="prometheus", **settings)  # type: ignore[arg-type]
 
 
 def test_without_prometheus_client_the_plugin_imports_and_says_what_to_install() -> None:
@@ -195,5 +200,5 @@ def test_cli_metrics_serve_refuses_a_bad_config(tmp_path: object) -> None:
          "--port", "0", "--duration", "0"],
         capture_output=True, text=True, timeout=60,
     )
-    assert proc.returncode != 0
-    assert "max_label_values must be an int >= 1" in proc.stderr
+    assert proc.returncode == 2
+    assert "'max_label_values' = 0 is invalid; expected an int >= 1" in proc.stderr

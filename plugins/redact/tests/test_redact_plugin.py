@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from aperion_bus import ConfigError, Event, EventBus, hookimpl, installed_plugins
+from aperion_bus.testing import assert_bad_setting
 from aperion_bus_redact import KEY_PLACEHOLDER, Redactor, RedactPlugin
 
 
@@ -136,17 +138,35 @@ def test_entry_point_and_toml_settings(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("settings", "message"),
+    ("settings", "key", "value", "expected"),
     [
-        ({"disabled": ["nope"]}, "unknown detector"),
-        ({"detectors": [{"name": "x", "pattern": "("}]}, "invalid regex"),
-        ({"extra_keys": "password"}, "list of strings"),
-        ({"redactor": "no"}, "must be a Redactor"),
+        ({"extra_key": ["pin"]}, "extra_key", ["pin"], "expected one of: allow, allow_patterns"),
+        ({"enabled": "no"}, "enabled", "no", "true or false"),
+        ({"builtins": 0}, "builtins", 0, "true or false"),
+        ({"disabled": ["nope"]}, "disabled", "nope", "built-in detector names (private_key"),
+        ({"disabled": "email"}, "disabled", "email", "a list of built-in detector names"),
+        ({"detectors": [{"name": "x", "pattern": "("}]}, "detectors[0]",
+         {"name": "x", "pattern": "("}, "a table with pattern (a regex)"),
+        ({"detectors": [{"pattern": "x", "colour": 1}]}, "detectors[0]",
+         {"pattern": "x", "colour": 1}, "unknown key(s) colour"),
+        ({"detectors": "x"}, "detectors", "x", "a list of detectors"),
+        ({"extra_keys": "password"}, "extra_keys", "password", "a list of strings"),
+        ({"extra_keys": [1]}, "extra_keys", 1, "a list of strings"),
+        ({"redact_keys": 5}, "redact_keys", 5, "a list of strings"),
+        ({"allow": [None]}, "allow", None, "a list of strings"),
+        ({"allow_patterns": ["("]}, "allow_patterns", "(", "a list of regular expressions"),
+        ({"max_depth": 0}, "max_depth", 0, "an int >= 1"),
+        ({"max_depth": "64"}, "max_depth", "64", "an int >= 1"),
+        ({"redactor": "no"}, "redactor", "no", "a Redactor"),
     ],
 )
-def test_bad_settings_raise_config_error(settings: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        EventBus(plugins=["redact"], settings={"redact": settings})
+def test_bad_settings_raise_config_error(
+    settings: dict[str, Any], key: str, value: object, expected: str
+) -> None:
+    assert_bad_setting("redact", settings, key, expected, value=value)
+    if key != "extra_key":
+        with pytest.raises(ConfigError, match=re.escape(f"plugin 'redact': setting '{key}'")):
+            RedactPlugin(**settings)
 
 
 def test_a_ready_redactor_can_be_given() -> None:

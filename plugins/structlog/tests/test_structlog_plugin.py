@@ -15,10 +15,9 @@ from aperion_bus import (
     EventBus,
     EventRejected,
     PendingQueue,
-    PluginLoadError,
     hookimpl,
 )
-from aperion_bus.testing import run_python
+from aperion_bus.testing import assert_bad_setting, run_python
 from aperion_bus_structlog import StructlogPlugin
 from structlog.testing import LogCapture, capture_logs
 
@@ -202,21 +201,28 @@ def test_loaded_by_entry_point_with_settings() -> None:
     assert [(e["event"], e["log_level"]) for e in entries] == [("event_rejected", "info")]
 
 
-def test_bad_settings_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown diagnostic 'handler_errors'"):
-        StructlogPlugin(levels={"handler_errors": "error"})
-    with pytest.raises(ValueError, match="unknown level 'loud'"):
-        StructlogPlugin(levels={"handler_error": "loud"})
-    with pytest.raises(TypeError, match="levels must be a mapping"):
-        StructlogPlugin(levels=["error"])  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="logger_name"):
-        StructlogPlugin(logger_name="")
-    with pytest.raises(TypeError, match="exc_info must be a bool"):
-        StructlogPlugin(exc_info="yes")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="verbose"):
-        EventBus(plugins=["structlog"], settings={"structlog": {"verbose": True}})
-    with pytest.raises(PluginLoadError, match="unknown level"):
-        EventBus(plugins=["structlog"], settings={"structlog": {"levels": {"event_dropped": 1}}})
+@pytest.mark.parametrize(
+    ("settings", "key", "value", "expected"),
+    [
+        ({"verbose": True}, "verbose", True, "expected one of: exc_info, levels, logger_name"),
+        ({"levels": {"handler_errors": "error"}}, "levels.handler_errors", "error",
+         "a known diagnostic: one of event_dropped"),
+        ({"levels": {"handler_error": "loud"}}, "levels.handler_error", "loud",
+         "one of 'debug', 'info'"),
+        ({"levels": {"event_dropped": 1}}, "levels.event_dropped", 1, "one of 'debug'"),
+        ({"levels": ["error"]}, "levels", ["error"], "a table"),
+        ({"logger_name": ""}, "logger_name", "", "a non-empty string"),
+        ({"logger_name": 3}, "logger_name", 3, "a non-empty string"),
+        ({"exc_info": "yes"}, "exc_info", "yes", "true or false"),
+    ],
+)
+def test_bad_settings_are_config_errors(
+    settings: dict[str, Any], key: str, value: object, expected: str
+) -> None:
+    assert_bad_setting("structlog", settings, key, expected, value=value)
+    if key != "verbose":
+        with pytest.raises(ConfigError, match=f"plugin 'structlog': setting '{key}'"):
+            StructlogPlugin(**settings)
 
 
 def test_structlog_is_imported_with_the_first_entry_not_with_the_bus() -> None:

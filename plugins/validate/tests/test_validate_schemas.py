@@ -185,7 +185,7 @@ def test_many_errors_are_all_kept_but_the_message_is_bounded() -> None:
 @pytest.mark.parametrize(
     ("schemas", "message"),
     [
-        ({"user.login": {"type": "obj"}}, r"schema for 'user.login' at \$: 'type' must be one of"),
+        ({"user.login": {"type": "obj"}}, r"'schemas.user.login' at \$: 'type' must be one of"),
         (
             {"user.login": {"properties": {"age": {"minimun": 0}}}},
             r"at \$.properties.age: unknown keyword\(s\) 'minimun'; supported: type, required",
@@ -196,10 +196,10 @@ def test_many_errors_are_all_kept_but_the_message_is_bounded() -> None:
         ({"user.login": {"maximum": "9"}}, "'maximum' must be a number"),
         ({"user.login": {"enum": []}}, "'enum' must be a non-empty list"),
         ({"user.login": {"items": 3}}, r"at \$.items: a schema must be a dict, got int"),
-        ({"user.login": int}, "must be an attrs class or a JSON-schema-like dict"),
-        ({"User.*": {}}, "'User.*' is not an event type or pattern"),
-        ({"user.**": {}}, "is not an event type or pattern"),
-        ({"user": {}}, "is not an event type or pattern"),
+        ({"user.login": int}, "expected an attrs class or a JSON-schema-like table"),
+        ({"User.*": {}}, r"'schemas' = 'User.\*' is invalid; expected event types or patterns"),
+        ({"user.**": {}}, "expected event types or patterns as keys"),
+        ({"user": {}}, "expected event types or patterns as keys"),
     ],
 )
 def test_bad_schemas_are_refused_when_built(schemas: dict[str, Any], message: str) -> None:

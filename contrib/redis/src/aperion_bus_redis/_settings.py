@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import string
-from collections.abc import Iterable
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import attrs
-from aperion_bus import ConfigError
+from aperion_bus.settings import Settings, check_keys
 
 __all__ = ["RedisSettings", "domain_of", "matches_any"]
 
@@ -15,18 +15,19 @@ Mode = Literal["shared", "broadcast"]
 _MODES: Final = ("shared", "broadcast")
 
 
-def _check_pattern(pattern: object) -> str:
-    if not isinstance(pattern, str):
-        raise ConfigError(f"redis: patterns must be strings, got {type(pattern).__name__}")
+_S: Final = Settings("redis")
+_PASSWORD: Final = re.compile(r"//([^/@:]*):[^/@]*@")
+_PATTERNS: Final = "event patterns ('domain.action', 'domain.*' or '*')"
+
+
+def _is_pattern(pattern: str) -> bool:
     if pattern == "*":
-        return pattern
+        return True
     segments = pattern.split(".")
-    for i, seg in enumerate(segments):
-        if not seg or ("*" in seg and (seg != "*" or i != len(segments) - 1)):
-            raise ConfigError(
-                f"redis: invalid pattern {pattern!r} (expected 'domain.action', 'domain.*' or '*')"
-            )
-    return pattern
+    return all(
+        seg and ("*" not in seg or (seg == "*" and i == len(segments) - 1))
+        for i, seg in enumerate(segments)
+    )
 
 
 def matches_any(patterns: tuple[str, ...], event_type: str) -> bool:
@@ -44,27 +45,19 @@ def domain_of(event_type: str) -> str:
     return event_type.partition(".")[0]
 
 
-def _positive_int(name: str, value: object, *, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"redis: {name} must be an int, got {type(value).__name__}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"redis: {name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return value
+def _positive_int(name: str, value: object) -> int:
+    return _S.integer(name, value, min=1)
 
 
 def _nonempty_str(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"redis: {name} must be a non-empty string, got {value!r}")
-    return value
+    return _S.string(name, value)
 
 
-def _str_list(name: str, value: object) -> tuple[str, ...]:
+def _str_list(name: str, value: object, item: str) -> tuple[str, ...]:
     if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, Iterable) or isinstance(value, (bytes, dict)):
-        raise ConfigError(f"redis: {name} must be a string or a list of strings")
-    items: list[Any] = list(value)
-    return tuple(items)
+        value = [value]
+    check = _is_pattern if name == "patterns" else (lambda v: bool(v.strip()))
+    return tuple(_S.strings(name, value, check=check, item=item))
 
 
 @attrs.frozen
@@ -105,61 +98,53 @@ class RedisSettings:
     @classmethod
     def build(cls, **kwargs: Any) -> RedisSettings:
         """Check raw settings (from a config file or keyword arguments)."""
-        known = {a.name for a in attrs.fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise ConfigError(
-                f"redis: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
+        check_keys("redis", kwargs, (a.name for a in attrs.fields(cls)))
         s = dict(kwargs)
         url = _nonempty_str("url", s.get("url", "redis://localhost:6379/0"))
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                f"redis: url must start with redis://, rediss:// or unix://, got {url!r}"
+            raise _S.error(
+                "url", _PASSWORD.sub(r"//\1:***@", url),
+                "a URL starting with redis://, rediss:// or unix://",
             )
         stream = _nonempty_str("stream", s.get("stream", "aperion:events"))
         try:
             fields = {f for _, f, _, _ in string.Formatter().parse(stream) if f is not None}
         except ValueError as exc:
-            raise ConfigError(f"redis: bad stream name {stream!r}: {exc}") from None
+            raise _S.error("stream", stream, f"a stream name ({exc})") from None
         if fields - {"domain"}:
-            raise ConfigError(
-                f"redis: stream {stream!r} may only contain the placeholder {{domain}}"
-            )
+            raise _S.error("stream", stream, "a stream name whose only placeholder is {domain}")
         group = _nonempty_str("group", s.get("group", "aperion"))
         consumer = s.get("consumer")
         if consumer is not None:
             consumer = _nonempty_str("consumer", consumer)
-        patterns = tuple(_check_pattern(p) for p in _str_list("patterns", s.get("patterns", ["*"])))
-        mode = s.get("mode", "shared")
-        if mode not in _MODES:
-            raise ConfigError(f"redis: mode must be 'shared' or 'broadcast', got {mode!r}")
+        patterns = _str_list("patterns", s.get("patterns", ["*"]), _PATTERNS)
+        mode = cast(Mode, _S.choice("mode", s.get("mode", "shared"), _MODES))
         maxlen = s.get("maxlen", 100_000)
         if maxlen is not None:
             maxlen = _positive_int("maxlen", maxlen)
         max_deliveries = _positive_int("max_deliveries", s.get("max_deliveries", 5))
         claim_idle_ms = _positive_int("claim_idle_ms", s.get("claim_idle_ms", 30_000))
-        consume = s.get("consume", True)
-        if not isinstance(consume, bool):
-            raise ConfigError(f"redis: consume must be true or false, got {consume!r}")
+        consume = _S.boolean("consume", s.get("consume", True))
         domains_raw = s.get("domains")
         domains: tuple[str, ...] | None = None
         if domains_raw is not None:
-            domains = tuple(_nonempty_str("domains", d) for d in _str_list("domains", domains_raw))
+            domains = _str_list("domains", domains_raw, "domain names (non-empty strings)")
         if "{domain}" in stream and domains is None and consume:
             derived: list[str] = []
             for p in patterns:
                 if p == "*":
-                    raise ConfigError(
-                        f"redis: stream {stream!r} is per domain and patterns include '*': "
-                        "name the domains to consume with the `domains` setting"
+                    raise _S.error(
+                        "domains", None, f"the domains to consume: stream {stream!r} is per "
+                        "domain and patterns include '*'"
                     )
                 d = domain_of(p)
                 if d not in derived:
                     derived.append(d)
             domains = tuple(derived)
         if "{domain}" in stream and consume and not domains:
-            raise ConfigError("redis: a per-domain stream needs `domains` (or patterns) to consume")
+            raise _S.error(
+                "domains", domains, "at least one domain to consume: the stream is per domain"
+            )
         return cls(
             url=url,
             stream=stream,

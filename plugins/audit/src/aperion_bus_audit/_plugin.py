@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aperion_bus import ConfigError, Event, hookimpl
+from aperion_bus.settings import Settings
 
 from . import _reader
 from ._files import SymlinkError, as_path, log_files
@@ -31,7 +31,8 @@ class AuditPlugin:
     (each record reaches the disk: safe from a power cut, slow) or ``"interval"`` (at most
     every ``fsync_interval`` seconds, checked when a record is written, and at shutdown).
     ``lock``: take the sidecar ``<path>.lock`` file lock for every record, so that several
-    processes can share the log (default True).
+    processes can share the log (default True). A bad setting raises
+    :class:`aperion_bus.ConfigError` naming the setting, its value and what is expected.
     """
 
     def __init__(
@@ -43,28 +44,13 @@ class AuditPlugin:
         fsync_interval: float = 1.0,
         lock: bool = True,
     ) -> None:
-        self.path: Path = as_path(path)
-        if max_size_bytes is not None:
-            if isinstance(max_size_bytes, bool) or not isinstance(max_size_bytes, int):
-                raise TypeError(
-                    f"max_size_bytes must be an int or None, got {type(max_size_bytes).__name__}"
-                )
-            if max_size_bytes < 1:
-                raise ValueError(f"max_size_bytes must be >= 1, got {max_size_bytes}")
-        if isinstance(max_files, bool) or not isinstance(max_files, int):
-            raise TypeError(f"max_files must be an int, got {type(max_files).__name__}")
-        if max_files < 0:
-            raise ValueError(f"max_files must be >= 0, got {max_files}")
-        if fsync not in FSYNC_MODES:
-            raise ValueError(f"fsync must be one of {', '.join(FSYNC_MODES)}; got {fsync!r}")
-        if isinstance(fsync_interval, bool) or not isinstance(fsync_interval, (int, float)):
-            raise TypeError(
-                f"fsync_interval must be a number of seconds, got {type(fsync_interval).__name__}"
-            )
-        if not (fsync_interval > 0 and math.isfinite(fsync_interval)):
-            raise ValueError(f"fsync_interval must be > 0, got {fsync_interval!r}")
-        if not isinstance(lock, bool):
-            raise TypeError(f"lock must be true or false, got {type(lock).__name__}")
+        s = Settings("audit")
+        self.path: Path = s.path("path", path)
+        max_size_bytes = s.optional_integer("max_size_bytes", max_size_bytes, min=1)
+        max_files = s.integer("max_files", max_files, min=0)
+        fsync = cast(FsyncMode, s.choice("fsync", fsync, FSYNC_MODES))
+        fsync_interval = s.number("fsync_interval", fsync_interval, gt=0, unit="seconds")
+        lock = s.boolean("lock", lock)
         self.max_size_bytes = max_size_bytes
         self.max_files = max_files
         self.fsync: FsyncMode = fsync

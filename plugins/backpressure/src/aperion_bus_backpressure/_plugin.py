@@ -10,7 +10,6 @@ import time
 from typing import Any, Final
 
 from aperion_bus import (
-    ConfigError,
     DropEvent,
     Event,
     EventBus,
@@ -19,6 +18,7 @@ from aperion_bus import (
     current_event,
     hookimpl,
 )
+from aperion_bus.settings import Settings
 
 __all__ = ["DROP_REASON", "BackpressureError", "BackpressurePlugin", "OverflowPolicy"]
 
@@ -102,33 +102,17 @@ class BackpressureError(EventRejected):
         self.policy = policy
 
 
-def _check_limit(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(
-            f"backpressure: max_pending_events must be an int >= 1, got {type(value).__name__} "
-            f"{value!r}"
-        )
-    if value < 1:
-        raise ConfigError(f"backpressure: max_pending_events must be >= 1, got {value}")
-    return value
+_SETTINGS: Final = Settings("backpressure")
 
 
 def _check_timeout(value: object, policy: OverflowPolicy) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(
-            "backpressure: block_timeout must be a number of seconds or None, "
-            f"got {type(value).__name__} {value!r}"
+    timeout = _SETTINGS.optional_number("block_timeout", value, gt=0, unit="seconds")
+    if timeout is not None and policy is not OverflowPolicy.BLOCK:
+        raise _SETTINGS.error(
+            "block_timeout", value, f"no value with overflow_policy {policy.value!r} (it only "
+            "applies to 'block')"
         )
-    if not value > 0:  # also refuses NaN
-        raise ConfigError(f"backpressure: block_timeout must be > 0 seconds, got {value!r}")
-    if policy is not OverflowPolicy.BLOCK:
-        raise ConfigError(
-            f"backpressure: block_timeout only applies to overflow_policy 'block', "
-            f"not {policy.value!r}"
-        )
-    return float(value)
+    return timeout
 
 
 class BackpressurePlugin:
@@ -148,11 +132,16 @@ class BackpressurePlugin:
         overflow_policy: OverflowPolicy | str = OverflowPolicy.DROP,
         block_timeout: float | None = None,
     ) -> None:
-        self.max_pending_events = _check_limit(max_pending_events)
+        self.max_pending_events = _SETTINGS.integer(
+            "max_pending_events", max_pending_events, min=1
+        )
         try:
             self.overflow_policy = OverflowPolicy(overflow_policy)
-        except ValueError as exc:
-            raise ConfigError(f"backpressure: overflow_policy: {exc}") from None
+        except ValueError:
+            raise _SETTINGS.error(
+                "overflow_policy", overflow_policy,
+                "one of 'drop', 'drop_oldest', 'raise', 'block' (any case)",
+            ) from None
         self.block_timeout = _check_timeout(block_timeout, self.overflow_policy)
         self._lock = threading.Lock()
         self._dropped_by_type: collections.Counter[str] = collections.Counter()

@@ -15,6 +15,7 @@ from aperion_bus import (
     HandlerFailure,
     hookimpl,
 )
+from aperion_bus.settings import Settings
 
 from ._entry import DeadLetter
 from ._queue import DeadLetterQueue
@@ -41,7 +42,7 @@ class DLQPlugin:
     handler of an event failed (default True; recorded from the kernel's
     ``on_dispatch_failed`` hook, which costs nothing while handlers succeed). Failures of
     handlers of the bus's own ``system.handler_error`` events are not stored unless
-    ``record_handler_error_events``.
+    ``record_handler_error_events``. A bad setting raises :class:`aperion_bus.ConfigError`.
     """
 
     plugin_name = "dlq"
@@ -56,12 +57,23 @@ class DLQPlugin:
         record_all_failed: bool = True,
         record_handler_error_events: bool = False,
     ) -> None:
-        if queue is not None and not isinstance(queue, DeadLetterQueue):
-            raise TypeError(f"queue must be a DeadLetterQueue, got {type(queue).__name__}")
-        for name, flag in (("record_all_failed", record_all_failed),
-                           ("record_handler_error_events", record_handler_error_events)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be true or false, got {flag!r}")
+        s = Settings("dlq")
+        if queue is not None:
+            s.instance("queue", queue, DeadLetterQueue, "a DeadLetterQueue (Python only)")
+            for key, value, default in (
+                ("max_size", max_size, 1000),
+                ("path", path, None),
+                ("busy_timeout", busy_timeout, 10.0),
+            ):
+                if value != default:
+                    raise s.error(key, value, "no value when queue is given (it has its own)")
+        else:
+            s.integer("max_size", max_size, min=1)
+            if path is not None:
+                s.path("path", path)
+            s.number("busy_timeout", busy_timeout, min=0, unit="seconds")
+        s.boolean("record_all_failed", record_all_failed)
+        s.boolean("record_handler_error_events", record_handler_error_events)
         self._owned = queue is None
         self.queue = (
             queue if queue is not None

@@ -17,10 +17,11 @@ from aperion_bus import (
     HandlerOutcome,
     hookimpl,
 )
+from aperion_bus.settings import Settings, describe
 
 from ._backends import MetricsBackend
 from ._collector import MetricsCollector
-from ._prometheus import PrometheusMetrics
+from ._prometheus import PrometheusMetrics, import_prometheus_client
 
 if TYPE_CHECKING:
     from aperion_bus import DispatchResult
@@ -53,20 +54,37 @@ class MetricsPlugin:
         namespace: str | None = None,
         buckets: Sequence[float] | None = None,
     ) -> None:
-        prometheus_only = {"registry": registry, "namespace": namespace, "buckets": buckets}
-        given = sorted(k for k, v in prometheus_only.items() if v is not None)
-        if backend != "prometheus" and given:
-            raise ConfigError(
-                f"metrics: {', '.join(given)} only apply to backend = 'prometheus' "
-                f"(backend is {backend!r})"
+        s = Settings("metrics")
+        if isinstance(backend, str):
+            backend = s.choice("backend", backend, ("memory", "prometheus"))
+        elif not isinstance(backend, (MetricsBackend, MetricsCollector)):
+            raise s.error(
+                "backend", backend,
+                "'memory', 'prometheus', a MetricsBackend or a MetricsCollector",
             )
-        if (
-            isinstance(max_label_values, bool)
-            or not isinstance(max_label_values, int)
-            or max_label_values < 1
-        ):
-            raise ConfigError(
-                f"metrics: max_label_values must be an int >= 1, got {max_label_values!r}"
+        prometheus_only = {"registry": registry, "namespace": namespace, "buckets": buckets}
+        for key, value in prometheus_only.items():
+            if value is not None and backend != "prometheus":
+                raise s.error(key, value, f"no value with backend {describe(backend)} (it only "
+                              "applies to backend = 'prometheus')")
+        s.integer("max_label_values", max_label_values, min=1)
+        if dispatch_latency is not None:
+            s.boolean("dispatch_latency", dispatch_latency)
+        if namespace is not None:
+            s.check("namespace", namespace, isinstance(namespace, str) and bool(namespace)
+                    and namespace.replace("_", "a").isalnum() and not namespace[0].isdigit(),
+                    "letters, digits and _ (not starting with a digit)")
+        if buckets is not None:
+            buckets = s.numbers("buckets", buckets, gt=0, nonempty=True)
+        if isinstance(registry, str):
+            s.check(
+                "registry", registry, registry in ("private", "default"),
+                "'private', 'default' or a CollectorRegistry",
+            )
+        elif registry is not None:
+            s.instance(
+                "registry", registry, import_prometheus_client().CollectorRegistry,
+                "'private', 'default' or a CollectorRegistry",
             )
         if isinstance(backend, MetricsCollector):
             collector = backend
@@ -74,29 +92,15 @@ class MetricsPlugin:
             collector = MetricsCollector(backend, max_label_values=max_label_values)
         elif backend == "memory":
             collector = MetricsCollector(None, max_label_values=max_label_values)
-        elif backend == "prometheus":
+        else:
             prom = PrometheusMetrics(
                 None if registry in (None, "private") else registry,
                 namespace=namespace or "aperion_bus",
                 **({} if buckets is None else {"buckets": buckets}),
             )
             collector = MetricsCollector(prom, max_label_values=max_label_values)
-        elif isinstance(backend, str):
-            raise ConfigError(
-                f"metrics: backend must be 'memory' or 'prometheus' (or a MetricsBackend or "
-                f"MetricsCollector object), got {backend!r}"
-            )
-        else:
-            raise TypeError(
-                "backend must be 'memory', 'prometheus', a MetricsBackend or a "
-                f"MetricsCollector, got {type(backend).__name__}"
-            )
         if dispatch_latency is None:
             dispatch_latency = isinstance(collector.backend, PrometheusMetrics)
-        elif not isinstance(dispatch_latency, bool):
-            raise ConfigError(
-                f"metrics: dispatch_latency must be true or false, got {dispatch_latency!r}"
-            )
         self.collector = collector
         self.dispatch_latency = dispatch_latency
         self._servers: list[MetricsServer] = []

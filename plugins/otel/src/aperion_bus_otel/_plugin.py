@@ -19,6 +19,7 @@ from aperion_bus import (
     Subscription,
     hookimpl,
 )
+from aperion_bus.settings import Settings
 
 from ._api import get_trace_correlation_id, get_tracer
 
@@ -101,19 +102,15 @@ class OtelPlugin:
         correlation_from_trace: bool = False,
         trace_handlers: bool = True,
     ) -> None:
-        if tracer_provider is not None and not callable(
-            getattr(tracer_provider, "get_tracer", None)
-        ):
-            raise TypeError(
-                "tracer_provider must be an opentelemetry TracerProvider or None, "
-                f"got {type(tracer_provider).__name__}"
+        s = Settings("otel")
+        if tracer_provider is not None:
+            s.check(
+                "tracer_provider", tracer_provider,
+                callable(getattr(tracer_provider, "get_tracer", None)),
+                "an opentelemetry TracerProvider (Python only) or none",
             )
-        for key, value in (
-            ("correlation_from_trace", correlation_from_trace),
-            ("trace_handlers", trace_handlers),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(f"{key} must be a bool, got {type(value).__name__}")
+        s.boolean("correlation_from_trace", correlation_from_trace)
+        s.boolean("trace_handlers", trace_handlers)
         self.tracer_provider = tracer_provider
         self.correlation_from_trace = correlation_from_trace
         self.trace_handlers = trace_handlers

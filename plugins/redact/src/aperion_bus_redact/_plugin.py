@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
+import re
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from aperion_bus import ConfigError, hookimpl
+from aperion_bus import hookimpl
+from aperion_bus.settings import Settings
 
-from ._redactor import DEFAULT_MAX_STRING_LENGTH, PatternSpec, Redactor
+from ._redactor import (
+    BUILTIN_NAMES,
+    DEFAULT_MAX_STRING_LENGTH,
+    PatternSpec,
+    Redactor,
+    _make_detector,
+)
 
 __all__ = ["ERROR_PLACEHOLDER", "KEEP_FIELDS", "RedactPlugin"]
 
@@ -23,6 +32,18 @@ KEEP_FIELDS: Final = frozenset(
     {"event_type", "event_id", "timestamp", "correlation_id", "causation_id", "schema",
      "schema_version", "v"}
 )  # fmt: skip
+
+
+_DETECTOR: Final = "a table with pattern (a regex) and optional name, placeholder, group"
+_DETECTORS: Final = f"a list of detectors, each {_DETECTOR}"
+
+
+def _compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
 
 
 class RedactPlugin:
@@ -53,26 +74,55 @@ class RedactPlugin:
         max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
         redactor: Redactor | None = None,
     ) -> None:
+        s = Settings("redact")
         if redactor is not None:
-            if not isinstance(redactor, Redactor):
-                raise ConfigError(f"redact: redactor must be a Redactor, got {redactor!r}")
-            self.redactor = redactor
+            self.redactor = s.instance(
+                "redactor", redactor, Redactor, "a Redactor (Python only) or none"
+            )
         else:
-            try:
-                self.redactor = Redactor(
-                    enabled,
-                    list(detectors),
-                    redact_keys,
-                    extra_keys=extra_keys,
-                    allow=allow,
-                    allow_patterns=allow_patterns,
-                    disabled=disabled,
-                    builtins=builtins,
-                    max_depth=max_depth,
-                    max_string_length=max_string_length,
-                )
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"redact: {exc}") from exc
+            s.boolean("enabled", enabled)
+            s.boolean("builtins", builtins)
+            s.strings("extra_keys", extra_keys)
+            if redact_keys is not None:
+                s.strings("redact_keys", redact_keys)
+            s.strings("allow", allow)
+            s.strings(
+                "allow_patterns", allow_patterns, check=_compiles, item="regular expressions"
+            )
+            s.strings(
+                "disabled", disabled, check=lambda n: n in BUILTIN_NAMES,
+                item=f"built-in detector names ({', '.join(BUILTIN_NAMES)})",
+            )
+            s.integer("max_string_length", max_string_length, min=1)
+            depth_cap = sys.getrecursionlimit() // 4
+            s.integer("max_depth", max_depth, min=1)
+            s.check(
+                "max_depth", max_depth, max_depth <= depth_cap,
+                f"an int <= {depth_cap} (sys.getrecursionlimit() // 4: deeper redaction would "
+                "run out of stack)",
+            )
+            if isinstance(detectors, (str, bytes, Mapping)) or not isinstance(
+                detectors, Iterable
+            ):
+                raise s.error("detectors", detectors, _DETECTORS)
+            specs = list(detectors)
+            for i, spec in enumerate(specs):
+                try:
+                    _make_detector(spec, i)
+                except (TypeError, ValueError) as exc:
+                    raise s.error(f"detectors[{i}]", spec, f"{_DETECTOR} ({exc})") from None
+            self.redactor = Redactor(
+                enabled,
+                specs,
+                redact_keys,
+                extra_keys=extra_keys,
+                allow=allow,
+                allow_patterns=allow_patterns,
+                disabled=disabled,
+                builtins=builtins,
+                max_depth=max_depth,
+                max_string_length=max_string_length,
+            )
         self._records = 0
         self._errors = 0
         self._lock = threading.Lock()

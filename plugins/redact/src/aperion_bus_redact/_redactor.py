@@ -16,7 +16,13 @@ from uuid import UUID
 from ._detectors import BUILTIN_DETECTORS, Detector, Span
 from ._keys import KeyMatcher, str_list
 
-__all__ = ["DEFAULT_MAX_STRING_LENGTH", "KEY_PLACEHOLDER", "LENGTH_PLACEHOLDER", "Redactor"]
+__all__ = [
+    "BUILTIN_NAMES",
+    "DEFAULT_MAX_STRING_LENGTH",
+    "KEY_PLACEHOLDER",
+    "LENGTH_PLACEHOLDER",
+    "Redactor",
+]
 
 #: What replaces the value of a sensitive key, whatever its type.
 KEY_PLACEHOLDER: Final = "[REDACTED]"
@@ -45,7 +51,9 @@ _RUN_KNOWN: Final = 1 << 13
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
 #: Strings longer than this are never remembered as clean (bounds the cache's memory).
 _CLEAN_MAX_LEN: Final = 512
-_BUILTIN_NAMES: Final = tuple(d.name for d in BUILTIN_DETECTORS)
+#: The names of the built-in detectors (what ``disabled`` may list).
+BUILTIN_NAMES: Final = tuple(d.name for d in BUILTIN_DETECTORS)
+_BUILTIN_NAMES: Final = BUILTIN_NAMES
 
 PatternSpec = tuple[str, str] | Detector | Mapping[str, Any]
 #: The detectors a class of strings may hold, each with its gates.

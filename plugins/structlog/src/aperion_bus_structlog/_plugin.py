@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from aperion_bus import Event, EventBus, FailureReason, HandlerFailure, hookimpl
+from aperion_bus.settings import Settings
 
 __all__ = ["DIAGNOSTICS", "LEVELS", "StructlogPlugin"]
 
@@ -52,24 +53,18 @@ class StructlogPlugin:
         levels: Mapping[str, str] | None = None,
         exc_info: bool = True,
     ) -> None:
-        if not isinstance(logger_name, str) or not logger_name:
-            raise TypeError(f"logger_name must be a non-empty str, got {logger_name!r}")
-        if not isinstance(exc_info, bool):
-            raise TypeError(f"exc_info must be a bool, got {type(exc_info).__name__}")
+        s = Settings("structlog")
+        s.string("logger_name", logger_name)
+        s.boolean("exc_info", exc_info)
         chosen = dict(DIAGNOSTICS)
         if levels is not None:
-            if not isinstance(levels, Mapping):
-                raise TypeError(f"levels must be a mapping, got {type(levels).__name__}")
-            for name, level in levels.items():
+            for name, level in s.table("levels", levels).items():
                 if name not in DIAGNOSTICS:
-                    raise ValueError(
-                        f"levels: unknown diagnostic {name!r}; known: {sorted(DIAGNOSTICS)}"
+                    raise s.error(
+                        f"levels.{name}", level,
+                        f"a known diagnostic: one of {', '.join(sorted(DIAGNOSTICS))}",
                     )
-                if not isinstance(level, str) or level.lower() not in LEVELS:
-                    raise ValueError(
-                        f"levels[{name!r}]: unknown level {level!r}; use one of {list(LEVELS)}"
-                    )
-                chosen[name] = level.lower()
+                chosen[name] = s.choice(f"levels.{name}", level, LEVELS, fold_case=True)
         self.logger_name = logger_name
         self.levels: dict[str, str] = chosen
         self.exc_info = exc_info

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
-from aperion_bus import HANDLER_ERROR_EVENT, ConfigError, Event, hookimpl
+from aperion_bus import HANDLER_ERROR_EVENT, Event, hookimpl
+from aperion_bus.settings import Settings
 
 from ._attrs_schema import AttrsSchema, make_converter
 from ._jsonschema import DictSchema
@@ -35,30 +36,22 @@ _OTHER: Final = "(other)"
 _MAX_LISTED: Final = 20
 
 
+_S: Final = Settings("validate")
+_DOMAIN: Final = "domain names (a lowercase letter, then lowercase letters, digits or _)"
+_KEY: Final = "event types or patterns as keys ('domain.action', 'prefix.*' or '*')"
+
+
 def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"validate: {name} must be true or false, got {value!r}")
-    return value
+    return _S.boolean(name, value)
 
 
 def _check_domains(value: object) -> frozenset[str] | None:
     if value is None:
         return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ConfigError(
-            f"validate: allowed_domains must be a list of domain names or None, got {value!r}"
-        )
-    domains = list(value)
-    if not domains:
-        raise ConfigError(
-            "validate: allowed_domains must name at least one domain (None allows every domain)"
-        )
-    for d in domains:
-        if not isinstance(d, str) or _SEGMENT_RE.fullmatch(d) is None:
-            raise ConfigError(
-                f"validate: allowed_domains: {d!r} is not a domain name (expected a lowercase "
-                "letter followed by lowercase letters, digits or '_', e.g. 'user')"
-            )
+    domains = _S.strings(
+        "allowed_domains", value, nonempty=True, item=_DOMAIN,
+        check=lambda d: _SEGMENT_RE.fullmatch(d) is not None,
+    )
     return frozenset(domains)
 
 
@@ -72,10 +65,7 @@ def _check_schema_key(key: object) -> str:
         )
     )
     if not ok:
-        raise ConfigError(
-            f"validate: schemas: {key!r} is not an event type or pattern; expected "
-            "'domain.action' (exact), 'prefix.*' (every event type below prefix) or '*'"
-        )
+        raise _S.error("schemas", key, _KEY)
     assert isinstance(key, str)
     return key
 
@@ -118,15 +108,12 @@ class EventValidator:
         if schemas is None:
             schemas = {}
         if not isinstance(schemas, Mapping):
-            raise ConfigError(
-                "validate: schemas must be a dict of {event type or pattern: schema}, "
-                f"got {type(schemas).__name__}"
-            )
+            raise _S.error("schemas", schemas, f"a table of schemas with {_KEY}")
         converter = None
         self._schemas: dict[str, DictSchema | AttrsSchema] = {}
         for key, schema in schemas.items():
             key = _check_schema_key(key)
-            where = f"validate: schema for {key!r}"
+            where = f"plugin 'validate': setting 'schemas.{key}'"
             if isinstance(schema, type) and attrs.has(schema):
                 if converter is None:
                     converter = make_converter(self.forbid_extra_keys)
@@ -134,9 +121,8 @@ class EventValidator:
             elif isinstance(schema, Mapping):
                 self._schemas[key] = DictSchema(schema, where)
             else:
-                raise ConfigError(
-                    f"{where} must be an attrs class or a JSON-schema-like dict, "
-                    f"got {schema!r}"
+                raise _S.error(
+                    f"schemas.{key}", schema, "an attrs class or a JSON-schema-like table"
                 )
         # event types known to have a valid name and domain -> their schema (or None)
         self._known: dict[str, DictSchema | AttrsSchema | None] = {}
@@ -280,18 +266,17 @@ class ValidatePlugin:
         validator: EventValidator | None = None,
     ) -> None:
         if validator is not None:
-            if not isinstance(validator, EventValidator):
-                raise ConfigError(
-                    f"validate: validator must be an EventValidator, got {validator!r}"
-                )
+            _S.instance(
+                "validator", validator, EventValidator, "an EventValidator (Python only) or none"
+            )
             if (
                 strict is not True
                 or allowed_domains is not None
                 or schemas is not None
                 or forbid_extra_keys
             ):
-                raise ConfigError(
-                    "validate: give either a validator or its settings (strict, "
+                raise _S.error(
+                    "validator", validator, "either a validator or its settings (strict, "
                     "allowed_domains, schemas, forbid_extra_keys), not both"
                 )
             self.validator = validator
