@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import redis
-from aperion_bus import ConfigError, Event, EventBus, FailureReason, hookimpl
+from aperion_bus import ConfigError, Event, EventBus, FailureReason, PluginError, hookimpl
 from aperion_bus.testing import Recorder, free_port, wait_until
-from aperion_bus_redis import RedisStreams, SerializationError
+from aperion_bus_redis import RedisConnectionError, RedisStreams, SerializationError
 
 #: redis-py's sync client; its reply types are unions too wide for the tests to narrow
 Client = Any
@@ -195,7 +195,8 @@ def test_undecodable_entry_is_dead_lettered_at_once(
 def test_entries_of_a_dead_consumer_are_reclaimed(
     redis_url: str, stream: str, client: Client
 ) -> None:
-    publisher = make_bus(redis_url, stream, consume=False)  # creates the group
+    client.xgroup_create(stream, "aperion", id="$", mkstream=True)  # consumers create it
+    publisher = make_bus(redis_url, stream, consume=False)  # creates no group
     ids = [publisher.emit("user.login", {"n": i}) for i in range(5)]
     assert publisher.get_plugin("redis").flush(5)
     publisher.shutdown()
@@ -338,6 +339,8 @@ def test_maxlen_none_never_trims(redis_url: str, stream: str, client: Client) ->
         ({"patterns": ["user..x"]}, "invalid pattern"),
         ({"colour": "red"}, "unknown setting"),
         ({"maxlen": -1}, "maxlen must be > 0"),
+        ({"group_start": "0"}, "group_start must be 'latest' or 'earliest'"),
+        ({"flush_timeout_ms": -1}, "flush_timeout_ms must be >= 0"),
     ],
 )
 def test_bad_settings_are_refused_clearly(settings: dict[str, Any], message: str) -> None:
@@ -346,7 +349,15 @@ def test_bad_settings_are_refused_clearly(settings: dict[str, Any], message: str
 
 
 def test_unreachable_server_fails_at_bus_construction() -> None:
-    plugin = RedisStreams(url=f"redis://127.0.0.1:{free_port()}/0")  # no I/O yet
+    port = free_port()
+    plugin = RedisStreams(url=f"redis://:s3cr3t@127.0.0.1:{port}/0")  # no I/O yet
     assert plugin.flush(0.1)
-    with pytest.raises(redis.exceptions.ConnectionError):
+    with pytest.raises(RedisConnectionError) as info:
         EventBus([plugin])
+    message = str(info.value)
+    assert message.startswith(f"redis: cannot start on redis://:***@127.0.0.1:{port}/0: ")
+    assert "s3cr3t" not in message
+    assert "Connect" in message  # what redis-py said, in the same line
+    assert isinstance(info.value, PluginError)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert isinstance(info.value.__context__, redis.exceptions.ConnectionError)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import string
+import urllib.parse
 from collections.abc import Iterable
 from typing import Any, Final, Literal
 
 import attrs
 from aperion_bus import ConfigError
 
-__all__ = ["RedisSettings", "domain_of", "matches_any"]
+__all__ = ["RedisSettings", "domain_of", "masked_url", "matches_any"]
 
 Mode = Literal["shared", "broadcast"]
 _MODES: Final = ("shared", "broadcast")
+GroupStart = Literal["latest", "earliest"]
+_GROUP_STARTS: Final = ("latest", "earliest")
 
 
 def _check_pattern(pattern: object) -> str:
@@ -37,6 +40,27 @@ def matches_any(patterns: tuple[str, ...], event_type: str) -> bool:
         if p.endswith(".*") and event_type.startswith(p[:-1]):
             return True
     return False
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password (``user:PASSWORD@`` or ``?password=``) replaced by ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in pairs):
+            query = "&".join(
+                f"{k}=***" if k.lower() == "password" else urllib.parse.urlencode({k: v})
+                for k, v in pairs
+            )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def domain_of(event_type: str) -> str:
@@ -85,6 +109,8 @@ class RedisSettings:
     batch_size: int = 100
     block_ms: int = 1_000
     buffer_size: int = 100_000
+    group_start: GroupStart = "latest"
+    flush_timeout_ms: int = 30_000
 
     @property
     def per_domain(self) -> bool:
@@ -139,6 +165,11 @@ class RedisSettings:
             maxlen = _positive_int("maxlen", maxlen)
         max_deliveries = _positive_int("max_deliveries", s.get("max_deliveries", 5))
         claim_idle_ms = _positive_int("claim_idle_ms", s.get("claim_idle_ms", 30_000))
+        group_start = s.get("group_start", "latest")
+        if group_start not in _GROUP_STARTS:
+            raise ConfigError(
+                f"redis: group_start must be 'latest' or 'earliest', got {group_start!r}"
+            )
         consume = s.get("consume", True)
         if not isinstance(consume, bool):
             raise ConfigError(f"redis: consume must be true or false, got {consume!r}")
@@ -175,4 +206,8 @@ class RedisSettings:
             batch_size=_positive_int("batch_size", s.get("batch_size", 100)),
             block_ms=_positive_int("block_ms", s.get("block_ms", 1_000)),
             buffer_size=_positive_int("buffer_size", s.get("buffer_size", 100_000)),
+            group_start=group_start,
+            flush_timeout_ms=_positive_int(
+                "flush_timeout_ms", s.get("flush_timeout_ms", 30_000), allow_zero=True
+            ),
         )
