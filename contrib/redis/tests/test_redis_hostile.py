@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aperion_bus import Event, EventBus, hookimpl
-from aperion_bus.testing import Recorder, wait_until
+from aperion_bus.testing import Recorder, free_port, wait_until
 from aperion_bus_redis import UNPUBLISHED_REASON, RedisStreams
 
 Client = Any
@@ -201,3 +204,21 @@ def test_group_start_chooses_where_a_new_group_begins(
         assert rec.types == ["user.login"] * handled + ["user.marker"]
     finally:
         bus.shutdown()
+
+
+def test_config_check_with_the_server_down_prints_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "aperion-bus.toml"
+    config.write_text(f'[plugins.redis]\nurl = "redis://app:hunter2@127.0.0.1:{port}/0"\n')
+    script = Path(sys.executable).parent / "aperion-bus"  # the installed console script
+    assert script.exists()
+    done = subprocess.run(
+        [str(script), "--config", str(config), "config", "check"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: redis: cannot start on redis://app:***@127.0.0.1:{port}/0")
+    assert "hunter2" not in done.stderr and "Traceback" not in done.stderr

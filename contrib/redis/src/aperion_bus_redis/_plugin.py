@@ -441,8 +441,9 @@ class RedisStreams:
                         self._count("publish_errors")
                         log = logger.warning if isinstance(exc, RedisError) else logger.error
                         log(
-                            "redis: publishing %d events failed, retrying in %.2f s: %r",
-                            len(batch), backoff, exc, exc_info=not isinstance(exc, RedisError),
+                            "redis: publishing %d events failed, retrying in %.2f s: %s",
+                            len(batch), backoff, _describe(exc),
+                            exc_info=not isinstance(exc, RedisError),
                         )
                         outbox.extendleft([*markers[::-1], *batch[::-1]])
                         await asyncio.sleep(backoff)
@@ -476,8 +477,8 @@ class RedisStreams:
             return
         self._count("publish_dropped", len(items))
         logger.error(
-            "redis: %d events not published to %s (%s): %r; event ids %s%s",
-            len(items), self._url, why, error,
+            "redis: %d events not published to %s (%s): %s; event ids %s%s",
+            len(items), self._url, why, _describe(error),
             ", ".join(ev.event_id for _, _, ev in items[:10]),
             " ..." if len(items) > 10 else "",
         )
@@ -622,7 +623,9 @@ class RedisStreams:
                 except RedisError as exc:
                     # Redis unreachable or restarting: keep the acks (XACK is idempotent), retry
                     self._count("read_errors")
-                    logger.warning("redis: reading %s failed, retrying: %r", streams, exc)
+                    logger.warning(
+                        "redis: reading %s failed, retrying: %s", streams, _describe(exc)
+                    )
                     if "NOGROUP" in str(exc):
                         # the stream or the group is gone (deleted, or Redis restarted without
                         # persistence): recreate the group at 0, so that every entry in the
