@@ -222,3 +222,33 @@ def test_config_check_with_the_server_down_prints_one_line(tmp_path: Path) -> No
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"error: redis: cannot start on redis://app:***@127.0.0.1:{port}/0")
     assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_entry_whose_dead_letter_cannot_be_written_stays_pending_until_it_can(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    client.set(f"{stream}:dead", "not a stream")  # XADD to the dead-letter stream fails
+    rec = Recorder()
+    bus = EventBus(
+        ["redis"], settings={"redis": {"url": redis_url, "stream": stream, "claim_idle_ms": 200}},
+        handlers=[lambda bus: bus.subscribe(rec, "user.*")],
+    )
+    try:
+        poisoned_id = client.xadd(stream, {"event": "{not json"})
+        good = Event("user.login", {})
+        client.xadd(stream, {"event": good.to_jsonl()})
+        rec.wait_for(1)
+        assert rec.events[0].event_id == good.event_id  # the reader carried on
+        # the poisoned entry is not acknowledged while its dead letter is not written
+        wait_until(lambda: [p["message_id"] for p in client.xpending_range(
+            stream, "aperion", "-", "+", 10)] == [poisoned_id])
+        assert bus.get_stats()["redis"]["dead_lettered"] == 0
+        client.delete(f"{stream}:dead")
+        # claimed again after claim_idle_ms, and dead-lettered this time
+        wait_until(lambda: client.exists(f"{stream}:dead") == 1, timeout=10)
+        wait_until(lambda: int(client.xpending(stream, "aperion")["pending"]) == 0)
+        [(_, dead)] = client.xrange(f"{stream}:dead")
+        assert dead[b"id"] == poisoned_id
+        assert bus.get_stats()["redis"]["dead_lettered"] == 1
+    finally:
+        bus.shutdown()
