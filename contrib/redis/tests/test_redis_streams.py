@@ -12,6 +12,7 @@ import redis
 from aperion_bus import ConfigError, Event, EventBus, FailureReason, PluginError, hookimpl
 from aperion_bus.testing import Recorder, free_port, wait_until
 from aperion_bus_redis import RedisConnectionError, RedisStreams, SerializationError
+from aperion_bus_redis._settings import masked_url
 
 #: redis-py's sync client; its reply types are unions too wide for the tests to narrow
 Client = Any
@@ -361,3 +362,18 @@ def test_unreachable_server_fails_at_bus_construction() -> None:
     assert isinstance(info.value, PluginError)
     assert info.value.__cause__ is None and info.value.__suppress_context__
     assert isinstance(info.value.__context__, redis.exceptions.ConnectionError)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
+        ("rediss://app:p@ss:w@h:6380/2", "rediss://app:***@h:6380/2"),
+        ("redis://h/0?password=pw&db=1", "redis://h/0?password=***&db=1"),
+        ("unix://:pw@/run/redis.sock?db=0", "unix://:***@/run/redis.sock?db=0"),
+        ("redis://app@h/0", "redis://app@h/0"),  # a user name alone is no secret
+    ],
+)
+def test_urls_in_messages_have_their_password_masked(url: str, shown: str) -> None:
+    assert masked_url(url) == shown
