@@ -1,13 +1,15 @@
-"""A real redis-server for the tests: started once per session on a free port, stopped by PID."""
+"""Real redis-servers for the tests: each on a free port, stopped (or killed) by PID."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,46 +17,107 @@ import redis
 from aperion_bus.testing import free_port
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def _redis_server() -> str:
     exe = shutil.which("redis-server")
     if exe is None:
         msg = "redis-server is not installed (Debian: apt-get install redis-server)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{msg}; CI=true, so the Redis tests must run")
         pytest.skip(msg)
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        cli = shutil.which("redis-cli")
-        while True:
-            if cli is not None:
-                ok = subprocess.run(
-                    [cli, "-p", str(port), "ping"], capture_output=True, text=True, check=False
-                ).stdout.strip() == "PONG"
-            else:  # pragma: no cover - redis-cli ships with redis-server
-                import socket
+    return exe
 
-                with socket.socket() as s:
-                    ok = s.connect_ex(("127.0.0.1", port)) == 0
-            if ok:
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
+
+class RedisServer:
+    """One redis-server process on a fixed port that a test can kill -9 and start again.
+
+    ``data_dir`` given: append-only persistence in that directory (``appendfsync everysec``,
+    Redis's default); else no persistence at all (``--save ''``, ``--appendonly no``).
+    """
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.exe = _redis_server()
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if self.data_dir is None:
+            args += ["--appendonly", "no"]
+        else:
+            args += ["--appendonly", "yes", "--dir", str(self.data_dir)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
         try:
-            proc.wait(10)
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.exceptions.BusyLoadingError:
+                    pass  # replaying the append-only file
+                except redis.exceptions.ConnectionError:
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not start on port {self.port}")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A server of the test's own, without persistence, that the test may kill and restart."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def persistent_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """The same with append-only persistence in a temporary directory."""
+    server = RedisServer(tmp_path / "redis-data")
+    assert server.data_dir is not None
+    server.data_dir.mkdir()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from aperion_bus import Event, EventBus, FailureReason
 from aperion_bus.testing import Recorder, wait_until
 from aperion_bus_dlq import DLQPlugin
 from aperion_bus_metrics import MetricsPlugin
+from aperion_bus_redis import UNPUBLISHED_REASON
 
 Client = Any
 
@@ -127,5 +128,25 @@ def test_last_errors_of_per_domain_streams_with_equal_entry_ids_are_kept_apart(
         assert fa[b"handler"].endswith(b"fail_a")
         assert fb[b"error"] == b"TypeError: b failed"
         assert fb[b"handler"].endswith(b"fail_b")
+    finally:
+        bus.shutdown()
+
+
+def test_events_that_cannot_be_published_show_in_the_metrics(
+    redis_url: str, stream: str, client: Client
+) -> None:
+    client.set(stream, "not a stream")  # every XADD fails with WRONGTYPE: reported after 5 tries
+    metrics = MetricsPlugin()
+    bus = EventBus(
+        ["redis", metrics],
+        settings={"redis": {"url": redis_url, "stream": stream, "consume": False}},
+    )
+    try:
+        for i in range(2):
+            bus.emit("order.created", {"n": i})
+        wait_until(lambda: bus.get_stats()["redis"]["publish_dropped"] == 2, timeout=15)
+        snap = metrics.get_snapshot()
+        assert snap["drop_reasons"] == {UNPUBLISHED_REASON: 2}
+        assert snap["events_dropped"] == {"order.created": 2}
     finally:
         bus.shutdown()

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 import redis
-from aperion_bus import ConfigError, Event, EventBus, FailureReason, hookimpl
+from aperion_bus import ConfigError, Event, EventBus, FailureReason, PluginError, hookimpl
 from aperion_bus.testing import Recorder, assert_bad_setting, free_port, wait_until
-from aperion_bus_redis import RedisStreams, SerializationError
+from aperion_bus_redis import RedisConnectionError, RedisStreams, SerializationError
+from aperion_bus_redis._settings import masked_url
 
 #: redis-py's sync client; its reply types are unions too wide for the tests to narrow
 Client = Any
@@ -196,7 +197,8 @@ def test_undecodable_entry_is_dead_lettered_at_once(
 def test_entries_of_a_dead_consumer_are_reclaimed(
     redis_url: str, stream: str, client: Client
 ) -> None:
-    publisher = make_bus(redis_url, stream, consume=False)  # creates the group
+    client.xgroup_create(stream, "aperion", id="$", mkstream=True)  # consumers create it
+    publisher = make_bus(redis_url, stream, consume=False)  # creates no group
     ids = [publisher.emit("user.login", {"n": i}) for i in range(5)]
     assert publisher.get_plugin("redis").flush(5)
     publisher.shutdown()
@@ -343,6 +345,8 @@ def test_maxlen_none_never_trims(redis_url: str, stream: str, client: Client) ->
         ({"maxlen": -1}, "maxlen", -1, "an int >= 1"),
         ({"consume": "yes"}, "consume", "yes", "true or false"),
         ({"group": ""}, "group", "", "a non-empty string"),
+        ({"group_start": "0"}, "group_start", "0", "one of 'latest', 'earliest'"),
+        ({"flush_timeout_ms": -1}, "flush_timeout_ms", -1, ">= 0"),
     ],
 )
 def test_bad_settings_are_refused_clearly(
@@ -360,7 +364,30 @@ def test_a_bad_url_does_not_show_its_password() -> None:
 
 
 def test_unreachable_server_fails_at_bus_construction() -> None:
-    plugin = RedisStreams(url=f"redis://127.0.0.1:{free_port()}/0")  # no I/O yet
+    port = free_port()
+    plugin = RedisStreams(url=f"redis://:s3cr3t@127.0.0.1:{port}/0")  # no I/O yet
     assert plugin.flush(0.1)
-    with pytest.raises(redis.exceptions.ConnectionError):
+    with pytest.raises(RedisConnectionError) as info:
         EventBus([plugin])
+    message = str(info.value)
+    assert message.startswith(f"redis: cannot start on redis://:***@127.0.0.1:{port}/0: ")
+    assert "s3cr3t" not in message
+    assert "Connect" in message  # what redis-py said, in the same line
+    assert isinstance(info.value, PluginError)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert isinstance(info.value.__context__, redis.exceptions.ConnectionError)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
+        ("rediss://app:p@ss:w@h:6380/2", "rediss://app:***@h:6380/2"),
+        ("redis://h/0?password=pw&db=1", "redis://h/0?password=***&db=1"),
+        ("unix://:pw@/run/redis.sock?db=0", "unix://:***@/run/redis.sock?db=0"),
+        ("redis://app@h/0", "redis://app@h/0"),  # a user name alone is no secret
+    ],
+)
+def test_urls_in_messages_have_their_password_masked(url: str, shown: str) -> None:
+    assert masked_url(url) == shown

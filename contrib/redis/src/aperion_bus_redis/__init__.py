@@ -5,12 +5,21 @@
 
 from __future__ import annotations
 
-from ._plugin import PUBLISHED_REASON, PublishBufferFull, RedisStreams, SerializationError
+from ._plugin import (
+    PUBLISHED_REASON,
+    UNPUBLISHED_REASON,
+    PublishBufferFull,
+    RedisConnectionError,
+    RedisStreams,
+    SerializationError,
+)
 from ._settings import RedisSettings
 
 __all__ = [
     "PUBLISHED_REASON",
+    "UNPUBLISHED_REASON",
     "PublishBufferFull",
+    "RedisConnectionError",
     "RedisSettings",
     "RedisStreams",
     "SerializationError",

@@ -27,23 +27,40 @@ from aperion_bus import (
     EventForwarded,
     EventRejected,
     FailureReason,
+    PluginError,
     hookimpl,
 )
 from redis.exceptions import RedisError, ResponseError
 
-from ._settings import RedisSettings, matches_any
+from ._settings import RedisSettings, masked_url, matches_any
 
-__all__ = ["PublishBufferFull", "RedisStreams", "SerializationError"]
+__all__ = [
+    "UNPUBLISHED_REASON",
+    "PublishBufferFull",
+    "RedisConnectionError",
+    "RedisStreams",
+    "SerializationError",
+]
 
 logger = logging.getLogger("aperion_bus.redis")
 
 _T = TypeVar("_T")
 #: The ``on_drop`` reason for an event handed to the consumer group instead of local handlers.
 PUBLISHED_REASON: Final = "redis.published"
+#: The ``on_drop`` reason for an event that was accepted by ``emit`` but could not be written
+#: to Redis: refused by the server ``_REFUSED_TRIES`` times, or still buffered when the
+#: shutdown's ``flush_timeout_ms`` ran out.
+UNPUBLISHED_REASON: Final = "redis.unpublished"
 _EVENT: Final = b"event"
 _ORIGIN: Final = b"o"
 _START_TIMEOUT: Final = 10.0
 _LAST_ERRORS_MAX: Final = 10_000
+_REFUSED_TRIES: Final = 5  # XADDs of one entry the server refused (not a connection error)
+_BACKOFF_MIN: Final = 0.05
+_BACKOFF_MAX: Final = 2.0
+_RESTART_MIN: Final = 0.1  # the reader's restart delay after an unexpected error ...
+_RESTART_MAX: Final = 5.0  # ... doubled up to this while it keeps failing
+_ERROR_TEXT_MAX: Final = 1_000
 _instances = itertools.count(1)
 
 
@@ -55,6 +72,16 @@ class PublishBufferFull(EventRejected):
     """More than ``buffer_size`` events are waiting to be published (Redis slow or down)."""
 
 
+class RedisConnectionError(PluginError):
+    """The plugin could not start on its Redis server: unreachable, authentication refused,
+    or a start-up command (``PING``, ``XGROUP CREATE``) refused. The message names the URL,
+    its password masked; the redis-py exception is kept as ``__context__``."""
+
+    def __init__(self, message: str, url: str) -> None:
+        super().__init__(message)
+        self.url = url  # masked
+
+
 class _Flush:
     """A marker put in the outbox; set once everything queued before it was written."""
 
@@ -62,6 +89,9 @@ class _Flush:
 
     def __init__(self) -> None:
         self.done = threading.Event()
+
+
+_Item = tuple[str, str, Event]
 
 
 @attrs.define
@@ -100,7 +130,8 @@ class RedisStreams:
         self._redis: aioredis.Redis | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._dispatch_thread: threading.Thread | None = None
-        self._outbox: collections.deque[tuple[str, str] | _Flush] = collections.deque()
+        # (stream, JSON line, the event: reported to on_drop if it cannot be published)
+        self._outbox: collections.deque[_Item | _Flush] = collections.deque()
         self._wake: asyncio.Event | None = None
         self._wake_pending = False
         self._publisher: asyncio.Task[None] | None = None
@@ -114,7 +145,9 @@ class RedisStreams:
         self._stop_task: asyncio.Task[None] | None = None
         self._origin = b""
         self._group = self.settings.group
-        self._ensured: set[str] = set()
+        self._url = masked_url(self.settings.url)  # for messages: never the password
+        self._last_reader_error: str | None = None
+        self._reads = 0  # successful reads (the reader's restart backoff resets on progress)
         # event type -> its stream, "" if not published
         self._publish_cache: dict[str, str] = {}
         self._shared = self.settings.mode == "shared"
@@ -154,9 +187,15 @@ class RedisStreams:
         )
         try:
             self._call(self._start(), _START_TIMEOUT)
-        except BaseException:
-            self._call(self._close_client(), _START_TIMEOUT)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                self._call(self._close_client(), _START_TIMEOUT)
             self._stop_loop()
+            if isinstance(exc, (RedisError, OSError)):  # TimeoutError is an OSError
+                what = str(exc) or type(exc).__name__
+                raise RedisConnectionError(
+                    f"redis: cannot start on {self._url}: {what}", self._url
+                ) from None  # one clear error; redis-py's stays in __context__
             raise
         self._started = True
         self._accepting = True
@@ -166,14 +205,13 @@ class RedisStreams:
         self._redis = aioredis.Redis.from_url(s.url)
         await self._redis.ping()
         self._wake = asyncio.Event()
-        if s.mode == "shared" and not s.per_domain:
-            await self._ensure_group(s.stream)
-        if s.consume:
+        if s.consume:  # a publish-only process creates no group (it would only show lag)
+            start_id = "0" if s.group_start == "earliest" else "$"
             for stream in s.consume_streams():
-                await self._ensure_group(stream)
+                await self._ensure_group(stream, start_id)
         self._publisher = asyncio.create_task(self._publish_loop())
         if s.consume:
-            self._reader = asyncio.create_task(self._read_loop())
+            self._reader = asyncio.create_task(self._run_reader())
 
     @hookimpl
     def on_closing(self, bus: EventBus) -> None:
@@ -251,10 +289,21 @@ class RedisStreams:
         self._outbox.append(_Flush())
         self._wake_publisher()
         if self._publisher is not None:
+            timeout = self.settings.flush_timeout_ms / 1000
             try:
-                await asyncio.wait_for(self._publisher, 30.0)
-            except Exception as exc:
-                logger.warning("redis: %d events not published: %r", self._buffered(), exc)
+                await asyncio.wait_for(self._publisher, timeout)
+            except Exception as exc:  # TimeoutError: Redis still down after flush_timeout_ms
+                left: list[_Item] = []
+                for item in self._outbox:
+                    if isinstance(item, _Flush):
+                        item.done.set()  # flush() waiters: nothing more will be written
+                    else:
+                        left.append(item)
+                self._outbox.clear()
+                error = exc if not isinstance(exc, TimeoutError) else TimeoutError(
+                    f"not published within flush_timeout_ms={self.settings.flush_timeout_ms}"
+                )
+                self._unpublished(left, error, "at shutdown")
         s = self.settings
         if s.mode == "broadcast" and s.consumer is None and s.consume and self._redis is not None:
             # a generated consumer name never comes back: its group would only leak
@@ -292,11 +341,13 @@ class RedisStreams:
         with self._count_lock:
             counts = dict(self._counts)
         keys = (
-            "published", "publish_errors", "received", "acked", "failed",
-            "claimed", "dead_lettered", "skipped_own", "read_errors",
+            "published", "publish_errors", "publish_dropped", "received", "acked", "failed",
+            "claimed", "dead_lettered", "undecodable", "skipped_own", "read_errors",
+            "reader_restarts",
         )
         stats: dict[str, Any] = {k: counts.get(k, 0) for k in keys}
         stats.update(
+            last_reader_error=self._last_reader_error,
             buffered=self._buffered(),
             mode=self.settings.mode,
             consumer=self.consumer,
@@ -330,9 +381,9 @@ class RedisStreams:
             s = self.settings
             raise PublishBufferFull(
                 f"redis: {len(outbox)} events wait to be published (buffer_size="
-                f"{s.buffer_size}); is Redis reachable at {s.url}?"
+                f"{s.buffer_size}); is Redis reachable at {self._url}?"
             )
-        outbox.append((stream, data))
+        outbox.append((stream, data, event))
         if not self._wake_pending:
             self._wake_publisher()
         if self._shared:
@@ -360,13 +411,14 @@ class RedisStreams:
         assert self._wake is not None and self._redis is not None
         outbox = self._outbox
         batch_size = self.settings.batch_size
-        backoff = 0.05
+        backoff = _BACKOFF_MIN
+        refusals = 0  # consecutive XADDs of the head entries the server refused
         while True:
             await self._wake.wait()
             self._wake.clear()
             self._wake_pending = False
             while outbox:
-                batch: list[tuple[str, str]] = []
+                batch: list[_Item] = []
                 markers: list[_Flush] = []
                 while outbox and len(batch) < batch_size:
                     item = outbox.popleft()
@@ -376,28 +428,75 @@ class RedisStreams:
                     batch.append(item)
                 if batch:
                     try:
-                        await self._xadd_batch(batch)
-                        backoff = 0.05
-                    except RedisError as exc:
-                        self._count("publish_errors")
-                        logger.warning("redis: publishing %d events failed: %r", len(batch), exc)
+                        refused = await self._xadd_batch(batch)
+                    except asyncio.CancelledError:
+                        # the shutdown's flush_timeout_ms ran out while this batch was on the
+                        # wire: not confirmed, so it is reported with what is still buffered
                         outbox.extendleft([*markers[::-1], *batch[::-1]])
-                        if self._publisher_stopping:
-                            return
+                        raise
+                    except Exception as exc:
+                        # Redis unreachable (redis-py already retried the connection) or a bug:
+                        # the whole batch again, in order, after a backoff. Entries written
+                        # before the connection broke are written twice (at-least-once).
+                        self._count("publish_errors")
+                        log = logger.warning if isinstance(exc, RedisError) else logger.error
+                        log(
+                            "redis: publishing %d events failed, retrying in %.2f s: %s",
+                            len(batch), backoff, _describe(exc),
+                            exc_info=not isinstance(exc, RedisError),
+                        )
+                        outbox.extendleft([*markers[::-1], *batch[::-1]])
                         await asyncio.sleep(backoff)
-                        backoff = min(backoff * 2, 2.0)
+                        backoff = min(backoff * 2, _BACKOFF_MAX)
                         continue
+                    backoff = _BACKOFF_MIN
+                    if refused:
+                        # the server answered with an error for these entries (OOM, WRONGTYPE,
+                        # ACL): retried in order a bounded number of times, then reported
+                        refusals += 1
+                        self._count("publish_errors")
+                        items = [item for item, _ in refused]
+                        if refusals < _REFUSED_TRIES:
+                            logger.warning(
+                                "redis: Redis refused %d events (try %d of %d): %s",
+                                len(items), refusals, _REFUSED_TRIES, refused[0][1],
+                            )
+                            outbox.extendleft([*markers[::-1], *items[::-1]])
+                            await asyncio.sleep(_BACKOFF_MIN * 2**refusals)
+                            continue
+                        self._unpublished(items, refused[0][1], f"refused {refusals} times")
+                    refusals = 0
                 for m in markers:
                     m.done.set()
             if self._publisher_stopping:
                 return
 
-    async def _xadd_batch(self, batch: list[tuple[str, str]]) -> None:
+    def _unpublished(self, items: list[_Item], error: BaseException, why: str) -> None:
+        """Report events that will not be published: counted, logged, ``on_drop``."""
+        if not items:
+            return
+        self._count("publish_dropped", len(items))
+        logger.error(
+            "redis: %d events not published to %s (%s): %s; event ids %s%s",
+            len(items), self._url, why, _describe(error),
+            ", ".join(ev.event_id for _, _, ev in items[:10]),
+            " ..." if len(items) > 10 else "",
+        )
+        bus = self._bus
+        if bus is None:
+            return
+        on_drop = bus.plugin_manager.hook.on_drop
+        for _, _, ev in items:
+            try:
+                on_drop(bus=bus, event=ev, reason=UNPUBLISHED_REASON, error=error)
+            except Exception as exc:
+                logger.warning("redis: an on_drop hook failed for %s: %r", ev.event_id, exc)
+
+    async def _xadd_batch(self, batch: list[_Item]) -> list[tuple[_Item, BaseException]]:
+        """XADD a batch in one pipeline; returns the entries the server refused (with its
+        error). A connection failure raises."""
         assert self._redis is not None
         s = self.settings
-        if s.mode == "shared" and s.per_domain:
-            for stream in {stream for stream, _ in batch} - self._ensured:
-                await self._ensure_group(stream)
         pipe = self._redis.pipeline(transaction=False)
         # XADD <stream> [MAXLEN ~ n] * event <json> [o <origin>], as pipe.xadd(stream, fields,
         # maxlen=maxlen, approximate=True) writes it, without its per-call argument checks
@@ -407,24 +506,67 @@ class RedisStreams:
         )
         if s.mode == "broadcast":  # the origin lets this process skip its own entries
             origin = self._origin
-            for stream, data in batch:
+            for stream, data, _ in batch:
                 command("XADD", stream, *head, _EVENT, data, _ORIGIN, origin)
         else:  # shared: nobody needs the origin, one field less to write and parse
-            for stream, data in batch:
+            for stream, data, _ in batch:
                 command("XADD", stream, *head, _EVENT, data)
-        await pipe.execute()
-        self._count("published", len(batch))
+        results = await pipe.execute(raise_on_error=False)
+        refused: list[tuple[_Item, BaseException]] = [
+            (item, r) for item, r in zip(batch, results, strict=True) if isinstance(r, Exception)
+        ]
+        self._count("published", len(batch) - len(refused))
+        return refused
 
-    async def _ensure_group(self, stream: str) -> None:
+    async def _ensure_group(self, stream: str, start_id: str) -> None:
+        """Create the group on ``stream`` (and the stream) unless it exists."""
         assert self._redis is not None
         try:
-            await self._redis.xgroup_create(stream, self._group, id="$", mkstream=True)
+            await self._redis.xgroup_create(stream, self._group, id=start_id, mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        self._ensured.add(stream)
 
     # ------------------------------------------------------------------ consuming
+    async def _run_reader(self) -> None:
+        """Run the read loop; restart it with backoff if it fails unexpectedly, so that the
+        consumer never stops silently (logged at ERROR, ``reader_restarts`` in the stats)."""
+        delay = _RESTART_MIN
+        while not self._stopping:
+            reads = self._reads
+            try:
+                await self._read_loop()
+                return
+            except asyncio.CancelledError:
+                if self._stop_requested():
+                    return
+                raise
+            except Exception as exc:
+                if self._stop_requested():
+                    logger.warning("redis: the reader ended with %r while stopping", exc)
+                    return
+                if self._reads != reads:  # it worked for a while: restart soon
+                    delay = _RESTART_MIN
+                self._count("reader_restarts")
+                self._last_reader_error = _describe(exc)
+                logger.error(
+                    "redis: the reader of %s failed; restarting it in %.1f s (entries it "
+                    "held come again)", self._group, delay, exc_info=True,
+                )
+            self._reading = True  # the stop may cancel this sleep
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                if self._stop_requested():
+                    return
+                raise
+            finally:
+                self._reading = False
+            delay = min(delay * 2, _RESTART_MAX)
+
+    def _stop_requested(self) -> bool:
+        return self._stopping
+
     async def _read_loop(self) -> None:
         s = self.settings
         streams = s.consume_streams()
@@ -471,6 +613,7 @@ class RedisStreams:
                     self._count("acked", sum(len(v) for v in acks.values()))
                     acks = {}
                     backoff = 0.05
+                    self._reads += 1
                     entries = _entries(res[-1])
                     if handling is not None:
                         task, handling = handling, None
@@ -480,11 +623,16 @@ class RedisStreams:
                 except RedisError as exc:
                     # Redis unreachable or restarting: keep the acks (XACK is idempotent), retry
                     self._count("read_errors")
-                    logger.warning("redis: reading %s failed, retrying: %r", streams, exc)
-                    if "NOGROUP" in str(exc):  # the stream or group was deleted: recreate
+                    logger.warning(
+                        "redis: reading %s failed, retrying: %s", streams, _describe(exc)
+                    )
+                    if "NOGROUP" in str(exc):
+                        # the stream or the group is gone (deleted, or Redis restarted without
+                        # persistence): recreate the group at 0, so that every entry in the
+                        # stream now (those publishers wrote since) is delivered, none skipped
                         with contextlib.suppress(RedisError):
                             for stream in streams:
-                                await self._ensure_group(stream)
+                                await self._ensure_group(stream, "0")
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
         except asyncio.CancelledError:
@@ -581,7 +729,12 @@ class RedisStreams:
         for e in ok:
             acks.setdefault(e.stream, []).append(e.entry_id)
         if dead:
-            await self._dead_letter(dead)
+            try:
+                await self._dead_letter(dead)
+            except RedisError as exc:
+                # not acknowledged: they come again (claim_idle_ms) and are dead-lettered then
+                logger.warning("redis: writing %d dead letters failed: %r", len(dead), exc)
+                return acks
             for d in dead:
                 acks.setdefault(d.entry.stream, []).append(d.entry.entry_id)
         return acks
@@ -599,7 +752,7 @@ class RedisStreams:
         dispatch = bus.dispatch
         ok: list[_Entry] = []
         dead: list[_Dead] = []
-        received = skipped = failed = 0
+        received = skipped = failed = undecodable = 0
         try:
             for e in entries:
                 fields = e.fields
@@ -616,8 +769,12 @@ class RedisStreams:
                     continue
                 try:
                     event = _decode(fields.get(_EVENT, b""))
-                except EventDecodeError as exc:
-                    dead.append(_Dead(e, FailureReason.SERIALIZATION_ERROR, str(exc), exc=exc))
+                except Exception as exc:
+                    # EventDecodeError, or whatever a hostile entry provokes in a decoder
+                    # (RecursionError, OverflowError, ValueError): dead-lettered and acked
+                    undecodable += 1
+                    reason = FailureReason.SERIALIZATION_ERROR
+                    dead.append(_Dead(e, reason, _describe(exc), exc=exc))
                     continue
                 try:
                     result = dispatch(event)
@@ -646,6 +803,7 @@ class RedisStreams:
                 counts["received"] += received
                 counts["skipped_own"] += skipped
                 counts["failed"] += failed
+                counts["undecodable"] += undecodable
         return ok, dead
 
     def _dead_entry(self, e: _Entry, fields: dict[bytes, bytes]) -> _Dead:
@@ -739,14 +897,29 @@ def _decode(raw: bytes) -> Event:
             return Event(**data)
     except (ValueError, TypeError, AttributeError):  # JSONDecodeError, UnicodeDecodeError
         pass
+    except RecursionError:  # nested too deep for json: Event.from_jsonl would fail the same
+        raise EventDecodeError("invalid event line: JSON nested too deeply") from None
     return Event.from_jsonl(raw)
 
 
 def _decode_or_none(fields: dict[bytes, bytes]) -> Event | None:
     try:
         return _decode(fields.get(_EVENT, b""))
-    except EventDecodeError:
+    except Exception:  # EventDecodeError, or anything hostile input provokes
         return None
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception for a log field or a dead letter: bounded, ``str`` failures tolerated."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<unprintable>"
+    if not isinstance(exc, EventDecodeError):
+        text = f"{type(exc).__name__}: {text}"
+    if len(text) > _ERROR_TEXT_MAX:
+        text = text[:_ERROR_TEXT_MAX] + f"... ({len(text)} characters)"
+    return text
 
 
 def _merged(

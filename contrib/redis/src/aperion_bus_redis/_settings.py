@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 import string
+import urllib.parse
 from typing import Any, Final, Literal, cast
 
 import attrs
 from aperion_bus.settings import Settings, check_keys
 
-__all__ = ["RedisSettings", "domain_of", "matches_any"]
+__all__ = ["RedisSettings", "domain_of", "masked_url", "matches_any"]
 
 Mode = Literal["shared", "broadcast"]
 _MODES: Final = ("shared", "broadcast")
+GroupStart = Literal["latest", "earliest"]
+_GROUP_STARTS: Final = ("latest", "earliest")
 
 
 _S: Final = Settings("redis")
@@ -40,13 +43,34 @@ def matches_any(patterns: tuple[str, ...], event_type: str) -> bool:
     return False
 
 
+def masked_url(url: str) -> str:
+    """``url`` with its password (``user:PASSWORD@`` or ``?password=``) replaced by ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in pairs):
+            query = "&".join(
+                f"{k}=***" if k.lower() == "password" else urllib.parse.urlencode({k: v})
+                for k, v in pairs
+            )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def domain_of(event_type: str) -> str:
     """``user.login`` -> ``user``: the part a per-domain stream is named after."""
     return event_type.partition(".")[0]
 
 
-def _positive_int(name: str, value: object) -> int:
-    return _S.integer(name, value, min=1)
+def _positive_int(name: str, value: object, allow_zero: bool = False) -> int:
+    return _S.integer(name, value, min=0 if allow_zero else 1)
 
 
 def _nonempty_str(name: str, value: object) -> str:
@@ -78,6 +102,8 @@ class RedisSettings:
     batch_size: int = 100
     block_ms: int = 1_000
     buffer_size: int = 100_000
+    group_start: GroupStart = "latest"
+    flush_timeout_ms: int = 30_000
 
     @property
     def per_domain(self) -> bool:
@@ -124,6 +150,9 @@ class RedisSettings:
             maxlen = _positive_int("maxlen", maxlen)
         max_deliveries = _positive_int("max_deliveries", s.get("max_deliveries", 5))
         claim_idle_ms = _positive_int("claim_idle_ms", s.get("claim_idle_ms", 30_000))
+        group_start = cast(
+            GroupStart, _S.choice("group_start", s.get("group_start", "latest"), _GROUP_STARTS)
+        )
         consume = _S.boolean("consume", s.get("consume", True))
         domains_raw = s.get("domains")
         domains: tuple[str, ...] | None = None
@@ -160,4 +189,8 @@ class RedisSettings:
             batch_size=_positive_int("batch_size", s.get("batch_size", 100)),
             block_ms=_positive_int("block_ms", s.get("block_ms", 1_000)),
             buffer_size=_positive_int("buffer_size", s.get("buffer_size", 100_000)),
+            group_start=group_start,
+            flush_timeout_ms=_positive_int(
+                "flush_timeout_ms", s.get("flush_timeout_ms", 30_000), allow_zero=True
+            ),
         )

@@ -11,7 +11,7 @@ from aperion_bus import ConfigError, Event, hookimpl
 from aperion_bus.settings import Settings
 
 from . import _reader
-from ._files import SymlinkError, as_path, log_files
+from ._files import SymlinkError, log_files
 from ._writer import FSYNC_MODES, FsyncMode, LogWriter
 
 if TYPE_CHECKING:
