@@ -1,17 +1,25 @@
-"""The ``aperion-bus`` command line: ``plugins``, ``config check``, ``demo`` and plugin commands."""
+"""The ``aperion-bus`` command line: ``plugins``, ``config check``, ``demo`` and plugin commands.
+
+Conventions (docs/cli.md): global options before or after the command; a closed pipe ends
+quietly with status 0; errors are one line on stderr, status 1 (failure) or 2 (usage, config).
+Plugin commands come from the ``aperion_bus.cli`` entry-point group (entry name = command
+name) and are imported only when that command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pluggy
 
 from . import __version__
-from ._errors import AperionBusError
+from ._cli_output import UsageError, escape, json_document, json_line
+from ._errors import AperionBusError, ConfigError
 from ._hookspecs import PROJECT_NAME, HookSpecs
 from ._plugins import (
     PLUGIN_GROUP,
@@ -22,7 +30,14 @@ from ._plugins import (
     load_config,
 )
 
-__all__ = ["main"]
+__all__ = ["CLI_GROUP", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main"]
+
+#: Entry-point group of plugin commands: ``log = "aperion_bus_audit._cli"`` (an object or
+#: module with an ``add_cli_commands`` hook implementation), loaded only for its command.
+CLI_GROUP = "aperion_bus.cli"
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -30,6 +45,17 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     active = set(config.active_plugins())
     active_handlers = set(config.handlers)
     rows = [("kind", "name", "distribution", "version", "active")]
+    if args.json:
+        for info in installed_plugins():
+            rec = {"kind": "plugin", "name": info.name, "distribution": info.distribution,
+                   "version": info.version, "active": info.name in active}
+            print(json_line(rec))
+        for info in installed_handlers():
+            on = "*" in active_handlers or info.name in active_handlers
+            rec = {"kind": "handlers", "name": info.name, "distribution": info.distribution,
+                   "version": info.version, "active": on}
+            print(json_line(rec))
+        return 0
     for info in installed_plugins():
         rows.append(
             (
@@ -45,8 +71,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         rows.append(("handlers", info.name, info.distribution, info.version, "yes" if on else "no"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    if len(rows) == 1:
+        print(escape("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()))
+    if len(rows) == 1 and not args.quiet:
         print("(no plugins or handler entry points installed)")
     return 0
 
@@ -58,6 +84,15 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     where = str(config.source) if config.source else "no config file (bare kernel)"
     bus = EventBus(**config.bus_kwargs())
     try:
+        if args.json:
+            print(json_document({
+                "config": str(config.source) if config.source else None,
+                "plugins": list(bus.plugin_names),
+                "handler_entry_points": list(config.handlers),
+                "subscriptions": len(bus.subscriptions()),
+                "ok": True,
+            }))
+            return 0
         print(f"config: {where}")
         print(f"plugins: {', '.join(bus.plugin_names) or '(none)'}")
         print(f"handler entry points: {', '.join(config.handlers) or '(none)'}")
@@ -68,32 +103,131 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
     return run_demo(Path(args.dir))
 
 
-def _plugin_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Let every installed plugin add its subcommands (``add_cli_commands`` hook)."""
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line on stderr, status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {escape(message)} (see {self.prog} --help)\n")
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--config``, ``--json``, ``-q``: on the top parser with defaults, on every subcommand
+    with SUPPRESS defaults (so that a value given before the command is kept)."""
+
+    def d(value: object) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    have = parser._option_string_actions
+    if "--config" not in have:
+        parser.add_argument(
+            "--config",
+            default=d(None),
+            metavar="FILE",
+            help="config file (default: $APERION_BUS_CONFIG, else ./aperion-bus.toml, else "
+            "[tool.aperion-bus] in ./pyproject.toml)",
+        )
+    if "--json" not in have:
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            default=d(False),
+            help="machine-readable output: JSON lines for records, one JSON document for "
+            "summaries",
+        )
+    if "-q" not in have and "--quiet" not in have:
+        parser.add_argument(
+            "-q", "--quiet", action="store_true", default=d(False),
+            help="no notes, no progress, no empty-result messages",
+        )
+
+
+def _walk(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found: list[argparse.ArgumentParser] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found.append(child)
+                found.extend(_walk(child))
+    return found
+
+
+def _command_entry_points() -> dict[str, Any]:
+    """``aperion_bus.cli`` entry points by command name (not loaded)."""
+    return {name: eps[0] for name, eps in _entry_points(CLI_GROUP).items()}
+
+
+def _dist_name(ep: Any) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return None if dist is None else str(dist.name)
+
+
+def _register_commands(
+    subparsers: argparse._SubParsersAction[Any], targets: list[tuple[str, Any]]
+) -> None:
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(HookSpecs)
-    for name, eps in sorted(_entry_points(PLUGIN_GROUP).items()):
-        try:
-            target = _load(eps[0])
-            if not hasattr(target, "add_cli_commands"):
-                continue
-            # the class/module is enough for a static/module-level hook implementation
-            pm.register(target, name)
-        except Exception as exc:  # a broken plugin must not break the whole CLI
-            print(f"warning: plugin {name!r} not loaded: {exc}", file=sys.stderr)
+    for name, target in targets:
+        pm.register(target, name)
     pm.hook.add_cli_commands(subparsers=subparsers)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aperion-bus", description="aperion-bus event bus tools")
+def _legacy_plugin_commands(
+    subparsers: argparse._SubParsersAction[Any], skip_dists: set[str]
+) -> None:
+    """Commands of plugins that implement ``add_cli_commands`` on their plugin object without
+    declaring an ``aperion_bus.cli`` entry point: imported only for a command not found
+    otherwise."""
+    targets: list[tuple[str, Any]] = []
+    for name, eps in sorted(_entry_points(PLUGIN_GROUP).items()):
+        if _dist_name(eps[0]) in skip_dists:
+            continue
+        try:
+            target = _load(eps[0])
+        except Exception as exc:  # a broken plugin must not break the whole CLI
+            print(f"warning: plugin {name!r} not loaded: {escape(exc)}", file=sys.stderr)
+            continue
+        if hasattr(target, "add_cli_commands"):
+            targets.append((name, target))
+    _register_commands(subparsers, targets)
+
+
+_BUILTIN = ("plugins", "config", "demo")
+_VALUE_OPTIONS = frozenset({"--config"})
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is not an option), or None."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+            continue
+        if word == "--":
+            return None
+        if word.startswith("-"):
+            skip = word in _VALUE_OPTIONS
+            continue
+        return word
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; plugin commands other than ``command`` are listed without being imported."""
+    parser = _Parser(
+        prog="aperion-bus",
+        description="aperion-bus event bus tools",
+        epilog="exit status: 0 success, 1 failure, 2 usage or configuration error. "
+        "Every command has --help.",
+    )
     parser.add_argument("--version", action="version", version=f"aperion-bus {__version__}")
-    parser.add_argument("--config", help="config file (default: see docs/configuration.md)")
+    _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("plugins", help="list installed plugins and handler entry points")
     p.set_defaults(func=_cmd_plugins)
@@ -101,27 +235,90 @@ def build_parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     check = cfg_sub.add_parser("check", help="load the config and build the bus it describes")
     check.set_defaults(func=_cmd_config_check)
+
+    def config_usage(_args: argparse.Namespace) -> int:
+        cfg.print_help()
+        return EXIT_USAGE
+
+    cfg.set_defaults(func=config_usage)
     demo = sub.add_parser("demo", help="run the demo: a bus with plugins, files in --dir")
     demo.add_argument(
         "--dir", default="aperion-demo", help="where the demo writes (default: ./aperion-demo)"
     )
     demo.set_defaults(func=_cmd_demo)
-    _plugin_commands(sub)
+    commands = _command_entry_points()
+    chosen = [(n, ep) for n, ep in sorted(commands.items()) if n == command]
+    for name, ep in sorted(commands.items()):
+        if name != command:
+            dist = _dist_name(ep) or "a plugin"
+            sub.add_parser(name, help=f"commands of {dist} (aperion-bus {name} --help)")
+    if chosen:
+        name, ep = chosen[0]
+        try:
+            target = ep.load()
+        except Exception as exc:
+            raise AperionBusError(
+                f"command {name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+        _register_commands(sub, [(name, target)])
+    elif command is not None and command not in _BUILTIN and command not in commands:
+        _legacy_plugin_commands(sub, {d for d in map(_dist_name, commands.values()) if d})
+    for child in _walk(parser):
+        _add_global_options(child, top=False)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def _run(argv: list[str]) -> int:
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
+    return int(func(args) or 0)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return escape(" ".join(text.splitlines()))
+
+
+def _stdout_gone() -> None:
+    """After EPIPE: point stdout at /dev/null so that the interpreter's final flush is quiet."""
     try:
-        return int(func(args) or 0)
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 failure, 2 usage or config)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        status = _run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): that is not an error
+        _stdout_gone()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, UsageError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except AperionBusError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:  # a busy port, a refused connection, a file that cannot be read
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # still one line: the type names what went wrong
+        print(f"error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover
