@@ -456,12 +456,23 @@ def _follow(
     try:
         while not stop.is_set():
             if fh is None:
-                try:
-                    fh = open(p, "rb")  # noqa: SIM115 - closed below
-                except FileNotFoundError:
+                # the log appeared after we started: everything in it is new, including
+                # files already rotated out of the live name (oldest first)
+                first = _open_snapshot(p)
+                if not first or first[0][0] != p:
+                    for _, f, _ in first:
+                        f.close()
                     stop.wait(interval)
                     continue
-                file_id = _file_id(fh)  # a file that appeared after we started: from its start
+                try:
+                    for _, f, _ in reversed(first[1:]):
+                        buf = b""
+                        yield from complete_lines(f.read())
+                finally:
+                    for _, f, _ in first[1:]:
+                        f.close()
+                fh = first[0][1]
+                file_id = _file_id(fh)
                 buf = b""
             data = fh.read()
             if data:
