@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pluggy
 
-from . import __version__
+import aperion_bus
 from ._cli_output import UsageError, escape, json_document, json_line
 from ._errors import AperionBusError, ConfigError
 from ._hookspecs import PROJECT_NAME, HookSpecs
@@ -158,14 +158,100 @@ def _walk(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     return found
 
 
+class _CommandEntry:
+    """One ``aperion_bus.cli`` entry point, found without importing ``importlib.metadata``
+    (its import alone costs about a tenth of the kernel's)."""
+
+    __slots__ = ("dist", "name", "value")
+
+    def __init__(self, name: str, value: str, dist: str | None) -> None:
+        self.name, self.value, self.dist = name, value, dist
+
+    def load(self) -> Any:
+        import importlib
+
+        module, _, attr = self.value.partition(":")
+        target: Any = importlib.import_module(module.strip())
+        for part in filter(None, attr.strip().split(".")):
+            target = getattr(target, part)
+        return target
+
+
+def _dist_info_dirs() -> Iterator[tuple[str, Path]]:
+    """(normalized distribution name, its .dist-info directory), first on sys.path wins."""
+    seen: set[str] = set()
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in sorted(names):
+            if not name.endswith(".dist-info"):
+                continue
+            dist = _normalize(name[: -len(".dist-info")].rsplit("-", 1)[0])
+            if dist not in seen:
+                seen.add(dist)
+                yield dist, Path(entry or ".", name)
+
+
+def _normalize(name: str) -> str:
+    return name.replace("_", "-").replace(".", "-").lower()
+
+
+def _scan_group(group: str) -> dict[str, _CommandEntry] | None:
+    """The entry points of ``group`` read from the ``entry_points.txt`` files of the
+    distributions on sys.path; None when this Python's layout is not plain directories
+    (then importlib.metadata is asked)."""
+    found: dict[str, _CommandEntry] = {}
+    any_dist = False
+    for dist, path in _dist_info_dirs():
+        any_dist = True
+        try:
+            text = (path / "entry_points.txt").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        section = None
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith(("#", ";")):
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                section = line[1:-1].strip()
+            elif section == group and "=" in line:
+                name, _, value = line.partition("=")
+                found.setdefault(name.strip(), _CommandEntry(name.strip(), value.strip(), dist))
+    return found if any_dist else None
+
+
 def _command_entry_points() -> dict[str, Any]:
     """``aperion_bus.cli`` entry points by command name (not loaded)."""
-    return {name: eps[0] for name, eps in _entry_points(CLI_GROUP).items()}
+    fast = _scan_group(CLI_GROUP)
+    if fast is not None:
+        return fast
+    return {name: eps[0] for name, eps in _entry_points(CLI_GROUP).items()}  # pragma: no cover
 
 
 def _dist_name(ep: Any) -> str | None:
+    if isinstance(ep, _CommandEntry):
+        return ep.dist
     dist = getattr(ep, "dist", None)
-    return None if dist is None else str(dist.name)
+    return None if dist is None else _normalize(str(dist.name))
+
+
+def _version() -> str:
+    """The installed version of aperion-bus (read from its METADATA: no importlib.metadata)."""
+    for dist, path in _dist_info_dirs():
+        if dist == "aperion-bus":
+            try:
+                with (path / "METADATA").open(encoding="utf-8") as fh:
+                    for line in fh:
+                        if line.startswith("Version:"):
+                            return line.split(":", 1)[1].strip()
+                        if not line.strip():
+                            break
+            except OSError:
+                break
+    return str(aperion_bus.__version__)  # pragma: no cover - other layouts
 
 
 def _register_commands(
@@ -226,7 +312,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         epilog="exit status: 0 success, 1 failure, 2 usage or configuration error. "
         "Every command has --help.",
     )
-    parser.add_argument("--version", action="version", version=f"aperion-bus {__version__}")
+    parser.add_argument("--version", action="version", version=f"aperion-bus {_version()}")
     _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("plugins", help="list installed plugins and handler entry points")
@@ -269,7 +355,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _run(argv: list[str]) -> int:
-    parser = build_parser(_command_word(argv))
+    command = _command_word(argv)
+    if command is None and "--version" in argv and not {"-h", "--help"} & set(argv):
+        print(f"aperion-bus {_version()}")  # no parser, no entry-point scan
+        return EXIT_OK
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
