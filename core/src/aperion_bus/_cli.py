@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import pluggy
 
 import aperion_bus
+
 from ._cli_output import UsageError, escape, json_document, json_line
 from ._errors import AperionBusError, ConfigError
 from ._hookspecs import PROJECT_NAME, HookSpecs
