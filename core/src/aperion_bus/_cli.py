@@ -374,6 +374,28 @@ def _one_line(exc: BaseException) -> str:
     return escape(" ".join(text.splitlines()))
 
 
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int,
+    line: str | None = None,
+) -> str:
+    return f"warning: {_one_line(message) if isinstance(message, Warning) else escape(message)}\n"
+
+
+def _setup_streams() -> None:
+    """Warnings (such as a torn last line of the log) in one escaped line; text the terminal's
+    encoding cannot show is written as backslash escapes rather than failing."""
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a detached stream
+                pass
+
+
 def _stdout_gone() -> None:
     """After EPIPE: point stdout at /dev/null so that the interpreter's final flush is quiet."""
     try:
@@ -388,6 +410,7 @@ def _stdout_gone() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 failure, 2 usage or config)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _setup_streams()
     try:
         status = _run(args)
         sys.stdout.flush()

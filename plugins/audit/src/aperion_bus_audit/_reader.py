@@ -191,38 +191,47 @@ def _needle(value: str | None) -> bytes | None:
 
 def _reverse_hits(fh: IO[bytes], size: int, needle: bytes) -> Iterator[tuple[bytes, bool]]:
     """The lines of ``fh[:size]`` that contain ``needle``, last to first, each with "is it
-    newline-terminated": the file is read back in windows and searched as raw bytes; only
-    the lines that contain ``needle`` are cut out (nothing else is split or decoded)."""
+    newline-terminated": the file is read back into one reused buffer, a window at a time, and
+    searched as raw bytes; only the lines that contain ``needle`` are copied out."""
     if size <= 0:
         return
     fh.seek(size - 1)
     last_torn = fh.read(1) != b"\n"
+    window = bytearray(min(_WINDOW, size))
+    view = memoryview(window)
     end = size
-    carry = b""
-    first = True
-    while end > 0:
-        start = max(0, end - _WINDOW)
-        fh.seek(start)
-        buf = fh.read(end - start) + carry
-        if start > 0:
-            cut = buf.find(b"\n")
-            if cut == -1:  # one line longer than the window: keep reading back
-                carry, end = buf, start
+    carry = b""  # the start of the line that goes on past ``end`` (up to its newline)
+    at_eof = True
+    try:
+        while end > 0:
+            start = max(0, end - len(window))
+            k = end - start
+            fh.seek(start)
+            got = fh.readinto(view[:k])
+            if got != k:  # pragma: no cover - the file shrank under us (clear_log)
+                return
+            last_nl = window.rfind(b"\n", 0, k)
+            if last_nl == -1 and start > 0:  # one line longer than the window
+                carry = bytes(view[:k]) + carry
+                end, at_eof = start, False
                 continue
-            region, next_carry = cut + 1, buf[:cut]
-        else:
-            region, next_carry = 0, b""
-        spans: list[tuple[int, int]] = []
-        i = buf.find(needle, region)
-        while i != -1:
-            s = buf.rfind(b"\n", 0, i) + 1
-            e = buf.find(b"\n", i)
-            e = len(buf) if e == -1 else e
-            spans.append((s, e))
-            i = buf.find(needle, e)
-        for s, e in reversed(spans):
-            yield buf[s:e], not (first and last_torn and e == len(buf))
-        carry, end, first = next_carry, start, False
+            tail = bytes(view[last_nl + 1 : k]) + carry  # the line across the window's end
+            if needle in tail:
+                yield tail, not (at_eof and last_torn)
+            region = window.find(b"\n", 0, k) + 1 if start > 0 else 0
+            spans: list[tuple[int, int]] = []
+            i = window.find(needle, region, last_nl) if last_nl > region else -1
+            while i != -1:
+                s = window.rfind(b"\n", 0, i) + 1
+                e = window.find(b"\n", i, last_nl + 1)
+                spans.append((s, e))
+                i = window.find(needle, e, last_nl)
+            for s, e in reversed(spans):
+                yield bytes(view[s:e]), True
+            carry = bytes(view[: region - 1]) if start > 0 else b""
+            end, at_eof = start, False
+    finally:
+        view.release()
 
 
 def _file_is_older(fh: IO[bytes], since: float | None) -> bool:
