@@ -5,8 +5,8 @@ Per page, in order: a fenced block whose info string has ``file=PATH`` is writte
 blocks of one page sharing one namespace; in a ```console block every ``$ command`` line is run
 with bash in that directory (the ``aperion-bus`` of this environment first on PATH): it must exit
 0, or N when the line ends with ``# exit N``, and each line shown under it must appear in its
-output (stdout and stderr; runs of blanks count as one), ``...`` standing for any text. Other blocks (bash, text, toml
-without file=) are prose.
+output (stdout and stderr; runs of blanks count as one), ``...`` standing for any text. Other
+blocks (bash, text, toml without file=) are prose.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ name) and are imported only when that command runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -390,10 +391,8 @@ def _setup_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
-            try:
+            with contextlib.suppress(ValueError, OSError):  # a detached stream
                 reconfigure(errors="backslashreplace")
-            except (ValueError, OSError):  # pragma: no cover - a detached stream
-                pass
 
 
 def _stdout_gone() -> None:

@@ -207,7 +207,7 @@ def _reverse_hits(fh: IO[bytes], size: int, needle: bytes) -> Iterator[tuple[byt
             start = max(0, end - len(window))
             k = end - start
             fh.seek(start)
-            got = fh.readinto(view[:k])
+            got = fh.readinto(view[:k])  # type: ignore[attr-defined]
             if got != k:  # pragma: no cover - the file shrank under us (clear_log)
                 return
             last_nl = window.rfind(b"\n", 0, k)
