@@ -552,3 +552,18 @@ def test_follow_loses_nothing_across_rotation_and_several_writers(work: Path) ->
         proc.wait()
     seen = {(r["event_type"], r["payload"]["i"]) for r in got}  # type: ignore[index]
     assert len(seen) == 900
+
+
+def test_json_output_never_passes_a_raw_control_through_from_the_file(work: Path) -> None:
+    (work / "events.jsonl").write_bytes(
+        b'{"event_type":"a",\r"payload":{"t":"\\u001b\\u009b"},\t"timestamp":1,'
+        b'"correlation_id":"req-1"}\n'
+        + '{"event_type":"b\u202e","payload":{},"timestamp":2,"correlation_id":"req-1"}\n'.encode()
+    )
+    for args in (("log", "query", "--json"), ("log", "query", "--json", "--correlation-id",
+                                                "req-1"), ("log", "tail", "--json")):
+        proc = run(*args, cwd=work)
+        assert proc.returncode == 0, proc.stderr
+        assert no_raw_controls(proc.stdout), (args, proc.stdout)
+        assert len(proc.stdout.splitlines()) == 2
+        assert {json.loads(x)["event_type"] for x in proc.stdout.splitlines()} == {"a", "b\u202e"}

@@ -24,6 +24,7 @@ _REL = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNIT: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PAYLOAD_WIDTH: Final = 60
 _ERROR_EVENT: Final = "system.handler_error"
+_RAW_UNSAFE: Final = (b"\x7f", b"\r", b"\t", b"\x0b", b"\x0c")
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -121,8 +122,11 @@ def table_lines(records: Iterable[dict[str, Any]], header: bool = True) -> Itera
 def _json_bytes(line: bytes, rec: dict[str, Any]) -> str:
     """The record as one JSON line: the stored line itself when it is plain ASCII (no DEL),
     else re-encoded with every unsafe character escaped."""
-    if line.isascii() and b"\x7f" not in line:
-        return line.strip().decode("ascii")
+    line = line.strip()
+    if line.isascii() and not any(c in line for c in _RAW_UNSAFE):
+        # valid JSON has no raw control character inside a string (json.loads refused it
+        # otherwise); only blanks between tokens could be one
+        return line.decode("ascii")
     return json_line(rec)
 
 
