@@ -567,3 +567,21 @@ def test_json_output_never_passes_a_raw_control_through_from_the_file(work: Path
         assert no_raw_controls(proc.stdout), (args, proc.stdout)
         assert len(proc.stdout.splitlines()) == 2
         assert {json.loads(x)["event_type"] for x in proc.stdout.splitlines()} == {"a", "b\u202e"}
+
+
+def test_a_record_larger_than_the_read_window(work: Path) -> None:
+    write_log(work / "events.jsonl", 20)
+    big = {"event_type": "big.one", "payload": {"blob": "\x1b" + "b" * 20_000_000},
+           "timestamp": 1_800_000_000, "correlation_id": "req-big", "event_id": "big"}
+    with (work / "events.jsonl").open("a") as fh:
+        fh.write(json.dumps(big) + "\n")
+    write_log(work / "more.jsonl", 5)
+    with (work / "events.jsonl").open("a") as fh:
+        fh.write((work / "more.jsonl").read_text())
+    found = run("log", "query", "--correlation-id", "req-big", "--json", cwd=work)
+    assert found.returncode == 0
+    assert json.loads(found.stdout)["payload"]["blob"] == big["payload"]["blob"]  # type: ignore[index]
+    table = run("log", "query", "--type", "big.one", cwd=work)
+    assert table.returncode == 0 and len(table.stdout) < 1000  # the payload is cut short
+    assert b"\\u001bbbbb" in table.stdout and no_raw_controls(table.stdout)
+    assert run("log", "tail", "-n", "7", "--json", cwd=work).stdout.count(b"\n") == 7
