@@ -105,7 +105,6 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
