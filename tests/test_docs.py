@@ -2,14 +2,18 @@
 
 Per page, in order: a fenced block whose info string has ``file=PATH`` is written to PATH
 (relative to a fresh temporary working directory); every other ```python block is executed, all
-blocks of one page sharing one namespace. Other blocks (bash, text, toml without file=) are
-prose.
+blocks of one page sharing one namespace; in a ```console block every ``$ command`` line is run
+with bash in that directory (the ``aperion-bus`` of this environment first on PATH): it must exit
+0, or N when the line ends with ``# exit N``, and each line shown under it must appear in its
+output (stdout and stderr; runs of blanks count as one), ``...`` standing for any text. Other
+blocks (bash, text, toml without file=) are prose.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -43,8 +47,39 @@ MARKDOWN = [
 PAGES = [
     p
     for p in MARKDOWN
-    if any(info.split()[0:1] == ["python"] or "file=" in info for info, _, _ in blocks(p))
+    if any(
+        info.split()[0:1] in (["python"], ["console"]) or "file=" in info
+        for info, _, _ in blocks(p)
+    )
 ]
+_EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
+
+
+def run_console(code: str, where: str, cwd: Path) -> None:
+    """Run the ``$ `` lines of a console block; check exit statuses and the lines shown."""
+    steps: list[tuple[str, list[str]]] = []
+    for text in code.splitlines():
+        if text.startswith("$ "):
+            steps.append((text[2:], []))
+        elif steps and text.strip():
+            steps[-1][1].append(text)
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("APERION_BUS_CONFIG", None)
+    for command, shown in steps:
+        m = _EXIT.search(command)
+        expected = int(m.group(1)) if m else 0
+        proc = subprocess.run(
+            ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        )
+        output = re.sub(r"[ \t]+", " ", proc.stdout + proc.stderr)  # columns vary in width
+        assert proc.returncode == expected, (
+            f"{where}: `{command}` exited {proc.returncode}, not {expected}:\n{output}"
+        )
+        for line in shown:
+            want = re.sub(r"[ \t]+", " ", line.strip())
+            rx = ".*".join(re.escape(part.strip()) for part in want.split("..."))
+            assert re.search(rx, output), f"{where}: `{command}` did not print {line!r}:\n{output}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
@@ -66,6 +101,8 @@ def test_doc_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monkey
                 path = tmp_path / target
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(code)
+            elif words[:1] == ["console"]:
+                run_console(code, f"{page.name}:{line}", tmp_path)
             elif words[:1] == ["python"]:
                 try:
                     # dont_inherit: this file's `from __future__` must not leak into the examples

@@ -220,7 +220,7 @@ def test_config_check_with_the_server_down_prints_one_line(tmp_path: Path) -> No
     assert done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"error: redis: cannot start on redis://app:***@127.0.0.1:{port}/0")
+    assert lines[0].startswith(f"aperion-bus: error: redis: cannot start on redis://app:***@127.0.0.1:{port}/0")
     assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
 
 

@@ -83,13 +83,15 @@ def test_list_show_stats_purge_read_the_path_from_the_config(
     assert '"order": 1' in out
     assert "Traceback" in out and "ConnectionError: carrier down" in out
 
-    assert main(["dlq", "stats"]) == 0
+    assert main(["dlq", "stats", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["by_reason"] == {"handler_error": 2, "all_handlers_failed": 2}
 
     assert main(["dlq", "purge", "--older-than", "1"]) == 0
     assert "removed 0 entries" in capsys.readouterr().out
-    assert main(["dlq", "purge", "--older-than", "0"]) == 0
+    assert main(["dlq", "purge", "--older-than", "0", "--dry-run"]) == 0
+    assert "would remove 4 entries" in capsys.readouterr().out
+    assert main(["dlq", "purge", "--older-than", "0", "--yes"]) == 0
     assert "removed 4 entries" in capsys.readouterr().out
     assert main(["dlq", "list"]) == 0
     assert "(the DLQ is empty)" in capsys.readouterr().out
@@ -103,7 +105,7 @@ def test_retry_all_uses_the_configs_handlers_and_shows_progress(
     assert main(["dlq", "retry", "--all", "--progress"]) == 1  # still broken
     captured = capsys.readouterr()
     assert "succeeded 0, failed 6" in captured.out
-    assert "[##############################] 6/6" in captured.err
+    assert "retrying 6/6 (100.0%)" in captured.err and "/s" in captured.err
 
     (project / "broken").unlink()
     assert main(["dlq", "retry", "--all", "--no-progress"]) == 0

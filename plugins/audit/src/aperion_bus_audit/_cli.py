@@ -1,4 +1,4 @@
-"""``aperion-bus log tail`` and ``aperion-bus log query``."""
+"""``aperion-bus log tail``, ``log query`` and ``log trace``."""
 
 from __future__ import annotations
 
@@ -8,20 +8,23 @@ import json
 import re
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from aperion_bus import load_config
+from aperion_bus import hookimpl, load_config
+from aperion_bus._cli_output import escape, format_rows, json_document, json_line
 
-from ._reader import follow_records, get_records
+from ._reader import query_records, tail_records
 
-__all__ = ["add_log_commands", "format_table", "parse_since"]
+__all__ = ["add_cli_commands", "add_log_commands", "format_table", "parse_since"]
 
 DEFAULT_PATH: Final = "events.jsonl"
 _REL = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNIT: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PAYLOAD_WIDTH: Final = 60
+_ERROR_EVENT: Final = "system.handler_error"
+_RAW_UNSAFE: Final = (b"\x7f", b"\r", b"\t", b"\x0b", b"\x0c")
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -55,6 +58,18 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _limit(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of records (0 for all), got {text!r}"
+        ) from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (0 for all), got {text!r}")
+    return n
+
+
 def _cell(value: object) -> str:
     return "-" if value is None else str(value)
 
@@ -70,7 +85,7 @@ def _when(ts: object) -> str:
 
 
 def _payload(value: object) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+    text = escape(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr))
     if len(text) > _PAYLOAD_WIDTH:
         text = text[: _PAYLOAD_WIDTH - 1] + "…"
     return text
@@ -79,28 +94,40 @@ def _payload(value: object) -> str:
 _COLUMNS: Final = ("time (UTC)", "event_type", "event_id", "correlation_id", "source", "payload")
 
 
+def _row(r: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        _when(r.get("timestamp")),
+        _cell(r.get("event_type")),
+        _cell(r.get("event_id")),
+        _cell(r.get("correlation_id")),
+        _cell(r.get("source")),
+        _payload(r.get("payload")),
+    )
+
+
 def format_table(records: Iterable[dict[str, Any]]) -> str:
-    """A table for people: time (UTC), type, id, correlation id, source, payload (cut short)."""
-    rows = [
-        (
-            _when(r.get("timestamp")),
-            _cell(r.get("event_type")),
-            _cell(r.get("event_id")),
-            _cell(r.get("correlation_id")),
-            _cell(r.get("source")),
-            _payload(r.get("payload")),
-        )
-        for r in records
-    ]
-    widths = [max([len(c)] + [len(row[i]) for row in rows]) for i, c in enumerate(_COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+    """A table for people: time (UTC), type, id, correlation id, source, payload (cut short);
+    control characters escaped (``\\x1b``)."""
+    return "\n".join(table_lines(records))
 
 
-def _json_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+def table_lines(records: Iterable[dict[str, Any]], header: bool = True) -> Iterator[str]:
+    """The lines of :func:`format_table`, streamed (columns sized on the first rows)."""
+    lines = iter(format_rows(_COLUMNS, (_row(r) for r in records)))
+    if not header:
+        next(lines, None)
+    return lines
+
+
+def _json_bytes(line: bytes, rec: dict[str, Any]) -> str:
+    """The record as one JSON line: the stored line itself when it is plain ASCII (no DEL),
+    else re-encoded with every unsafe character escaped."""
+    line = line.strip()
+    if line.isascii() and not any(c in line for c in _RAW_UNSAFE):
+        # valid JSON has no raw control character inside a string (json.loads refused it
+        # otherwise); only blanks between tokens could be one
+        return line.decode("ascii")
+    return json_line(rec)
 
 
 def _log_path(args: argparse.Namespace) -> Path:
@@ -111,35 +138,60 @@ def _log_path(args: argparse.Namespace) -> Path:
     return Path(str(path))
 
 
-def _emit(records: list[dict[str, Any]], as_json: bool) -> None:
-    if as_json:
-        for r in records:
-            print(_json_line(r))
-    elif records:
-        print(format_table(records))
+def _print_records(pairs: Iterable[tuple[dict[str, Any], bytes]], args: argparse.Namespace,
+                   empty: str) -> int:
+    out = sys.stdout
+    n = 0
+    if args.json:
+        for rec, raw in pairs:
+            out.write(_json_bytes(raw, rec) + "\n")
+            n += 1
+        return n
+
+    def counted() -> Iterator[dict[str, Any]]:
+        nonlocal n
+        for rec, _line in pairs:
+            n += 1
+            yield rec
+
+    lines = table_lines(counted())
+    head: str | None = next(lines)
+    for text in lines:
+        if head is not None:
+            out.write(head + "\n")
+            head = None
+        out.write(text + "\n")
+    if n == 0 and not args.quiet:
+        print(empty)
+    return n
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
     path = _log_path(args)
     if not path.exists() and not args.follow:
-        print(f"error: no audit log at {path}", file=sys.stderr)
+        print(f"error: no audit log at {escape(path)}", file=sys.stderr)
         return 1
-    records = get_records(path, limit=args.n) if path.exists() else []
-    records.reverse()  # oldest first, like tail
-    if records or args.json:
-        _emit(records, args.json)
-    else:
-        print("(the audit log is empty)")
-    if not args.follow:
+    stop = threading.Event() if args.follow else None
+    records = tail_records(path, args.n, stop, interval=args.interval)
+    out = sys.stdout
+    if stop is None:
+        pairs = ((rec, b"") for rec in records)
+        if args.json:
+            for rec, _ in pairs:
+                out.write(json_line(rec) + "\n")
+        else:
+            _print_records(pairs, args, "(the audit log is empty)")
         return 0
-    sys.stdout.flush()
-    stop = threading.Event()
+    header = not args.json
     try:
-        for rec in follow_records(path, stop, interval=args.interval):
+        for rec in records:
             if args.json:
-                print(_json_line(rec), flush=True)
+                out.write(json_line(rec) + "\n")
             else:
-                print(format_table([rec]).split("\n", 1)[1], flush=True)
+                for line in table_lines([rec], header=header):
+                    out.write(line + "\n")
+                header = False
+            out.flush()
     except KeyboardInterrupt:
         stop.set()
     return 0
@@ -148,20 +200,124 @@ def _cmd_tail(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     path = _log_path(args)
     if not path.exists():
-        print(f"error: no audit log at {path}", file=sys.stderr)
+        print(f"error: no audit log at {escape(path)}", file=sys.stderr)
         return 1
-    records = get_records(
+    limit = None if args.all or args.limit == 0 else args.limit
+    pairs = query_records(
         path,
         event_type=args.type,
         since=args.since,
-        limit=args.limit,
+        limit=limit,
         correlation_id=args.correlation_id,
     )
-    if records or args.json:
-        _emit(records, args.json)
-    else:
-        print("(no matching records)")
+    _print_records(pairs, args, "(no matching records)")
     return 0
+
+
+def _trace_tree(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records of one request as a forest by ``causation_id``: nodes ``{"event": record,
+    "children": [...]}``, oldest first; ``system.handler_error`` records become the
+    ``failures`` of the event they report on."""
+    records = sorted(records, key=lambda r: _num(r.get("timestamp")))
+    nodes: dict[str, dict[str, Any]] = {}
+    order: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for r in records:
+        if r.get("event_type") == _ERROR_EVENT:
+            errors.append(r)
+            continue
+        node: dict[str, Any] = {"event": r, "failures": [], "children": []}
+        order.append(node)
+        eid = r.get("event_id")
+        if isinstance(eid, str) and eid not in nodes:
+            nodes[eid] = node
+    roots: list[dict[str, Any]] = []
+    for node in order:
+        cause = node["event"].get("causation_id")
+        parent = nodes.get(cause) if isinstance(cause, str) else None
+        if parent is None or parent is node:
+            roots.append(node)
+        else:
+            parent["children"].append(node)
+    for err in errors:
+        payload = err.get("payload")
+        about = payload.get("event_id") if isinstance(payload, dict) else None
+        target = nodes.get(about) if isinstance(about, str) else None
+        if target is None:
+            cause = err.get("causation_id")
+            target = nodes.get(cause) if isinstance(cause, str) else None
+        if target is None:
+            roots.append({"event": err, "failures": [], "children": []})
+        else:
+            target["failures"].append(err)
+    return roots
+
+
+def _num(v: object) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0.0
+
+
+def _trace_lines(nodes: list[dict[str, Any]], t0: float, depth: int = 0) -> Iterator[str]:
+    pad = "  " * depth
+    for node in nodes:
+        r = node["event"]
+        dt = (_num(r.get("timestamp")) - t0) * 1000.0
+        yield (
+            f"{pad}{'└─ ' if depth else ''}{_cell(r.get('event_type'))}  +{dt:.1f} ms  "
+            f"id={_cell(r.get('event_id'))}  source={_cell(r.get('source'))}  "
+            f"payload={_payload(r.get('payload'))}"
+        )
+        for err in node["failures"]:
+            p = err.get("payload")
+            p = p if isinstance(p, dict) else {}
+            yield (
+                f"{pad}   ✗ {p.get('reason', 'failed')}: handler {_cell(p.get('handler'))}: "
+                f"{_cell(p.get('error_type'))}: {_cell(p.get('error'))}"
+            )
+        yield from _trace_lines(node["children"], t0, depth + 1)
+
+
+def _trace_json(node: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event": node["event"],
+        "failures": node["failures"],
+        "children": [_trace_json(c) for c in node["children"]],
+    }
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    path = _log_path(args)
+    if not path.exists():
+        print(f"error: no audit log at {escape(path)}", file=sys.stderr)
+        return 1
+    records = [rec for rec, _ in query_records(path, correlation_id=args.correlation_id)]
+    if not records:
+        print(
+            f"error: no records with correlation id {escape(args.correlation_id)!s} in "
+            f"{escape(path)}",
+            file=sys.stderr,
+        )
+        return 1
+    roots = _trace_tree(records)
+    if args.json:
+        doc = {
+            "correlation_id": args.correlation_id,
+            "records": len(records),
+            "roots": [_trace_json(n) for n in roots],
+        }
+        print(json_document(doc))
+        return 0
+    t0 = min(_num(r.get("timestamp")) for r in records)
+    print(f"request {escape(args.correlation_id)}: {len(records)} records, from {_when(t0)}")
+    for line in _trace_lines(roots, t0):
+        print(escape(line))
+    return 0
+
+
+@hookimpl
+def add_cli_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """The ``aperion_bus.cli`` entry point ``log``: adds ``log tail | query | trace``."""
+    add_log_commands(subparsers)
 
 
 def add_log_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -171,12 +327,10 @@ def add_log_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--path",
         help="the audit log (default: [plugins.audit] path in the config, else events.jsonl)",
     )
-    common.add_argument(
-        "--json", action="store_true", help="print JSON lines (one record each) instead of a table"
-    )
     log = subparsers.add_parser("log", help="read the audit log (aperion-bus-audit)")
     log_sub = log.add_subparsers(dest="log_command", metavar="SUBCOMMAND")
     log.set_defaults(func=lambda _args: (log.print_help(), 2)[1])
+    log.epilog = "--json prints JSON lines (one record each) instead of a table."
 
     tail = log_sub.add_parser(
         "tail", parents=[common], help="the last records, oldest first; --follow for new ones"
@@ -193,7 +347,7 @@ def add_log_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     query = log_sub.add_parser(
         "query",
         parents=[common],
-        help="records matching filters, newest first: trace a request with --correlation-id",
+        help="records matching filters, newest first, streamed",
     )
     query.add_argument("--type", help="event type, or a glob such as 'user.*'")
     query.add_argument("--correlation-id", help="only records with this correlation id")
@@ -203,6 +357,15 @@ def add_log_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="only records at or after: epoch seconds, ISO 8601, or an age (30s, 15m, 2h, 1d)",
     )
     query.add_argument(
-        "--limit", type=_positive_int, default=100, help="at most this many (default 100)"
+        "--limit", type=_limit, default=100, help="at most this many (default 100; 0: all)"
     )
+    query.add_argument("--all", action="store_true", help="every matching record (--limit 0)")
     query.set_defaults(func=_cmd_query)
+
+    trace = log_sub.add_parser(
+        "trace",
+        parents=[common],
+        help="one request as a tree by causation id: which handler emitted what, failures",
+    )
+    trace.add_argument("correlation_id", metavar="CORRELATION_ID")
+    trace.set_defaults(func=_cmd_trace)

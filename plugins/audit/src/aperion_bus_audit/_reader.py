@@ -7,6 +7,7 @@ import errno
 import fnmatch
 import json
 import os
+import re
 import stat
 import threading
 import warnings
@@ -33,6 +34,8 @@ __all__ = [
     "get_events",
     "get_records",
     "iter_records",
+    "query_records",
+    "tail_records",
 ]
 
 _BLOCK: Final = 64 * 1024
@@ -189,6 +192,125 @@ def _matcher(
     return match
 
 
+#: Correlation ids and event types made of these characters appear verbatim in the JSON text
+#: of any writer, so the raw bytes can be searched before anything is decoded.
+_VERBATIM: Final = re.compile(r"[A-Za-z0-9_.:@+=~-]+")
+#: Records are time-ordered per file only as far as writers agree: a file is read on past the
+#: first record older than ``since`` until one is older than ``since - SINCE_SLACK``.
+SINCE_SLACK: Final = 60.0
+_WINDOW: Final = 8 * 1024 * 1024
+
+
+def _needle(value: str | None) -> bytes | None:
+    if value is None or not _VERBATIM.fullmatch(value):
+        return None
+    return b'"' + value.encode("ascii") + b'"'
+
+
+def _reverse_hits(fh: IO[bytes], size: int, needle: bytes) -> Iterator[tuple[bytes, bool]]:
+    """The lines of ``fh[:size]`` that contain ``needle``, last to first, each with "is it
+    newline-terminated": the file is read back into one reused buffer, a window at a time, and
+    searched as raw bytes; only the lines that contain ``needle`` are copied out."""
+    if size <= 0:
+        return
+    fh.seek(size - 1)
+    last_torn = fh.read(1) != b"\n"
+    window = bytearray(min(_WINDOW, size))
+    view = memoryview(window)
+    end = size
+    carry = b""  # the start of the line that goes on past ``end`` (up to its newline)
+    at_eof = True
+    try:
+        while end > 0:
+            start = max(0, end - len(window))
+            k = end - start
+            fh.seek(start)
+            got = fh.readinto(view[:k])  # type: ignore[attr-defined]
+            if got != k:  # pragma: no cover - the file shrank under us (clear_log)
+                return
+            last_nl = window.rfind(b"\n", 0, k)
+            if last_nl == -1 and start > 0:  # one line longer than the window
+                carry = bytes(view[:k]) + carry
+                end, at_eof = start, False
+                continue
+            tail = bytes(view[last_nl + 1 : k]) + carry  # the line across the window's end
+            if needle in tail:
+                yield tail, not (at_eof and last_torn)
+            region = window.find(b"\n", 0, k) + 1 if start > 0 else 0
+            spans: list[tuple[int, int]] = []
+            i = window.find(needle, region, last_nl) if last_nl > region else -1
+            while i != -1:
+                s = window.rfind(b"\n", 0, i) + 1
+                e = window.find(b"\n", i, last_nl + 1)
+                spans.append((s, e))
+                i = window.find(needle, e, last_nl)
+            for s, e in reversed(spans):
+                yield bytes(view[s:e]), True
+            carry = bytes(view[: region - 1]) if start > 0 else b""
+            end, at_eof = start, False
+    finally:
+        view.release()
+
+
+def _file_is_older(fh: IO[bytes], since: float | None) -> bool:
+    if since is None:
+        return False
+    try:
+        return os.fstat(fh.fileno()).st_mtime < since
+    except OSError:
+        return False
+
+
+def query_records(
+    path: str | os.PathLike[str],
+    event_type: str | None = None,
+    since: Since = None,
+    limit: int | None = None,
+    correlation_id: str | None = None,
+) -> Generator[tuple[dict[str, Any], bytes], None, None]:
+    """Like :func:`get_records` but streaming: ``(record, line)`` pairs, newest first, in
+    bounded memory whatever ``limit`` (None for all).
+
+    A correlation id or exact event type made of ``[A-Za-z0-9_.:@+=~-]`` is searched for in
+    the raw bytes first, so only lines that contain it are decoded. With ``since``, rotated
+    files last modified before it are not opened, and a file is read back only until a
+    record older than ``since - SINCE_SLACK`` seconds.
+    """
+    if limit is not None:
+        _check_limit(limit)
+    match = _matcher(event_type, since, correlation_id)
+    ts = _since_ts(since)
+    glob = event_type is not None and any(c in event_type for c in "*?[")
+    needle = _needle(correlation_id) or (None if glob else _needle(event_type))
+    p = as_path(path)
+    opened = _open_snapshot(p)
+    n = 0
+    try:
+        for name, fh, size in opened:
+            if name != p and _file_is_older(fh, ts):
+                continue
+            lines = _reverse_lines(fh, size) if needle is None else _reverse_hits(fh, size, needle)
+            for line, complete in lines:
+                if not line.strip():
+                    continue
+                rec = _parse(line, name, complete)
+                if rec is None:
+                    continue
+                if match(rec):
+                    yield rec, line
+                    n += 1
+                    if limit is not None and n >= limit:
+                        return
+                elif ts is not None:
+                    t = rec.get("timestamp")
+                    num = isinstance(t, (int, float)) and not isinstance(t, bool)
+                    if num and float(t) < ts - SINCE_SLACK:  # type: ignore[arg-type]
+                        break  # older records follow: on to the next file
+    finally:
+        for _, fh, _ in opened:
+            fh.close()
+
+
 def get_records(
     path: str | os.PathLike[str],
     event_type: str | None = None,
@@ -299,15 +421,69 @@ def follow_records(
 ) -> Iterator[dict[str, Any]]:
     """Yield records as they are appended (oldest first) until ``stop`` is set.
 
-    With ``from_end`` it starts at the current end of the log. When the live file is rotated
-    it finishes the old file, reads the files rotated after it (unless ``max_files`` dropped
-    them already) and goes on with the new live file from its start.
+    With ``from_end`` it starts at the current end of the log; a log that does not exist yet
+    is read from its start when it appears. When the live file is rotated it finishes the
+    old file, reads the files rotated after it (unless ``max_files`` dropped them already)
+    and goes on with the new live file from its start.
     """
     p = as_path(path)
-    fh: IO[bytes] | None = None
-    file_id: tuple[int, int] | None = None
+    try:
+        fh: IO[bytes] | None = open(p, "rb")  # noqa: SIM115 - closed by _follow
+    except FileNotFoundError:
+        fh = None
+    if fh is not None and from_end:
+        fh.seek(os.fstat(fh.fileno()).st_size)
+    yield from _follow(p, stop, interval, fh)
+
+
+def tail_records(
+    path: str | os.PathLike[str],
+    n: int | None,
+    stop: threading.Event | None = None,
+    interval: float = 0.25,
+) -> Iterator[dict[str, Any]]:
+    """The last ``n`` records (None: all), oldest first; with ``stop``, then every record
+    appended after them until ``stop`` is set: the live file is kept open from the moment
+    the last records were read, so nothing written in between is lost."""
+    p = as_path(path)
+    opened = _open_snapshot(p)
+    keep: tuple[IO[bytes], int] | None = None
+    lines: list[tuple[bytes, Path]] = []
+    try:
+        for name, fh, size in opened:
+            if n is not None and len(lines) >= n:
+                break
+            for line, complete in _reverse_lines(fh, size):
+                if not line.strip():
+                    continue
+                rec = _parse(line, name, complete)
+                if rec is not None:
+                    lines.append((line, name))
+                    if n is not None and len(lines) >= n:
+                        break
+        if stop is not None and opened and opened[0][0] == p:
+            keep = (opened[0][1], opened[0][2])
+    finally:
+        for _, fh, _ in opened:
+            if keep is None or fh is not keep[0]:
+                fh.close()
+    for line, _name in reversed(lines):
+        rec = json.loads(line)
+        yield rec
+    if stop is None:
+        return
+    live: IO[bytes] | None = None
+    if keep is not None:
+        live = keep[0]
+        live.seek(keep[1])
+    yield from _follow(p, stop, interval, live)
+
+
+def _follow(
+    p: Path, stop: threading.Event, interval: float, fh: IO[bytes] | None
+) -> Iterator[dict[str, Any]]:
+    file_id: tuple[int, int] | None = None if fh is None else _file_id(fh)
     buf = b""
-    seek_end = from_end
 
     def complete_lines(data: bytes) -> Iterator[dict[str, Any]]:
         nonlocal buf
@@ -322,16 +498,23 @@ def follow_records(
     try:
         while not stop.is_set():
             if fh is None:
-                try:
-                    fh = _open_read(p)
-                except FileNotFoundError:
+                # the log appeared after we started: everything in it is new, including
+                # files already rotated out of the live name (oldest first)
+                first = _open_snapshot(p)
+                if not first or first[0][0] != p:
+                    for _, f, _ in first:
+                        f.close()
                     stop.wait(interval)
                     continue
-                st = os.fstat(fh.fileno())
-                file_id = (st.st_ino, st.st_dev)
-                if seek_end:
-                    fh.seek(st.st_size)
-                seek_end = False
+                try:
+                    for _, f, _ in reversed(first[1:]):
+                        buf = b""
+                        yield from complete_lines(f.read())
+                finally:
+                    for _, f, _ in first[1:]:
+                        f.close()
+                fh = first[0][1]
+                file_id = _file_id(fh)
                 buf = b""
             data = fh.read()
             if data:

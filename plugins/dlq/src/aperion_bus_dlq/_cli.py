@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from aperion_bus import ConfigError, EventBus, load_config
+from aperion_bus import ConfigError, EventBus, hookimpl, load_config
+from aperion_bus._cli_output import (
+    Progress,
+    UsageError,
+    confirm,
+    escape,
+    format_rows,
+    json_document,
+    json_line,
+)
 
 from ._entry import DeadLetter
 from ._errors import DLQError, EntryNotFoundError
 from ._queue import DeadLetterQueue, coerce_reason
 
-__all__ = ["add_commands"]
+__all__ = ["add_cli_commands", "add_commands"]
 
 _NO_PATH = (
     "no DLQ file to open: pass --path, or set `path` under [plugins.dlq] in the config ({where}). "
@@ -60,47 +71,77 @@ def _short(text: str, width: int) -> str:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    limit = None if args.all or args.limit == 0 else args.limit
     with _open(args) as dlq:
-        entries = dlq.get_by_reason(args.reason) if args.reason else dlq.get_all()
-    if args.json:
-        for e in entries:
-            print(json.dumps(e.to_dict(), ensure_ascii=False, default=repr))
+        entries = dlq.iter_entries(args.reason)
+        shown = entries if limit is None else itertools.islice(entries, limit + 1)
+        n = 0
+        more = False
+
+        def counted() -> Iterator[DeadLetter]:
+            nonlocal n, more
+            for e in shown:
+                if limit is not None and n >= limit:
+                    more = True
+                    return
+                n += 1
+                yield e
+
+        if args.json:
+            for e in counted():
+                sys.stdout.write(json_line(e.to_dict()) + "\n")
+            return 0
+        rows = (
+            (e.id, e.reason.value, e.event_type, e.handler_name or "-", str(e.attempts),
+             _when(e.last_failed_at), _short(e.error, 60))
+            for e in counted()
+        )
+        lines = format_rows(
+            ("id", "reason", "event_type", "handler", "attempts", "last_failed", "error"), rows
+        )
+        it = iter(lines)
+        head: str | None = next(it)
+        for line in it:
+            if head is not None:
+                print(head)
+                head = None
+            print(line)
+    if args.quiet:
         return 0
-    if not entries:
-        print("(the DLQ is empty)")
-        return 0
-    rows = [("id", "reason", "event_type", "handler", "attempts", "last_failed", "error")]
-    for e in entries:
-        rows.append((e.id, e.reason.value, e.event_type, e.handler_name or "-", str(e.attempts),
-                     _when(e.last_failed_at), _short(e.error, 60)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}")
+    if n == 0:
+        print("(the DLQ is empty)" if args.reason is None else "(no entries with that reason)")
+    else:
+        print(f"{n} entr{'y' if n == 1 else 'ies'}" + (
+            " shown; more: --limit N or --all" if more else ""
+        ))
     return 0
 
 
 def _show(e: DeadLetter) -> None:
     ev = e.event
-    print(f"id:              {e.id}")
+    x = escape
+    print(f"id:              {x(e.id)}")
     print(f"reason:          {e.reason.value}")
     if e.original_reason is not None:
         print(f"original reason: {e.original_reason.value}")
-    print(f"event:           {ev.event_type} (event_id {ev.event_id})")
-    print(f"correlation_id:  {ev.correlation_id}")
-    print(f"source:          {ev.source}")
-    print(f"handler:         {e.handler_name or '-'} (subscription {e.subscription_id or '-'})")
+    print(f"event:           {x(ev.event_type)} (event_id {x(ev.event_id)})")
+    print(f"correlation_id:  {x(ev.correlation_id)}")
+    print(f"source:          {x(ev.source)}")
+    print(
+        f"handler:         {x(e.handler_name or '-')} "
+        f"(subscription {x(e.subscription_id or '-')})"
+    )
     if e.failed_handlers:
-        print(f"failed handlers: {', '.join(e.failed_handlers)}")
+        print(f"failed handlers: {x(', '.join(e.failed_handlers))}")
     print(f"attempts:        {e.attempts}")
     print(f"first failed:    {_when(e.first_failed_at)}")
     print(f"last failed:     {_when(e.last_failed_at)}")
-    print(f"error:           {e.error}")
+    print(f"error:           {x(e.error)}")
     print("payload:")
-    print(json.dumps(ev.payload, indent=2, ensure_ascii=False, default=repr))
+    print(x(json.dumps(ev.payload, indent=2, ensure_ascii=False, default=repr), multiline=True))
     if e.traceback:
         print("traceback:")
-        print(e.traceback.rstrip())
+        print(x(e.traceback.rstrip(), multiline=True))
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -109,72 +150,110 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if entry is None:
         raise EntryNotFoundError(f"no DLQ entry {args.id!r} (see `aperion-bus dlq list`)")
     if args.json:
-        print(json.dumps(entry.to_dict(), ensure_ascii=False, indent=2, default=repr))
+        print(json_document(entry.to_dict()))
     else:
         _show(entry)
     return 0
 
 
-class ProgressBar:
-    """A one-line text progress bar, redrawn with carriage returns."""
-
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
-        self.stream = stream
-        self.width = width
-
-    def __call__(self, done: int, total: int) -> None:
-        filled = self.width if total == 0 else self.width * done // total
-        bar = "#" * filled + "-" * (self.width - filled)
-        end = "\n" if done >= total else ""
-        self.stream.write(f"\rretrying [{bar}] {done}/{total}{end}")
-        self.stream.flush()
-
-
 def _cmd_retry(args: argparse.Namespace) -> int:
     if (args.id is None) == (not args.all):
         raise DLQError("give either an entry ID or --all")
+    progress: Progress | None = None
     with _open(args) as dlq:
         bus = EventBus.from_config(args.config)
         try:
             if args.id is not None:
                 ok = dlq.retry(args.id, bus)
+                if args.json:
+                    entry = None if ok else dlq.get(args.id)
+                    print(json_document({
+                        "id": args.id, "succeeded": ok,
+                        "attempts": None if entry is None else entry.attempts,
+                        "error": None if entry is None else entry.error,
+                    }))
+                    return 0 if ok else 1
                 if ok:
-                    print(f"{args.id}: retried, the handler succeeded; entry removed")
+                    print(f"{escape(args.id)}: retried, the handler succeeded; entry removed")
                     return 0
                 entry = dlq.get(args.id)
                 detail = "" if entry is None else f" (attempts {entry.attempts}): {entry.error}"
-                print(f"{args.id}: the handler failed again{detail}")
+                print(escape(f"{args.id}: the handler failed again{detail}"))
                 return 1
-            show = args.progress if args.progress is not None else sys.stderr.isatty()
+            show = args.progress if args.progress is not None else (
+                sys.stderr.isatty() and not args.quiet
+            )
+            progress = Progress(sys.stderr, "retrying") if show else None
             summary = dlq.retry_all(
                 bus,
                 max_retries=args.max_retries,
                 backoff=args.backoff,
                 max_backoff=args.max_backoff,
-                progress=ProgressBar(sys.stderr) if show else None,
+                progress=progress,
             )
         finally:
+            if progress is not None:
+                progress.close()
             bus.shutdown()
-    print(
-        f"succeeded {summary.succeeded}, failed {summary.failed}, "
-        f"skipped (max retries reached) {summary.skipped}, "
-        f"not retryable {summary.not_retryable}, handler not found {summary.missing_handler}, "
-        f"being retried elsewhere {summary.in_progress}"
-    )
+    if args.json:
+        print(json_document({
+            "succeeded": summary.succeeded, "failed": summary.failed,
+            "skipped": summary.skipped, "not_retryable": summary.not_retryable,
+            "missing_handler": summary.missing_handler, "in_progress": summary.in_progress,
+        }))
+    else:
+        print(
+            f"succeeded {summary.succeeded}, failed {summary.failed}, "
+            f"skipped (max retries reached) {summary.skipped}, "
+            f"not retryable {summary.not_retryable}, handler not found {summary.missing_handler}, "
+            f"being retried elsewhere {summary.in_progress}"
+        )
     return 0 if summary.failed == 0 and summary.missing_handler == 0 else 1
+
+
+def noun(k: int) -> str:
+    return "entry" if k == 1 else "entries"
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
     with _open(args) as dlq:
-        n = dlq.clear_older_than(hours=args.older_than)
-    noun = "entry" if n == 1 else "entries"
-    print(f"removed {n} {noun} last failed more than {args.older_than} h ago")
+        n = dlq.count_older_than(args.older_than)
+        if args.dry_run:
+            if args.json:
+                print(json_document({"would_remove": n, "older_than_hours": args.older_than}))
+            else:
+                print(f"would remove {n} {noun(n)} last failed more than {args.older_than} h ago")
+            return 0
+        if n and not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    f"dlq purge would remove {n} {noun(n)}: pass --yes to confirm "
+                    "(or --dry-run to see the count); not asking: stdin is not a terminal"
+                )
+            if not confirm(f"remove {n} {noun(n)} last failed more than {args.older_than} h ago?"):
+                print("nothing removed", file=sys.stderr)
+                return 1
+        removed = dlq.clear_older_than(hours=args.older_than)
+    if args.json:
+        print(json_document({"removed": removed, "older_than_hours": args.older_than}))
+    else:
+        print(f"removed {removed} {noun(removed)} last failed more than {args.older_than} h ago")
     return 0
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     with _open(args) as dlq:
-        print(json.dumps(dlq.get_stats(), indent=2, sort_keys=True))
+        stats = dlq.get_stats()
+    if args.json:
+        print(json_document(stats))
+        return 0
+    print(f"size:      {stats['size']} (max {stats['max_size']})")
+    print(f"evicted:   {stats['evicted']}")
+    print(f"path:      {escape(stats['path'])}")
+    for key, title in (("by_reason", "by reason"), ("by_event_type", "by event type")):
+        print(f"{title}:")
+        for name, count in sorted(stats[key].items()):
+            print(f"  {escape(name)}: {count}")
     return 0
 
 
@@ -195,6 +274,22 @@ def _hours(text: str) -> float:
     return value
 
 
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of entries, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (0 for all), got {text!r}")
+    return value
+
+
+@hookimpl
+def add_cli_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """The ``aperion_bus.cli`` entry point ``dlq``."""
+    add_commands(subparsers)
+
+
 def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``dlq`` and its subcommands to the ``aperion-bus`` command line."""
     common = argparse.ArgumentParser(add_help=False)
@@ -206,12 +301,13 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     p = sub.add_parser("list", parents=[common], help="list the entries, oldest first")
     p.add_argument("--reason", type=_reason, help="only entries with this failure reason")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--limit", type=_limit, default=100,
+                   help="at most this many (default 100; 0: all); streamed")
+    p.add_argument("--all", action="store_true", help="every entry (--limit 0)")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("show", parents=[common], help="show one entry with its traceback")
     p.add_argument("id", help="the entry id (see `dlq list`)")
-    p.add_argument("--json", action="store_true", help="as JSON")
     p.set_defaults(func=_cmd_show)
 
     p = sub.add_parser(
@@ -228,12 +324,16 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--max-backoff", type=float, default=300.0,
                    help="with --all: longest delay in seconds (default 300)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
+                   help="progress line on stderr: count, rate, ETA, redrawn at most 10 times "
+                   "a second (default: when stderr is a terminal and not -q)")
     p.set_defaults(func=_cmd_retry)
 
     p = sub.add_parser("purge", parents=[common], help="remove old entries")
     p.add_argument("--older-than", type=_hours, required=True, metavar="HOURS",
                    help="remove entries whose last failure is older than HOURS")
+    p.add_argument("-y", "--yes", action="store_true",
+                   help="do not ask (needed when stdin is not a terminal)")
+    p.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     p.set_defaults(func=_cmd_purge)
 
     p = sub.add_parser("stats", parents=[common], help="size, reasons, event types, evictions")

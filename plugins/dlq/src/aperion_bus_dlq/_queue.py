@@ -9,7 +9,7 @@ import os
 import random as _random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -241,6 +241,16 @@ class DeadLetterQueue:
     def get_by_reason(self, reason: FailureReason | str) -> list[DeadLetter]:
         """The entries with that reason (a ``FailureReason`` or its value), oldest first."""
         return self._store.by_reason(coerce_reason(reason))
+
+    def iter_entries(self, reason: FailureReason | str | None = None) -> Iterator[DeadLetter]:
+        """Every entry (or those with ``reason``), oldest first, streamed: a SQLite queue is
+        read a batch at a time, so memory stays bounded."""
+        return self._store.iter_entries(None if reason is None else coerce_reason(reason))
+
+    def count_older_than(self, hours: float) -> int:
+        """How many entries :meth:`clear_older_than` would remove now."""
+        hours = _check_number("hours", hours, allow_zero=True)
+        return self._store.count_before(self._clock() - hours * 3600.0)
 
     def get_by_event(self, event_id: str) -> list[DeadLetter]:
         """The entries about one event (one per failed handler, plus any summary)."""

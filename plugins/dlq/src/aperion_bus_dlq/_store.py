@@ -36,6 +36,8 @@ class Store(Protocol):
     def all(self) -> list[DeadLetter]: ...
     def by_reason(self, reason: FailureReason) -> list[DeadLetter]: ...
     def by_event_id(self, event_id: str) -> list[DeadLetter]: ...
+    def iter_entries(self, reason: FailureReason | None = None) -> Iterator[DeadLetter]: ...
+    def count_before(self, timestamp: float) -> int: ...
     def replace(self, entry: DeadLetter) -> bool: ...
     def claim(
         self, entry_id: str, owner: str, now: float, stale_before: float
@@ -87,6 +89,14 @@ class MemoryStore:
 
     def by_event_id(self, event_id: str) -> list[DeadLetter]:
         return [e for e in self.all() if e.event.event_id == event_id]
+
+    def iter_entries(self, reason: FailureReason | None = None) -> Iterator[DeadLetter]:
+        for e in self.all():
+            if reason is None or e.reason is reason:
+                yield e
+
+    def count_before(self, timestamp: float) -> int:
+        return sum(1 for e in self.all() if e.last_failed_at < timestamp)
 
     def replace(self, entry: DeadLetter) -> bool:
         with self._lock:
@@ -439,6 +449,34 @@ class SQLiteStore:
 
     def by_event_id(self, event_id: str) -> list[DeadLetter]:
         return self._select("WHERE event_id = ?", (event_id,))
+
+    def iter_entries(
+        self, reason: FailureReason | None = None, batch: int = 500
+    ) -> Iterator[DeadLetter]:
+        """Entries oldest first, read ``batch`` rows at a time (the lock is released between
+        batches): memory stays bounded however many entries the file holds."""
+        after = -1
+        extra = "" if reason is None else " AND reason = ?"
+        while True:
+            args: tuple[Any, ...] = (after,) if reason is None else (after, reason.value)
+            with self._read() as conn:
+                rows = conn.execute(
+                    f"SELECT seq, {_COLUMNS} FROM entries WHERE seq > ?{extra} "
+                    f"ORDER BY seq LIMIT {int(batch)}",
+                    args,
+                ).fetchall()
+            for row in rows:
+                yield self._entry(row[1:])
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    def count_before(self, timestamp: float) -> int:
+        with self._read() as conn:
+            (n,) = conn.execute(
+                "SELECT COUNT(*) FROM entries WHERE last_failed_at < ?", (timestamp,)
+            ).fetchone()
+        return int(n)
 
     def replace(self, entry: DeadLetter) -> bool:
         p = self._params(entry)

@@ -10,7 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_commands", "cmd_serve"]
+from aperion_bus import hookimpl
+
+__all__ = ["add_cli_commands", "add_commands", "cmd_serve"]
+
+
+@hookimpl
+def add_cli_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """The ``aperion_bus.cli`` entry point ``metrics``."""
+    add_commands(subparsers)
 
 
 def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -41,6 +49,7 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from aperion_bus import EventBus, load_config
+    from aperion_bus._cli_output import json_line
 
     config = load_config(Path(args.config) if getattr(args, "config", None) else None)
     kwargs = config.bus_kwargs()
@@ -50,7 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         plugins.append("metrics")
     mine = settings.setdefault("metrics", {})
     if mine.get("backend", "memory") != "prometheus":
-        if "backend" in mine:
+        if "backend" in mine and not args.quiet:
             print(
                 f"note: serving needs the Prometheus backend; using it instead of "
                 f"backend = {mine['backend']!r}",
@@ -69,7 +78,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         plugin = bus.get_plugin("metrics")
         server = plugin.serve(args.port, args.host)
-        print(f"serving {server.url} (Ctrl-C to stop)", flush=True)
+        if args.json:
+            print(json_line({"url": server.url, "host": server.host, "port": server.port}),
+                  flush=True)
+        else:
+            print(f"serving {server.url} (Ctrl-C to stop)", flush=True)
         if args.demo:
             _subscribe_demo(bus)
         deadline = None if args.duration is None else time.monotonic() + args.duration

@@ -38,7 +38,12 @@ class MetricsServer:
             raise ValueError(f"port must be an int in 0..65535, got {port!r}")
         pc = import_prometheus_client()
         app = pc.make_wsgi_app(registry)
-        self._httpd = make_server(host, port, app, _Server, _QuietHandler)
+        try:
+            self._httpd = make_server(host, port, app, _Server, _QuietHandler)
+        except OSError as exc:  # EADDRINUSE, EACCES, an address that is not ours
+            raise OSError(
+                exc.errno, f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
         self.host = host
         self.port: int = self._httpd.server_port
         self._thread = threading.Thread(
