@@ -239,10 +239,13 @@ def get_events(
     return out
 
 
-def clear_log(path: str | os.PathLike[str]) -> bool:
-    """Empty the log: truncate the live file, delete the rotated ones; True if it succeeded.
+def clear_log(path: str | os.PathLike[str], *, remove: bool = False) -> bool:
+    """Empty the log: truncate the live file (``remove=True``: delete it), delete the rotated
+    ones; True if it succeeded.
 
-    Writers in other processes keep appending to the (now empty) live file. Holds the lock.
+    Writers in other processes keep appending to the (now empty) live file, or, once it was
+    removed, to a new one they create (the generation bump makes every writer look for the
+    file again before its next record). Holds the lock.
     """
     p = as_path(path)
     try:
@@ -250,7 +253,10 @@ def clear_log(path: str | os.PathLike[str]) -> bool:
             for old in rotated_files(p):
                 old.unlink(missing_ok=True)
             with contextlib.suppress(FileNotFoundError):
-                os.truncate(p, 0)
+                if remove:
+                    os.unlink(p)
+                else:
+                    os.truncate(p, 0)
             if fd is not None:
                 bump_generation(fd)
     except OSError:

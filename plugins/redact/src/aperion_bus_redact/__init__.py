@@ -11,7 +11,7 @@ from __future__ import annotations
 from ._detectors import BUILTIN_DETECTORS, Detector, iban_ok, jwt_ok, luhn_ok, ssn_ok
 from ._keys import DEFAULT_SENSITIVE_KEYS, normalize_key
 from ._plugin import ERROR_PLACEHOLDER, KEEP_FIELDS, RedactPlugin, redact_record
-from ._redactor import KEY_PLACEHOLDER, Redactor
+from ._redactor import KEY_PLACEHOLDER, PLACEHOLDER_PRESETS, Redactor
 
 __all__ = [
     "BUILTIN_DETECTORS",
@@ -19,6 +19,7 @@ __all__ = [
     "ERROR_PLACEHOLDER",
     "KEEP_FIELDS",
     "KEY_PLACEHOLDER",
+    "PLACEHOLDER_PRESETS",
     "Detector",
     "RedactPlugin",
     "Redactor",

@@ -47,6 +47,7 @@ class RedactPlugin:
         detectors: Iterable[PatternSpec] = (),
         disabled: Iterable[str] = (),
         builtins: bool = True,
+        placeholders: str | Mapping[str, str] | None = None,
         max_depth: int = 64,
         redactor: Redactor | None = None,
     ) -> None:
@@ -65,6 +66,7 @@ class RedactPlugin:
                     allow_patterns=allow_patterns,
                     disabled=disabled,
                     builtins=builtins,
+                    placeholders=placeholders,
                     max_depth=max_depth,
                 )
             except (TypeError, ValueError) as exc:
