@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from importlib.metadata import requires
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TOOL = HERE.parents[2] / "tools" / "api_snapshot_121.py"
@@ -52,7 +54,7 @@ def test_compare_reports_differences() -> None:
     """The comparison itself: a removed parameter, a changed default, a new required
     parameter, a moved positional parameter and a coroutine turned plain are all reported."""
     tool = load_tool()
-    expected = [
+    expected: list[dict[str, Any]] = [
         {"name": "a", "kind": "POSITIONAL_OR_KEYWORD"},
         {"name": "b", "kind": "POSITIONAL_OR_KEYWORD", "default": {"value": 1}},
     ]
@@ -68,3 +70,22 @@ def test_compare_reports_differences() -> None:
     ]
     swapped = [expected[1], expected[0]]
     assert len(tool.compare_params("f", expected, swapped)) == 2
+
+
+def test_extras_install_what_121s_did() -> None:
+    """Each 1.2.1 extra (its METADATA, in the snapshot) installs at least the distributions it
+    installed then (``[otel]``: opentelemetry-api and opentelemetry-sdk)."""
+    tool = load_tool()
+    snap = json.loads((HERE / "api_121.json").read_text())
+    ours: dict[str, set[str]] = {}
+    for req in requires("aperion-event-bus") or []:
+        spec, _, marker = req.partition(";")
+        for name in snap["extras"]:
+            if f'extra == "{name}"' in marker.replace("'", '"'):
+                ours.setdefault(name, set()).add(tool.requirement_name(spec))
+    missing = {
+        extra: sorted({tool.requirement_name(r) for r in reqs} - ours.get(extra, set()))
+        for extra, reqs in snap["extras"].items()
+    }
+    assert not {k: v for k, v in missing.items() if v}, missing
+    assert "opentelemetry-sdk" in ours["otel"]

@@ -210,7 +210,7 @@ class EventBus:
             )
             plugins.append(self._audit)
         if metrics is not None:
-            plugins.append(MetricsPlugin(metrics))
+            plugins.append(MetricsPlugin(metrics.collector))
         if dead_letter_queue is not None:
             # 1.2.1 stored one entry per failed handler call, no ALL_HANDLERS_FAILED summary
             plugins.append(DLQPlugin(queue=dead_letter_queue.queue, record_all_failed=False))

@@ -105,8 +105,9 @@ class EventValidator(aperion_bus_validate.EventValidator):
     ) -> ValidationResult:
         """Check that ``payload`` is a dict holding ``required_fields``."""
         errors: list[str] = []
-        if not isinstance(payload, dict):
-            errors.append(f"Payload must be a dict, got {type(payload).__name__}")
+        given: object = payload  # 1.x callers pass anything
+        if not isinstance(given, dict):
+            errors.append(f"Payload must be a dict, got {type(given).__name__}")
             return self._result(errors, [])
         if required_fields:
             missing = required_fields - set(payload)

@@ -74,8 +74,9 @@ class Redactor:
     ``builtins=False`` for that). ``placeholders``: what the built-in detectors write, as a
     mapping ``{detector name: placeholder}`` or the name of a preset of
     :data:`PLACEHOLDER_PRESETS` (``"1.x"``: aperion-event-bus 1.2.1's ``[REDACTED_CC]``,
-    ``[REDACTED_IP]`` ...); unnamed detectors keep their own. ``redact_keys``: the sensitive keys, replacing the defaults
-    (and the default "contains password/secret/…" rules); ``extra_keys``: keys added to them.
+    ``[REDACTED_IP]`` ...); unnamed detectors keep their own. ``redact_keys``: the
+    sensitive keys, replacing the defaults (and the default "contains password/secret/…"
+    rules); ``extra_keys``: keys added to them.
     ``allow``: exact strings never redacted; ``allow_patterns``: regexes, a match found by a
     detector that one of them fully matches is kept. ``disabled``: names of built-in
     detectors to turn off. ``max_depth``: containers nested deeper are replaced by
