@@ -142,6 +142,7 @@ def test_entry_point_and_toml_settings(tmp_path: Path) -> None:
         ({"detectors": [{"name": "x", "pattern": "("}]}, "invalid regex"),
         ({"extra_keys": "password"}, "list of strings"),
         ({"redactor": "no"}, "must be a Redactor"),
+        ({"placeholders": "2.x"}, "unknown preset"),
     ],
 )
 def test_bad_settings_raise_config_error(settings: dict[str, Any], message: str) -> None:
@@ -226,3 +227,10 @@ def test_max_depth_beyond_a_quarter_of_the_recursion_limit_is_refused(depth: int
         EventBus(plugins=["redact"], settings={"redact": {"max_depth": depth}})
     with pytest.raises(ValueError, match="max_depth"):
         Redactor(max_depth=depth)
+
+
+def test_placeholders_setting() -> None:
+    writer = Writer()
+    with EventBus(plugins=["redact", writer], settings={"redact": {"placeholders": "1.x"}}) as bus:
+        bus.emit("a.b", {"ip": "from 192.168.1.1"}, wait_for_handlers=True)
+    assert writer.records[0]["payload"] == {"ip": "from [REDACTED_IP]"}
