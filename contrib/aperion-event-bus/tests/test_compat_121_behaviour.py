@@ -484,3 +484,23 @@ def test_trace_context_from_headers() -> None:
     else:
         assert extract_trace_context_from_headers(header) is None
     assert extract_trace_context_from_headers({}) is None
+
+
+def test_setting_active_stops_and_resumes_deliveries(buses: list[EventBus]) -> None:
+    bus = new_bus(buses, handler_timeout=None)
+    got: list[str] = []
+    sid = bus.subscribe(lambda e: got.append(e.event_type), "user.*")
+    (record,) = bus.subscriptions
+    record.active = False
+    bus.emit("user.login", {}, wait_for_handlers=True)
+    assert got == [] and bus.get_stats()["active_subscriptions"] == 0
+    assert bus.get_stats()["total_subscriptions"] == 1
+    record.active = True
+    bus.emit("user.logout", {}, wait_for_handlers=True)
+    assert got == ["user.logout"]
+    assert bus.unsubscribe(sid) is True and bus.subscriptions == []
+    bus.emit("user.login", {}, wait_for_handlers=True)
+    assert got == ["user.logout"]
+    record.active = True  # a removed record is no longer the bus's
+    bus.emit("user.login", {}, wait_for_handlers=True)
+    assert got == ["user.logout"]

@@ -32,6 +32,7 @@ import inspect
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -78,10 +79,11 @@ def _new_subscription_id() -> str:
 class Subscription:
     """One subscription, as 1.2.1 recorded it (the records of ``bus.subscriptions``).
 
-    On a bus, ``subscription_id`` is the kernel's id (``sub-<n>``), the one ``subscribe``
-    returned. After ``shutdown()`` every record has ``active=False``. The record describes the
-    subscription: changing its fields afterwards does not change what the bus calls (use
-    ``unsubscribe``).
+    On a bus, ``subscription_id`` is the id ``subscribe`` returned (the kernel's, ``sub-<n>``).
+    Setting ``active = False`` stops the deliveries (the kernel subscription is removed, the
+    record stays listed), ``active = True`` resumes them (after the subscriptions of equal
+    priority made meanwhile). After ``shutdown()`` every record has ``active=False``. Other
+    fields describe the subscription: changing them does not change what the bus calls.
     """
 
     handler: EventHandler
@@ -90,6 +92,14 @@ class Subscription:
     active: bool = True
     metadata: dict[str, Any] = field(default_factory=dict)
     subscription_id: str = field(default_factory=_new_subscription_id)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "active":
+            ref = self.__dict__.get("_owner")
+            owner = ref() if ref is not None else None
+            if owner is not None:
+                owner._set_active(self, bool(value))
 
     def matches(self, event_type: str) -> bool:
         """True if the subscription is active and one of its patterns matches
@@ -189,7 +199,9 @@ class EventBus:
         self._lock = threading.RLock()
         #: 1.2.1's list of subscription records, highest priority first
         self.subscriptions: list[Subscription] = []
-        self._by_id: dict[str, Subscription] = {}
+        self._by_id: dict[str, Subscription] = {}  # by the id subscribe() returned
+        self._kernel_ids: dict[str, str | None] = {}  # that id -> the live kernel id or None
+        self._by_kernel_id: dict[str, Subscription] = {}
         self._seen: set[str] = set()
 
         plugins: list[object] = []
@@ -236,38 +248,62 @@ class EventBus:
         event_types: str | list[str],
         priority: int = 100,
         metadata: dict[str, Any] | None = None,
-        *,
-        weak: bool = False,
     ) -> str:
         """Subscribe ``handler`` to ``event_types`` (``"user.login"``, ``"user.*"``, ``"*"``);
         higher ``priority`` runs first. Returns the subscription id."""
         patterns = [event_types] if isinstance(event_types, str) else list(event_types)
-        fn: Any = handler
-        if any(p in ("*", "system.*", HANDLER_ERROR_EVENT) for p in patterns):
-            fn = self._adapting(handler)
         with self._lock:
-            sub_id = self.kernel.subscribe(fn, patterns, priority, weak=weak)
+            sub_id = self.kernel.subscribe(self._kernel_handler(handler, patterns), patterns,
+                                           priority)  # fmt: skip
             record = Subscription(
                 handler, set(patterns), priority, metadata=dict(metadata or {}),
                 subscription_id=sub_id,
             )  # fmt: skip
+            object.__setattr__(record, "_owner", weakref.ref(self))
             self._by_id = {**self._by_id, sub_id: record}
+            self._kernel_ids[sub_id] = sub_id
+            self._by_kernel_id = {**self._by_kernel_id, sub_id: record}
             subs = [*self.subscriptions, record]
             subs.sort(key=lambda s: s.priority, reverse=True)
             self.subscriptions = subs
         return sub_id
 
+    def _kernel_handler(self, handler: EventHandler, patterns: list[str]) -> Any:
+        if any(p in ("*", "system.*", HANDLER_ERROR_EVENT) for p in patterns):
+            return self._adapting(handler)
+        return handler
+
+    def _set_active(self, record: Subscription, active: bool) -> None:
+        """A record's ``active`` was set: remove or restore its kernel subscription."""
+        with self._lock:
+            sub_id = record.subscription_id
+            if self._by_id.get(sub_id) is not record:
+                return
+            kernel_id = self._kernel_ids.get(sub_id)
+            if not active and kernel_id is not None:
+                self.kernel.unsubscribe(kernel_id)
+                self._kernel_ids[sub_id] = None
+            elif active and kernel_id is None and not self.kernel.closed:
+                patterns = sorted(record.event_types)
+                kernel_id = self.kernel.subscribe(
+                    self._kernel_handler(record.handler, patterns), patterns, record.priority
+                )
+                self._kernel_ids[sub_id] = kernel_id
+                self._by_kernel_id = {**self._by_kernel_id, kernel_id: record}
+
     def unsubscribe(self, subscription_id: str) -> bool:
         """Remove a subscription; True if it existed."""
         with self._lock:
-            removed = self.kernel.unsubscribe(subscription_id)
-            if subscription_id in self._by_id:
-                self._by_id = {k: v for k, v in self._by_id.items() if k != subscription_id}
-                self.subscriptions = [
-                    s for s in self.subscriptions if s.subscription_id != subscription_id
-                ]
-                removed = True
-        return removed
+            record = self._by_id.get(subscription_id)
+            if record is None:
+                return self.kernel.unsubscribe(subscription_id)
+            kernel_id = self._kernel_ids.pop(subscription_id, None)
+            if kernel_id is not None:
+                self.kernel.unsubscribe(kernel_id)
+            self._by_id = {k: v for k, v in self._by_id.items() if k != subscription_id}
+            self._by_kernel_id = {k: v for k, v in self._by_kernel_id.items() if v is not record}
+            self.subscriptions = [s for s in self.subscriptions if s is not record]
+        return True
 
     def get_subscriptions(self) -> list[Subscription]:
         """A copy of ``subscriptions`` (highest priority first)."""
@@ -283,7 +319,7 @@ class EventBus:
     def _payload_121(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A ``system.handler_error`` payload with 1.2.1's keys added (``original_event_id``,
         ``original_event_type``, ``handler_name`` as ``__name__``) to the kernel's."""
-        record = self._by_id.get(str(payload.get("subscription_id")))
+        record = self._by_kernel_id.get(str(payload.get("subscription_id")))
         name = _handler_name_121(record.handler) if record is not None else payload.get(
             "handler", "unknown"
         )
