@@ -90,8 +90,10 @@ def describe_params(sig: inspect.Signature, skip_first: bool) -> list[Json]:
 
 
 def describe_callable(fn: Callable[..., Any], skip_first: bool) -> Json:
-    if inspect.isclass(fn) and issubclass(fn, BaseException) and (
-        _defining_class(fn, "__init__") in (BaseException, Exception)
+    if (
+        inspect.isclass(fn)
+        and issubclass(fn, BaseException)
+        and (_defining_class(fn, "__init__") in (BaseException, Exception))
     ):
         # an exception class that keeps BaseException's constructor: Error(*args)
         return {"params": [{"name": "args", "kind": "VAR_POSITIONAL"}], "coroutine": False}
@@ -175,8 +177,7 @@ def default_instance(cls: type) -> Any:
     except (TypeError, ValueError):
         return None
     if any(
-        p.default is inspect.Parameter.empty
-        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         for p in sig.parameters.values()
     ):
         return None
@@ -359,8 +360,9 @@ def compare_params(where: str, expected: list[Json] | None, got: list[Json] | No
         if name not in by_name:
             if e["kind"] in ("VAR_POSITIONAL", "VAR_KEYWORD"):
                 if not any(p["kind"] == e["kind"] for p in got):
-                    out.append(f"{where}: missing *{'*' if e['kind'] == 'VAR_KEYWORD' else ''}"
-                               f"{name}")
+                    out.append(
+                        f"{where}: missing *{'*' if e['kind'] == 'VAR_KEYWORD' else ''}{name}"
+                    )
                 continue
             out.append(f"{where}: missing parameter {name!r}")
             continue
@@ -376,8 +378,7 @@ def compare_params(where: str, expected: list[Json] | None, got: list[Json] | No
                 + (f", 1.2.1: {e['default']}" if "default" in e else ", 1.2.1: required")
             )
         elif "default" in e and not _default_eq(e["default"], g["default"]):
-            out.append(f"{where}: parameter {name!r} default {g['default']}, 1.2.1: "
-                       f"{e['default']}")
+            out.append(f"{where}: parameter {name!r} default {g['default']}, 1.2.1: {e['default']}")
     names = {e["name"] for e in expected}
     for g in got:
         if g["name"] in names or g["kind"] in ("VAR_POSITIONAL", "VAR_KEYWORD"):
@@ -453,8 +454,10 @@ def compare_class(where: str, expected: Json, cls: type) -> list[str]:
                     if not hasattr(obj, attr):
                         out.append(f"{where}().{attr}: missing instance attribute")
                     elif not _type_ok(tname, type(getattr(obj, attr))):
-                        out.append(f"{where}().{attr}: type "
-                                   f"{type_name(type(getattr(obj, attr)))}, 1.2.1: {tname}")
+                        out.append(
+                            f"{where}().{attr}: type "
+                            f"{type_name(type(getattr(obj, attr)))}, 1.2.1: {tname}"
+                        )
             finally:
                 close_instance(obj)
     return out
@@ -497,8 +500,9 @@ def compare(snap: Json) -> list[str]:
                     continue
                 g = describe_callable(obj, False)
                 if e["coroutine"] != g["coroutine"]:
-                    out.append(f"{where}: coroutine function: {g['coroutine']}, 1.2.1: "
-                               f"{e['coroutine']}")
+                    out.append(
+                        f"{where}: coroutine function: {g['coroutine']}, 1.2.1: {e['coroutine']}"
+                    )
                 out += compare_params(f"{where}()", e["params"], g["params"])
             elif e["type"] in ("types.UnionType", "typing._UnionGenericAlias"):
                 pass  # a type alias (EventHandler): any alias will do

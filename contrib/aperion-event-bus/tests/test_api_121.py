@@ -65,9 +65,7 @@ def test_compare_reports_differences() -> None:
     changed = [expected[0], {**expected[1], "default": {"value": 2}}]
     assert "default" in tool.compare_params("f", expected, changed)[0]
     extra_required = [*expected, {"name": "c", "kind": "KEYWORD_ONLY"}]
-    assert tool.compare_params("f", expected, extra_required) == [
-        "f: extra required parameter 'c'"
-    ]
+    assert tool.compare_params("f", expected, extra_required) == ["f: extra required parameter 'c'"]
     swapped = [expected[1], expected[0]]
     assert len(tool.compare_params("f", expected, swapped)) == 2
 

@@ -435,8 +435,9 @@ def test_metrics_121_api() -> None:
     assert snap["handler_stats"]["on_login"]["failure_count"] == 1
     key = "event_bus_emit_latency_ms{event_type=user.login,source=web}"
     assert backend.timings[key] == [2.0]
-    assert backend.get_timing_values("event_bus_emit_latency_ms",
-                                     {"source": "web", "event_type": "user.login"}) == [2.0]
+    assert backend.get_timing_values(
+        "event_bus_emit_latency_ms", {"source": "web", "event_type": "user.login"}
+    ) == [2.0]
     assert backend.get_gauge("event_bus_pending_events") == 3.0
     assert backend.gauges["event_bus_subscriptions"] == 2.0
     backend.histogram("h", 1.5, {"a": "b"})

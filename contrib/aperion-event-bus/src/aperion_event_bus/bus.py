@@ -108,9 +108,7 @@ class Subscription:
             return False
         if event_type in self.event_types or "*" in self.event_types:
             return True
-        return any(
-            p.endswith(".*") and event_type.startswith(p[:-1]) for p in self.event_types
-        )
+        return any(p.endswith(".*") and event_type.startswith(p[:-1]) for p in self.event_types)
 
 
 def _handler_name_121(handler: object) -> str:
@@ -320,8 +318,10 @@ class EventBus:
         """A ``system.handler_error`` payload with 1.2.1's keys added (``original_event_id``,
         ``original_event_type``, ``handler_name`` as ``__name__``) to the kernel's."""
         record = self._by_kernel_id.get(str(payload.get("subscription_id")))
-        name = _handler_name_121(record.handler) if record is not None else payload.get(
-            "handler", "unknown"
+        name = (
+            _handler_name_121(record.handler)
+            if record is not None
+            else payload.get("handler", "unknown")
         )
         return {
             **payload,
@@ -386,8 +386,10 @@ class EventBus:
         messages), :class:`ValidationError` (``validate_events=True``, strict validator) and
         :class:`BackpressureError` (policy RAISE, or BLOCK from the bus's own worker).
         """
-        if type(payload) is not dict or type(event_type) is not str or (
-            event_type not in self._seen
+        if (
+            type(payload) is not dict
+            or type(event_type) is not str
+            or (event_type not in self._seen)
         ):
             self._check_121(event_type, payload)
         drops = self._drops

@@ -163,9 +163,7 @@ if PROMETHEUS_AVAILABLE:
             super().__init__(namespace=prefix, **options)
             self.prefix = prefix
 
-        def timing(
-            self, name: str, value_ms: float, tags: Mapping[str, str] | None = None
-        ) -> None:
+        def timing(self, name: str, value_ms: float, tags: Mapping[str, str] | None = None) -> None:
             self.histogram(name, value_ms / 1000.0, tags)
 
 else:  # pragma: no cover - without prometheus_client, as in 1.2.1
