@@ -505,3 +505,56 @@ def test_setting_active_stops_and_resumes_deliveries(buses: list[EventBus]) -> N
     record.active = True  # a removed record is no longer the bus's
     bus.emit("user.login", {}, wait_for_handlers=True)
     assert got == ["user.logout"]
+
+
+def test_catch_all_callable_objects_keep_their_kind_and_name(buses: list[EventBus]) -> None:
+    bus = new_bus(buses, handler_timeout=None)
+    seen: list[tuple[str, str]] = []
+
+    class Sync:
+        def __call__(self, event: Event) -> None:
+            seen.append(("sync", event.event_type))
+
+    class Async:
+        async def __call__(self, event: Event) -> None:
+            seen.append(("async", event.event_type))
+
+    def fails(event: Event) -> None:
+        raise ValueError("x")
+
+    a = bus.subscribe(Sync(), "*")
+    b = bus.subscribe(Async(), "*")
+    bus.subscribe(fails, "job.run")
+    bus.emit("job.run", {}, wait_for_handlers=True)
+    bus.kernel.wait_for_pending(5)
+    assert ("sync", "job.run") in seen and ("async", "job.run") in seen
+    assert ("async", "system.handler_error") in seen
+    names = {s.id: s.name for s in bus.kernel.subscriptions()}
+    assert names[a].endswith("Sync") and names[b].endswith("Async")
+
+
+def test_the_plugins_own_collector_and_queue_are_accepted(buses: list[EventBus]) -> None:
+    import aperion_bus_dlq
+    import aperion_bus_metrics
+
+    collector = aperion_bus_metrics.MetricsCollector()
+    queue = aperion_bus_dlq.DeadLetterQueue()
+    bus = new_bus(buses, metrics=collector, dead_letter_queue=queue)
+
+    def boom(event: Event) -> None:
+        raise ValueError("x")
+
+    bus.subscribe(boom, "job.run")
+    bus.emit("job.run", {}, wait_for_handlers=True)
+    stats = bus.get_stats()
+    assert stats["metrics"]["events_emitted"]["job.run"] == 1 and stats["dlq"]["size"] == 1
+    assert queue.size() == 1
+
+
+def test_dlq_metadata_is_kept_only_for_live_entries() -> None:
+    dlq = DeadLetterQueue(max_size=2)
+    ids = [dlq.add(Event("a.b", {}), FailureReason.HANDLER_ERROR, "e", metadata={"i": i})
+           for i in range(10)]  # fmt: skip
+    assert dlq.size() == 2
+    assert [e.metadata for e in dlq.get_all()] == [{"i": 9}, {"i": 8}]
+    assert len(dlq._metadata) <= 4 and dlq.get(ids[0]) is None

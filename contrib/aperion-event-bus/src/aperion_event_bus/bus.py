@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import aperion_bus
+import aperion_bus_dlq
+import aperion_bus_metrics
 from aperion_bus import HANDLER_ERROR_EVENT, hookimpl
 from aperion_bus_audit import AuditPlugin
 from aperion_bus_backpressure import (
@@ -111,6 +113,15 @@ class Subscription:
         return any(p.endswith(".*") and event_type.startswith(p[:-1]) for p in self.event_types)
 
 
+def _named_like(fn: Callable[..., Any], handler: object) -> Callable[..., Any]:
+    """``fn`` with the name the kernel gives ``handler`` (``module.qualname``)."""
+    target = getattr(handler, "__func__", handler)
+    functools.update_wrapper(fn, handler)  # type: ignore[arg-type]
+    fn.__qualname__ = getattr(target, "__qualname__", None) or type(target).__qualname__
+    fn.__module__ = getattr(target, "__module__", None) or type(target).__module__
+    return fn
+
+
 def _handler_name_121(handler: object) -> str:
     return str(getattr(handler, "__name__", "unknown"))
 
@@ -176,10 +187,10 @@ class EventBus:
         overflow_policy: OverflowPolicy | str = OverflowPolicy.DROP,
         max_log_size_bytes: int | None = None,
         max_log_files: int = 5,
-        metrics: MetricsCollector | None = None,
+        metrics: MetricsCollector | aperion_bus_metrics.MetricsCollector | None = None,
         validate_events: bool = False,
         validator: EventValidator | None = None,
-        dead_letter_queue: DeadLetterQueue | None = None,
+        dead_letter_queue: DeadLetterQueue | aperion_bus_dlq.DeadLetterQueue | None = None,
     ) -> None:
         if max_workers is not None:
             max_concurrent_handlers = max_workers
@@ -220,10 +231,23 @@ class EventBus:
             )
             plugins.append(self._audit)
         if metrics is not None:
-            plugins.append(MetricsPlugin(metrics.collector))
+            # the facade's collector, or the plugin's own (2.0 code)
+            plugins.append(
+                MetricsPlugin(
+                    metrics
+                    if isinstance(metrics, aperion_bus_metrics.MetricsCollector)
+                    else metrics.collector
+                )
+            )
         if dead_letter_queue is not None:
-            # 1.2.1 stored one entry per failed handler call, no ALL_HANDLERS_FAILED summary
-            plugins.append(DLQPlugin(queue=dead_letter_queue.queue, record_all_failed=False))
+            # 1.2.1 stored one entry per failed handler call, no ALL_HANDLERS_FAILED summary;
+            # the facade's queue, or the plugin's own (2.0 code)
+            queue = (
+                dead_letter_queue
+                if isinstance(dead_letter_queue, aperion_bus_dlq.DeadLetterQueue)
+                else dead_letter_queue.queue
+            )
+            plugins.append(DLQPlugin(queue=queue, record_all_failed=False))
         self.kernel = aperion_bus.EventBus(
             plugins,
             handler_timeout=handler_timeout,
@@ -345,22 +369,22 @@ class EventBus:
 
     def _adapting(self, handler: EventHandler) -> Callable[[Event], Any]:
         """``handler`` receiving ``system.handler_error`` events with 1.2.1's payload keys
-        (it keeps the handler's name, so metrics and the DLQ name it the same)."""
+        (named like the handler, so that metrics and the DLQ name it the same)."""
         as_121 = self._as_121
-        if inspect.iscoroutinefunction(handler):
-            async_handler = handler
+        call: Any = handler
+        if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)  # noqa: B004 - an async __call__
+        ):
 
-            @functools.wraps(handler)
             async def adapted_async(event: Event) -> Any:
-                return await async_handler(as_121(event))
+                return await call(as_121(event))
 
-            return adapted_async
+            return _named_like(adapted_async, handler)
 
-        @functools.wraps(handler)
         def adapted(event: Event) -> Any:
-            return handler(as_121(event))
+            return call(as_121(event))
 
-        return adapted
+        return _named_like(adapted, handler)
 
     # ------------------------------------------------------------------ emitting
     def _check_121(self, event_type: object, payload: object) -> None:

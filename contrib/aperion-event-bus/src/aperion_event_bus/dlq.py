@@ -23,11 +23,11 @@ from aperion_bus_dlq import DeadLetter, DLQError, RetrySummary
 if TYPE_CHECKING:
     import aperion_bus
 
-__all__ = ["DeadLetterQueue", "FailedEvent", "FailureReason", "RetrySummary"]
+__all__ = ["DeadLetterQueue", "FailedEvent", "FailureReason", "RecordedError", "RetrySummary"]
 
 
-class _Error(Exception):
-    """An error given to 1.2.1's ``add()`` as a string."""
+class RecordedError(Exception):
+    """An error given to 1.2.1's ``add()`` as text (its type is not known)."""
 
 
 @dataclass
@@ -76,11 +76,22 @@ class DeadLetterQueue:
         self._metadata: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def _record(self, entry: DeadLetter) -> FailedEvent:
+    def _meta(self, entry: DeadLetter) -> dict[str, Any]:
+        """The entry's metadata: given to ``add``, or noted by ``retry``; else made afresh."""
         meta = self._metadata.get(entry.id)
-        if meta is None:
-            meta = {"subscription_id": entry.subscription_id} if entry.subscription_id else {}
-            self._metadata[entry.id] = meta
+        if meta is not None:
+            return meta
+        return {"subscription_id": entry.subscription_id} if entry.subscription_id else {}
+
+    def _keep_meta(self, entry_id: str, meta: dict[str, Any]) -> None:
+        with self._lock:
+            if len(self._metadata) >= 2 * self.max_size:  # entries evicted or retried away
+                live = {e.id for e in self.queue.get_all()}
+                self._metadata = {k: v for k, v in self._metadata.items() if k in live}
+            self._metadata[entry_id] = meta
+
+    def _record(self, entry: DeadLetter) -> FailedEvent:
+        meta = self._meta(entry)
         return FailedEvent(
             id=entry.id,
             event=entry.event,
@@ -101,9 +112,8 @@ class DeadLetterQueue:
         metadata: dict[str, Any] | None = None,
     ) -> str:
         """Store a failed event; returns the entry id."""
-        entry = self.queue.add(event, reason, _Error(str(error)), handler_name=handler_name)
-        with self._lock:
-            self._metadata[entry.id] = dict(metadata or {})
+        entry = self.queue.add(event, reason, RecordedError(str(error)), handler_name=handler_name)
+        self._keep_meta(entry.id, dict(metadata or {}))
         return entry.id
 
     def get(self, entry_id: str) -> FailedEvent | None:
@@ -134,19 +144,21 @@ class DeadLetterQueue:
         entry = self.queue.get(entry_id)
         if entry is None:
             return False
-        meta = self._metadata.get(entry_id, {})
-        meta["last_retry"] = time.time()
+        meta = {**self._meta(entry), "last_retry": time.time()}
+        self._keep_meta(entry_id, meta)
         try:
             ok = self.queue.retry(entry_id, _kernel(bus))
         except (DLQError, LookupError):
             return False
+        if ok:
+            self._metadata.pop(entry_id, None)
         if ok and not remove_on_success:
             kept = self.queue.add(
-                entry.event, entry.reason, _Error(entry.error_message),
+                entry.event, entry.reason, RecordedError(entry.error_message),
                 handler_name=entry.handler_name, subscription_id=entry.subscription_id,
                 attempts=entry.attempts + 1,
             )  # fmt: skip
-            self._metadata[kept.id] = meta
+            self._keep_meta(kept.id, meta)
         return ok
 
     def retry_all(
