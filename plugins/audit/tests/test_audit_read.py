@@ -146,6 +146,22 @@ def test_clear_log_empties_everything_and_writers_go_on(tmp_path: Path) -> None:
     assert log.read_bytes().count(b"\n") == 1
 
 
+def test_clear_log_remove_deletes_the_file_and_the_writer_makes_a_new_one(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "events.jsonl"
+    plugin = AuditPlugin(path=log, max_size_bytes=400, max_files=5)
+    bus = EventBus(plugins=[plugin])
+    for i in range(20):
+        bus.emit("c.l", {"i": i}, wait_for_handlers=True)
+    assert plugin.clear_log(remove=True) is True
+    assert log_files(log) == [] and not log.exists()
+    bus.emit("c.l", {"i": 99}, wait_for_handlers=True)  # at once: no record lost
+    bus.shutdown()
+    assert [e.payload["i"] for e in plugin.get_events()] == [99]
+    assert clear_log(tmp_path / "never.jsonl", remove=True) is True  # nothing to remove
+
+
 def test_clear_log_of_an_unwritable_place_reports_false(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")

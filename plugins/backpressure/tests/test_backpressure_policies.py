@@ -359,3 +359,12 @@ def test_block_on_a_running_event_loop_raises() -> None:
         bus.shutdown()
     assert rec.events == []
     assert stats(bus)["blocked"] == 0
+
+
+def test_backpressure_error_is_built_like_any_exception() -> None:
+    # aperion-event-bus 1.2.1 code raises and builds it with a message only
+    err = BackpressureError("queue full")
+    assert str(err) == "queue full" and err.args == ("queue full",)
+    assert (err.event_type, err.limit, err.pending, err.policy) == (None, None, None, None)
+    full = BackpressureError("x", event_type="a.b", limit=1, pending=1, policy=OverflowPolicy.RAISE)
+    assert full.limit == 1 and full.policy is OverflowPolicy.RAISE

@@ -158,6 +158,7 @@ def test_entry_point_and_toml_settings(tmp_path: Path) -> None:
         ({"max_depth": 0}, "max_depth", 0, "an int >= 1"),
         ({"max_depth": "64"}, "max_depth", "64", "an int >= 1"),
         ({"redactor": "no"}, "redactor", "no", "a Redactor"),
+        ({"placeholders": "2.x"}, "placeholders", "2.x", "a preset name (1.x)"),
     ],
 )
 def test_bad_settings_raise_config_error(
@@ -246,3 +247,10 @@ def test_max_depth_beyond_a_quarter_of_the_recursion_limit_is_refused(depth: int
         EventBus(plugins=["redact"], settings={"redact": {"max_depth": depth}})
     with pytest.raises(ValueError, match="max_depth"):
         Redactor(max_depth=depth)
+
+
+def test_placeholders_setting() -> None:
+    writer = Writer()
+    with EventBus(plugins=["redact", writer], settings={"redact": {"placeholders": "1.x"}}) as bus:
+        bus.emit("a.b", {"ip": "from 192.168.1.1"}, wait_for_handlers=True)
+    assert writer.records[0]["payload"] == {"ip": "from [REDACTED_IP]"}

@@ -303,3 +303,30 @@ def test_the_clean_cache_holds_only_strings_with_nothing_redacted_and_stays_boun
     off = Redactor(cache_size=0)
     off.redact_text("plain text")
     assert not off._clean
+
+
+def test_placeholders_preset_and_mapping() -> None:
+    from aperion_bus_redact import BUILTIN_DETECTORS, PLACEHOLDER_PRESETS
+
+    text = "card 4111 1111 1111 1111 ip 192.168.1.10 url https://bob:pw@host/x"
+    assert Redactor().redact_text(text) == (
+        "card [REDACTED_CARD] ip [REDACTED_IPV4] url https://[REDACTED_URL_CREDENTIALS]@host/x"
+    )
+    assert Redactor(placeholders="1.x").redact_text(text) == (
+        "card [REDACTED_CC] ip [REDACTED_IP] url https://[REDACTED]:[REDACTED]@host/x"
+    )
+    assert Redactor(placeholders={"email": "<email>"}).redact_text("a@b.io") == "<email>"
+    # the shared built-in detectors are never changed
+    assert {d.name: d.placeholder for d in BUILTIN_DETECTORS}["card"] == "[REDACTED_CARD]"
+    assert set(PLACEHOLDER_PRESETS["1.x"]) <= {d.name for d in BUILTIN_DETECTORS}
+
+
+def test_placeholders_bad_values() -> None:
+    with pytest.raises(ValueError, match=r"unknown preset '2\.x'"):
+        Redactor(placeholders="2.x")
+    with pytest.raises(ValueError, match="unknown detector"):
+        Redactor(placeholders={"nope": "[X]"})
+    with pytest.raises(TypeError, match="must be a str"):
+        Redactor(placeholders={"email": 1})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="preset name or a mapping"):
+        Redactor(placeholders=["1.x"])  # type: ignore[arg-type]

@@ -87,3 +87,10 @@ def test_extract_domain_and_action() -> None:
         extract_domain("invalid")
     with pytest.raises(ValidationError, match=r"invalid event type 'User\.x'"):
         extract_action("User.x")
+
+
+def test_validation_error_takes_event_type_positionally() -> None:
+    # aperion-event-bus 1.2.1: ValidationError(message, event_type=None)
+    err = ValidationError("bad name", "user.X")
+    assert err.event_type == "user.X" and str(err) == "bad name" and err.kind == "name"
+    assert ValidationError("m").event_type is None

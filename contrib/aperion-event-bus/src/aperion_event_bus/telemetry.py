@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import aperion_bus
 import aperion_bus_otel
 from aperion_bus_otel import get_trace_correlation_id, is_otel_available
 
 __all__ = [
+    "OTEL_AVAILABLE",
     "add_event_to_span",
+    "extract_trace_context_from_headers",
     "get_current_span",
     "get_trace_correlation_id",
     "get_tracer",
@@ -27,6 +30,19 @@ __all__ = [
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+#: True when ``opentelemetry-api`` is installed (``aperion-event-bus[otel]``).
+OTEL_AVAILABLE: bool = is_otel_available()
+
+
+def extract_trace_context_from_headers(headers: dict[str, str]) -> str | None:
+    """The trace id (32 hex digits) of a valid W3C ``traceparent`` header, or None (also
+    without opentelemetry, as in 1.2.1)."""
+    if not is_otel_available() or "traceparent" not in headers:
+        return None
+    return aperion_bus.extract_correlation_id_from_headers(
+        {"traceparent": headers["traceparent"]}, generate=False
+    )
 
 
 def get_tracer(name: str = "event_bus") -> Any:

@@ -1,23 +1,26 @@
-"""``aperion_event_bus.validation``: event-type validation (the ``aperion-bus-validate``
-plugin's), with 1.2.1's :class:`ValidationResult` and ``validate_event_type``."""
+"""``aperion_event_bus.validation``: 1.2.1's event validation, on the ``aperion-bus-validate``
+plugin's :class:`~aperion_bus_validate.EventValidator` and :class:`ValidationError`.
+
+:class:`EventValidator` keeps 1.2.1's constructor, defaults (``strict=False``), methods
+(``validate``, ``validate_event_type``, ``validate_payload``, ``validate_source``, each
+returning a :class:`ValidationResult`, or raising :class:`ValidationError` when strict) and
+messages; on a bus (``EventBus(validate_events=True, validator=...)``) the plugin calls its
+``validate``. ``extract_domain``/``extract_action`` return None for a type without a dot, as
+in 1.2.1.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 import aperion_bus_validate
-from aperion_bus_validate import (
-    ValidationError,
-    extract_action,
-    extract_domain,
-    is_valid_event_type,
-)
+from aperion_bus_validate import ValidationError
 
 __all__ = [
     "EVENT_TYPE_PATTERN",
+    "SYSTEM_EVENT_TYPES",
     "EventValidator",
     "ValidationError",
     "ValidationResult",
@@ -29,14 +32,20 @@ __all__ = [
 #: 1.2.1's pattern of a valid event type (``{domain}.{action}``, lower case).
 EVENT_TYPE_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
+#: The ``system.*`` event types 1.2.1 reserved (others in ``system`` get a warning).
+SYSTEM_EVENT_TYPES: Final = frozenset({
+    "system.startup", "system.shutdown", "system.health", "system.handler_error",
+    "system.handler_return_value", "system.event_bus_shutdown",
+})  # fmt: skip
+
 
 @dataclass
 class ValidationResult:
-    """The result of a non-raising validation (1.2.1)."""
+    """The result of a validation (1.2.1)."""
 
     valid: bool
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    errors: list[str]
+    warnings: list[str]
 
     @property
     def ok(self) -> bool:
@@ -44,34 +53,111 @@ class ValidationResult:
 
 
 class EventValidator(aperion_bus_validate.EventValidator):
-    """``aperion_bus_validate.EventValidator`` with 1.2.1's constructor and defaults.
-
-    ``strict`` defaults to False, as in 1.2.1 (the plugin's own class defaults to True).
-    ``require_source`` and ``custom_pattern`` are not supported in 2.0 and raise
-    :class:`NotImplementedError` when set.
-    """
+    """``aperion_bus_validate.EventValidator`` with 1.2.1's constructor, methods and
+    messages. ``strict`` (default False, as in 1.2.1): raise :class:`ValidationError` instead
+    of returning an invalid result. ``require_source``: events must have a source.
+    ``custom_pattern``: replaces :data:`EVENT_TYPE_PATTERN`."""
 
     def __init__(
         self,
         strict: bool = False,
-        allowed_domains: Iterable[str] | None = None,
+        allowed_domains: set[str] | None = None,
         require_source: bool = False,
         custom_pattern: re.Pattern[str] | None = None,
     ) -> None:
-        if require_source or custom_pattern is not None:
-            raise NotImplementedError(
-                "EventValidator(require_source=..., custom_pattern=...) is not supported by "
-                "aperion-event-bus 2.0; use aperion_bus_validate.EventValidator(schemas=...) "
-                "or an on_emit plugin"
-            )
         super().__init__(strict, allowed_domains)
+        self.allowed_domains = set(allowed_domains) if allowed_domains is not None else None  # type: ignore[assignment]
+        self.require_source = require_source
+        self.pattern = custom_pattern or EVENT_TYPE_PATTERN
+
+    def _result(
+        self, errors: list[str], warnings: list[str], event_type: str | None = None
+    ) -> ValidationResult:
+        if self.strict and errors:
+            raise ValidationError("; ".join(errors), event_type)
+        return ValidationResult(not errors, errors, warnings)
 
     def validate_event_type(self, event_type: str) -> ValidationResult:
-        """Check one event type: raises :class:`ValidationError` when strict, else returns a
-        :class:`ValidationResult` (1.2.1)."""
-        error = self.check(event_type)
-        if error is None:
-            return ValidationResult(True)
-        if self.strict:
-            raise error
-        return ValidationResult(False, list(error.errors))
+        """Check one event type (format, allowed domain; a warning for a non-standard
+        ``system.*`` type)."""
+        errors: list[str] = []
+        warnings: list[str] = []
+        if not event_type or not event_type.strip():
+            errors.append("Event type cannot be empty")
+            return self._result(errors, warnings, event_type)
+        if not self.pattern.match(event_type):
+            errors.append(
+                f"Event type '{event_type}' must follow {{domain}}.{{action}} format "
+                "(lowercase, dots separating parts)"
+            )
+            return self._result(errors, warnings, event_type)
+        domain = event_type.split(".")[0]
+        if self.allowed_domains and domain not in self.allowed_domains:
+            errors.append(
+                f"Domain '{domain}' not in allowed domains: {sorted(self.allowed_domains)}"
+            )
+        if event_type.startswith("system.") and event_type not in SYSTEM_EVENT_TYPES:
+            warnings.append(f"Event type '{event_type}' uses 'system' domain which is reserved")
+        return self._result(errors, warnings, event_type)
+
+    def validate_payload(
+        self, payload: dict[str, Any], required_fields: set[str] | None = None
+    ) -> ValidationResult:
+        """Check that ``payload`` is a dict holding ``required_fields``."""
+        errors: list[str] = []
+        given: object = payload  # 1.x callers pass anything
+        if not isinstance(given, dict):
+            errors.append(f"Payload must be a dict, got {type(given).__name__}")
+            return self._result(errors, [])
+        if required_fields:
+            missing = required_fields - set(payload)
+            if missing:
+                errors.append(f"Missing required fields: {sorted(missing)}")
+        return self._result(errors, [])
+
+    def validate_source(self, source: str | None) -> ValidationResult:
+        """Check the source (required when ``require_source``)."""
+        errors = ["Event source is required"] if self.require_source and not source else []
+        return self._result(errors, [])
+
+    def validate(  # type: ignore[override]
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        source: str | None = None,
+        required_fields: set[str] | None = None,
+    ) -> ValidationResult:
+        """Every check at once; the errors and warnings of all of them."""
+        errors: list[str] = []
+        warnings: list[str] = []
+        strict, self.strict = self.strict, False
+        try:
+            for result in (
+                self.validate_event_type(event_type),
+                self.validate_payload(payload, required_fields),
+                self.validate_source(source),
+            ):
+                errors += result.errors
+                warnings += result.warnings
+        finally:
+            self.strict = strict
+        return self._result(errors, warnings, event_type)
+
+
+def extract_domain(event_type: str) -> str | None:
+    """``"user.login"`` -> ``"user"``; None without a dot."""
+    if not event_type or "." not in event_type:
+        return None
+    return event_type.split(".")[0]
+
+
+def extract_action(event_type: str) -> str | None:
+    """``"chat.message.sent"`` -> ``"message.sent"``; None without a dot."""
+    if not event_type or "." not in event_type:
+        return None
+    return event_type.split(".", 1)[1]
+
+
+def is_valid_event_type(event_type: str) -> bool:
+    """True if ``event_type`` matches :data:`EVENT_TYPE_PATTERN`."""
+    return bool(event_type and isinstance(event_type, str) and EVENT_TYPE_PATTERN.match(event_type))

@@ -143,9 +143,13 @@ class AuditPlugin:
         """Records (dicts, with ``schema``) from the log, newest first."""
         return _reader.get_records(self.path, event_type, since, limit, correlation_id)
 
-    def clear_log(self) -> bool:
-        """Empty the log (truncate the live file, delete the rotated ones); True on success."""
-        return _reader.clear_log(self.path)
+    def clear_log(self, *, remove: bool = False) -> bool:
+        """Empty the log (truncate the live file, delete the rotated ones); True on success.
+
+        ``remove=True`` deletes the live file too (aperion-event-bus 1.2.1's ``clear_log``);
+        the writer creates a new one for the next record.
+        """
+        return _reader.clear_log(self.path, remove=remove)
 
     def log_files(self) -> list[Path]:
         """The log's files that exist, newest first."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import fnmatch
@@ -379,10 +380,13 @@ def get_events(
     return out
 
 
-def clear_log(path: str | os.PathLike[str]) -> bool:
-    """Empty the log: truncate the live file, delete the rotated ones; True if it succeeded.
+def clear_log(path: str | os.PathLike[str], *, remove: bool = False) -> bool:
+    """Empty the log: truncate the live file (``remove=True``: delete it), delete the rotated
+    ones; True if it succeeded.
 
-    Writers in other processes keep appending to the (now empty) live file. Holds the lock.
+    Writers in other processes keep appending to the (now empty) live file, or, once it was
+    removed, to a new one they create (the generation bump makes every writer look for the
+    file again before its next record). Holds the lock.
     Raises ``SymlinkError`` (an ``OSError``), touching nothing, if the live file, the lock
     file or a rotated file is a symbolic link: nothing is truncated through a link.
     """
@@ -395,15 +399,19 @@ def clear_log(path: str | os.PathLike[str]) -> bool:
         with locked(p) as fd:
             for old in rotated:
                 old.unlink(missing_ok=True)
-            try:
-                live = open_file(p, os.O_WRONLY)
-            except FileNotFoundError:
-                pass
+            if remove:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(p)  # the name itself (refuse_link checked it is no link)
             else:
                 try:
-                    os.ftruncate(live, 0)
-                finally:
-                    os.close(live)
+                    live = open_file(p, os.O_WRONLY)
+                except FileNotFoundError:
+                    pass
+                else:
+                    try:
+                        os.ftruncate(live, 0)
+                    finally:
+                        os.close(live)
             if fd is not None:
                 bump_generation(fd)
     except SymlinkError:

@@ -84,18 +84,20 @@ class BackpressureError(EventRejected):
     Raised by ``emit`` for policy RAISE, for BLOCK after ``block_timeout``, and for BLOCK
     when waiting could deadlock or stall the bus: the emitter is inside a handler, is the
     bus's own worker thread, or runs an asyncio event loop.
+
+    Built like any exception (``BackpressureError("queue full")``, as in aperion-event-bus
+    1.2.1); the plugin also sets the keyword-only details, None otherwise.
     """
 
     def __init__(
         self,
-        message: str,
-        *,
-        event_type: str,
-        limit: int,
-        pending: int,
-        policy: OverflowPolicy,
+        *args: object,
+        event_type: str | None = None,
+        limit: int | None = None,
+        pending: int | None = None,
+        policy: OverflowPolicy | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(*args)
         self.event_type = event_type
         self.limit = limit
         self.pending = pending

@@ -11,7 +11,13 @@ from __future__ import annotations
 from ._detectors import BUILTIN_DETECTORS, Detector, iban_ok, jwt_ok, luhn_ok, ssn_ok
 from ._keys import DEFAULT_SENSITIVE_KEYS, normalize_key
 from ._plugin import ERROR_PLACEHOLDER, KEEP_FIELDS, RedactPlugin, redact_record
-from ._redactor import DEFAULT_MAX_STRING_LENGTH, KEY_PLACEHOLDER, LENGTH_PLACEHOLDER, Redactor
+from ._redactor import (
+    DEFAULT_MAX_STRING_LENGTH,
+    KEY_PLACEHOLDER,
+    LENGTH_PLACEHOLDER,
+    PLACEHOLDER_PRESETS,
+    Redactor,
+)
 
 __all__ = [
     "BUILTIN_DETECTORS",
@@ -21,6 +27,7 @@ __all__ = [
     "KEEP_FIELDS",
     "KEY_PLACEHOLDER",
     "LENGTH_PLACEHOLDER",
+    "PLACEHOLDER_PRESETS",
     "Detector",
     "RedactPlugin",
     "Redactor",

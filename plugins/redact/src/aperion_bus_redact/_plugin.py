@@ -22,6 +22,8 @@ from ._redactor import (
 
 __all__ = ["ERROR_PLACEHOLDER", "KEEP_FIELDS", "RedactPlugin"]
 
+_PLACEHOLDERS: Final = "a preset name (1.x) or a table of detector name -> placeholder"
+
 logger = logging.getLogger("aperion_bus.redact")
 
 #: The ``payload`` of a record whose redaction raised (the rest of it is dropped too).
@@ -70,6 +72,7 @@ class RedactPlugin:
         detectors: Iterable[PatternSpec] = (),
         disabled: Iterable[str] = (),
         builtins: bool = True,
+        placeholders: str | Mapping[str, str] | None = None,
         max_depth: int = 64,
         max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
         redactor: Redactor | None = None,
@@ -111,18 +114,24 @@ class RedactPlugin:
                     _make_detector(spec, i)
                 except (TypeError, ValueError) as exc:
                     raise s.error(f"detectors[{i}]", spec, f"{_DETECTOR} ({exc})") from None
-            self.redactor = Redactor(
-                enabled,
-                specs,
-                redact_keys,
-                extra_keys=extra_keys,
-                allow=allow,
-                allow_patterns=allow_patterns,
-                disabled=disabled,
-                builtins=builtins,
-                max_depth=max_depth,
-                max_string_length=max_string_length,
-            )
+            if placeholders is not None and not isinstance(placeholders, (str, Mapping)):
+                raise s.error("placeholders", placeholders, _PLACEHOLDERS)
+            try:
+                self.redactor = Redactor(
+                    enabled,
+                    specs,
+                    redact_keys,
+                    extra_keys=extra_keys,
+                    allow=allow,
+                    allow_patterns=allow_patterns,
+                    disabled=disabled,
+                    builtins=builtins,
+                    placeholders=placeholders,
+                    max_depth=max_depth,
+                    max_string_length=max_string_length,
+                )
+            except (TypeError, ValueError) as exc:  # only placeholders are left unchecked
+                raise s.error("placeholders", placeholders, f"{_PLACEHOLDERS} ({exc})") from None
         self._records = 0
         self._errors = 0
         self._lock = threading.Lock()

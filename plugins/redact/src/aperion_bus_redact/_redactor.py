@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as _dt
 import re
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_MAX_STRING_LENGTH",
     "KEY_PLACEHOLDER",
     "LENGTH_PLACEHOLDER",
+    "PLACEHOLDER_PRESETS",
     "Redactor",
 ]
 
@@ -55,6 +57,20 @@ _CLEAN_MAX_LEN: Final = 512
 BUILTIN_NAMES: Final = tuple(d.name for d in BUILTIN_DETECTORS)
 _BUILTIN_NAMES: Final = BUILTIN_NAMES
 
+#: Named sets of placeholders for the built-in detectors (``Redactor(placeholders=...)``).
+#: ``"1.x"``: the placeholders aperion-event-bus 1.2.1 wrote, for log pipelines that match
+#: them (detectors not listed keep their own).
+PLACEHOLDER_PRESETS: Final[Mapping[str, Mapping[str, str]]] = {
+    "1.x": {
+        "card": "[REDACTED_CC]",
+        "ipv4": "[REDACTED_IP]",
+        "ipv6": "[REDACTED_IP]",
+        "google_api_key": "[REDACTED_GCP_KEY]",
+        "openai_key": "[REDACTED_KEY]",
+        "url_credentials": "[REDACTED]:[REDACTED]",
+    },
+}
+
 PatternSpec = tuple[str, str] | Detector | Mapping[str, Any]
 #: The detectors a class of strings may hold, each with its gates.
 _Prefilter = Callable[[str], "re.Match[str] | None"] | None
@@ -68,8 +84,12 @@ class Redactor:
     ``patterns``: extra detectors, each a :class:`Detector`, a ``(regex, placeholder)`` pair
     or a mapping ``{"name", "pattern", "placeholder", "group"}``; they run after the built-in
     ones (unlike aperion-event-bus 1.2.1, where ``patterns`` replaced the defaults: use
-    ``builtins=False`` for that). ``redact_keys``: the sensitive keys, replacing the defaults
-    (and the default "contains password/secret/…" rules); ``extra_keys``: keys added to them.
+    ``builtins=False`` for that). ``placeholders``: what the built-in detectors write, as a
+    mapping ``{detector name: placeholder}`` or the name of a preset of
+    :data:`PLACEHOLDER_PRESETS` (``"1.x"``: aperion-event-bus 1.2.1's ``[REDACTED_CC]``,
+    ``[REDACTED_IP]`` ...); unnamed detectors keep their own. ``redact_keys``: the
+    sensitive keys, replacing the defaults (and the default "contains password/secret/…"
+    rules); ``extra_keys``: keys added to them.
     ``allow``: exact strings never redacted; ``allow_patterns``: regexes, a match found by a
     detector that one of them fully matches is kept. ``disabled``: names of built-in
     detectors to turn off. ``max_depth``: containers nested deeper are replaced by
@@ -97,6 +117,7 @@ class Redactor:
         allow_patterns: Iterable[str | re.Pattern[str]] = (),
         disabled: Iterable[str] = (),
         builtins: bool = True,
+        placeholders: str | Mapping[str, str] | None = None,
         max_depth: int = 64,
         cache_size: int = 4096,
         max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
@@ -137,9 +158,19 @@ class Redactor:
                 f"disabled: unknown detector(s) {', '.join(unknown)}; "
                 f"built-in detectors are {', '.join(_BUILTIN_NAMES)}"
             )
+        renamed = _placeholders(placeholders)
         detectors: list[Detector] = []
+        builtin_ids = {id(d) for d in BUILTIN_DETECTORS}
         if builtins:
-            detectors += [d for d in BUILTIN_DETECTORS if d.name not in disabled_set]
+            for d in BUILTIN_DETECTORS:
+                if d.name in disabled_set:
+                    continue
+                placeholder = renamed.get(d.name)
+                if placeholder is not None and placeholder != d.placeholder:
+                    d = copy.copy(d)  # the shared built-in is never changed
+                    d.placeholder = placeholder
+                    builtin_ids.add(id(d))
+                detectors.append(d)
         for i, spec in enumerate(patterns or ()):
             detectors.append(_make_detector(spec, i))
         self.detectors: tuple[Detector, ...] = tuple(detectors)
@@ -184,7 +215,6 @@ class Redactor:
         self._len_cap = self._len_levels[-1]
         self._len_key = _level_keys(self._len_levels, 19)
         self._run_classes: set[int] = set()
-        builtin_ids = {id(d) for d in BUILTIN_DETECTORS}
         self._custom = any(id(d) not in builtin_ids for d in self.detectors)
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
@@ -535,6 +565,34 @@ def _safe_repr(obj: object) -> str:
         return repr(obj)
     except Exception:
         return f"<unrepresentable {type(obj).__name__}>"
+
+
+def _placeholders(spec: str | Mapping[str, str] | None) -> Mapping[str, str]:
+    """The ``placeholders=`` argument as ``{detector name: placeholder}``, checked."""
+    if spec is None:
+        return {}
+    if isinstance(spec, str):
+        try:
+            return PLACEHOLDER_PRESETS[spec]
+        except KeyError:
+            raise ValueError(
+                f"placeholders: unknown preset {spec!r}; presets are "
+                f"{', '.join(sorted(PLACEHOLDER_PRESETS))}"
+            ) from None
+    if not isinstance(spec, Mapping):
+        raise TypeError(
+            f"placeholders must be a preset name or a mapping, got {type(spec).__name__}"
+        )
+    unknown = sorted(set(spec) - set(_BUILTIN_NAMES))
+    if unknown:
+        raise ValueError(
+            f"placeholders: unknown detector(s) {', '.join(map(str, unknown))}; "
+            f"built-in detectors are {', '.join(_BUILTIN_NAMES)}"
+        )
+    for name, placeholder in spec.items():
+        if not isinstance(placeholder, str):
+            raise TypeError(f"placeholders[{name!r}] must be a str, got {placeholder!r}")
+    return spec
 
 
 def _make_detector(spec: PatternSpec, index: int) -> Detector:

@@ -47,8 +47,8 @@ class ValidationError(EventRejected, ValueError):
     def __init__(
         self,
         message: str,
-        *,
         event_type: object = None,
+        *,
         kind: str = "name",
         errors: Sequence[str] = (),
     ) -> None:
