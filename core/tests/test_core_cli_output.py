@@ -107,14 +107,18 @@ def test_usage_error_exits_2_in_one_line(
 
     monkeypatch.setattr(_cli, "_run", refuse)
     assert _cli.main([]) == 2
-    assert capsys.readouterr().err == "error: refusing to do\\x1b[2J that\n"
+    assert capsys.readouterr().err == "aperion-bus: error: refusing to do\\x1b[2J that\n"
 
 
 @pytest.mark.parametrize(
     ("exc", "status", "text"),
     [
-        (OSError(98, "Address already in use"), 1, "error: [Errno 98] Address already in use\n"),
-        (KeyError("x"), 1, "error: KeyError: 'x'\n"),
+        (
+            OSError(98, "Address already in use"),
+            1,
+            "aperion-bus: error: [Errno 98] Address already in use\n",
+        ),
+        (KeyError("x"), 1, "aperion-bus: error: KeyError: 'x'\n"),
         (KeyboardInterrupt(), 130, "interrupted\n"),
     ],
 )

@@ -25,7 +25,7 @@ import pluggy
 import aperion_bus
 
 from ._cli_output import UsageError, escape
-from ._errors import AperionBusError, ConfigError, PluginError
+from ._errors import AperionBusError, ConfigError, PluginLoadError, PluginNotFoundError
 from ._hookspecs import PROJECT_NAME, HookSpecs
 from ._plugins import (
     PLUGIN_GROUP,
@@ -496,7 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, PluginError, UsageError) as exc:
+    # fix the command, the config or what is installed
+    except (ConfigError, PluginLoadError, PluginNotFoundError, UsageError) as exc:
         _error(exc)
         return EXIT_USAGE
     except (AperionBusError, OSError) as exc:  # a busy port, a refused connection

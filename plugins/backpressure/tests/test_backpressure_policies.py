@@ -291,6 +291,7 @@ def test_shutdown_wakes_a_blocked_producer_with_bus_closed() -> None:
     assert producer.is_alive(), "emit returned although the bus was full"
     closer = threading.Thread(target=bus.shutdown)
     closer.start()
+    wait_until(lambda: not producer.is_alive(), timeout=5)  # woken by the shutdown itself
     gate.open()
     producer.join(5)
     closer.join(5)

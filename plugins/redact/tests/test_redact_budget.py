@@ -87,8 +87,8 @@ def test_invalid_values_are_config_errors(value: object) -> None:
     with pytest.raises(ConfigError) as info:
         EventBus(plugins=["redact"], settings={"redact": {"max_string_length": value}})
     message = str(info.value)
-    assert message.startswith("redact: max_string_length must be an int >= 1")
-    assert f"got {value!r}" in message
+    assert message.startswith("plugin 'redact': setting 'max_string_length' = ")
+    assert message.endswith("expected an int >= 1")
     with pytest.raises(ValueError, match="max_string_length"):
         Redactor(max_string_length=value)  # type: ignore[arg-type]
 
