@@ -36,7 +36,7 @@ from ._patterns import check_event_type, normalize_patterns
 from ._plugins import load_config, register_plugins, subscribe_handler_entry_points
 from ._registry import EMPTY, Registry
 from ._threads import HandlerThreads, LoopThread
-from ._timeouts import Abandoned, Watch, await_in_time, timeout_error
+from ._timeouts import Abandoned, Watch, finish_in_time, timeout_error
 from ._types import (
     DispatchResult,
     Handler,
@@ -130,7 +130,9 @@ class EventBus(Dispatcher):
         self._threads = HandlerThreads(max_handler_threads, f"{name}-handler")
         self._loop_thread = LoopThread(f"{name}-loop")
         self._worker = Worker(name, self._dropped_reason)
-        self._worker.target = self._consume if self.handler_timeout is None else self._watch_queue
+        self._worker.target = (
+            self._consume_plain if self.handler_timeout is None else self._watch_queue
+        )
         self._counts: collections.Counter[str] = collections.Counter()
         self._count_lock = threading.Lock()
         #: lifecycle: "building" (handlers= run), "open", "closing" (draining), "closed"
@@ -148,6 +150,10 @@ class EventBus(Dispatcher):
             h.on_emit or h.on_audit or self._handler_hooked or dispatch_hooked
         )
         self._inline = self._inline_async and self.handler_timeout is None
+        #: handlers may be called bare (no handler or dispatch hook): the lean loops
+        self._lean = not (self._handler_hooked or dispatch_hooked)
+        #: a background emit goes straight to the queue (nothing to run on the way)
+        self._bg_direct = not (h.on_emit or h.on_enqueue)
         #: a background event with no handler still needs queuing (audit, dispatch hooks)
         self._needs_queue = bool(h.on_audit or dispatch_hooked)
         # Handlers first: a plugin that starts consuming in on_start (a transport reading a
@@ -282,9 +288,9 @@ class EventBus(Dispatcher):
             plan = self._plans[event_type]
         except (KeyError, TypeError):  # not cached (nothing is once shutdown began)
             check_event_type(event_type)
-            plan = None
             if self._state != "open":
                 self._refuse_when_closed()
+            plan = self._registry.plan(event_type)
         if type(payload) is not dict:
             payload = _check_payload(payload)
         if source is not None and type(source) is not str:
@@ -309,8 +315,22 @@ class EventBus(Dispatcher):
         event.correlation_id = correlation_id
         event.causation_id = scope.event_id
         event.__class__ = Event
-        if not (wait_for_handlers and self._inline and plan is not None and plan.plain):
-            return self._emit_event(event, wait_for_handlers, plan)
+        if not wait_for_handlers:
+            if not self._bg_direct:
+                return self._emit_event(event, False, plan)
+            if plan is EMPTY and not self._needs_queue:
+                return eid  # nothing would look at it
+            self._worker.put((event, _copy_context(), _get_running_loop()))
+            return eid
+        if not (self._inline and plan.plain):
+            if self._lean and plan.plain and not self._hooks.on_emit and not self._hooks.on_audit:
+                tok = _scope_set(event)  # under a timeout, no hook: the lean watched path
+                try:
+                    self._wait_watched(event, plan)
+                finally:
+                    _scope_reset(tok)
+                return eid
+            return self._emit_event(event, True, plan)
         # the hot path: a plain plan, nothing on the way; one handler without a loop
         one = plan.one
         if one is None:
@@ -396,8 +416,15 @@ class EventBus(Dispatcher):
                         fn(event)
                     elif timeout is None:
                         await fn(event)
-                    elif await await_in_time(fn(event), timeout):
-                        error, reason = timeout_error(sub, timeout, False), _TMO
+                    else:  # the first step bare: no timer for a coroutine that never suspends
+                        coro = fn(event)
+                        try:
+                            pending = coro.send(None)
+                        except StopIteration:
+                            pass
+                        else:
+                            if await finish_in_time(coro, pending, timeout, t0):
+                                error, reason = timeout_error(sub, timeout, False), _TMO
                 except Exception as exc:
                     error = exc
                 if error is not None:
@@ -622,18 +649,57 @@ class EventBus(Dispatcher):
         _scope_set(event)  # the context is a copy: no reset needed
         if self._hooks.on_audit:
             self._audit(event)
-        self._dispatch(event, self._registry.plan(event.event_type), watch, loop)
+        plan = self._plans.get(event.event_type) or self._registry.plan(event.event_type)
+        if not (self._lean and plan.plain):
+            self._dispatch(event, plan, watch, loop)
+            return
+        if watch is None:
+            res = self._run_plain(event, plan)
+            if res is not None:
+                self._finish(res, None)
+            return
+        watch.state = (event, plan.subs, loop, None, None)
+        watch.failures = None
+        failures = self._watched_loop(event, plan.pairs, watch)
+        if failures:
+            self._finish(DispatchResult(event, len(plan.pairs), failures), None)
 
-    def _consume(self, watch: Watch | None = None, resume: Any = None) -> None:
-        """The consumer of the background queue: the worker thread, or (under a timeout) a
-        runner watched by the worker."""
+    def _consume_plain(self) -> None:
+        """The worker with no timeout: take queued events and dispatch them, in order."""
+        worker = self._worker
+        queue = worker.queue
+        run_item = self._run_item
+        worker.consumers.add(threading.get_ident())
+        try:
+            while True:
+                worker.busy = 1
+                try:
+                    event, ctx, loop = queue.popleft()
+                except IndexError:
+                    worker.busy = 0
+                    item = worker.next_item()  # idle: waits, or None once closing
+                    if item is None:
+                        return
+                    event, ctx, loop = item
+                try:
+                    ctx.run(run_item, event, loop, None)
+                except BaseException as exc:  # never let the worker die
+                    logger.error("background dispatch of %s failed: %r", event.event_id, exc)
+                worker.busy = 0
+                if worker.waiters:
+                    worker.notify()
+        finally:
+            worker.consumers.discard(threading.get_ident())
+
+    def _consume(self, watch: Watch, resume: Any = None) -> None:
+        """The consumer of the background queue under a timeout: a runner watched by the
+        worker thread (see :meth:`_watch_queue`)."""
         worker = self._worker
         me = threading.get_ident()
         worker.consumers.add(me)
         try:
             if resume is not None:
                 ctx, args = resume
-                assert watch is not None
                 ctx.run(self._resume, *args, watch)
                 worker.finished()
             while True:
@@ -652,8 +718,7 @@ class EventBus(Dispatcher):
             return
         finally:
             worker.consumers.discard(me)
-        if watch is not None:
-            watch.done()
+        watch.done()
 
     def _watch_queue(self) -> None:
         """The worker under a timeout: it watches a runner that consumes the queue (no
@@ -670,12 +735,8 @@ class EventBus(Dispatcher):
             over = watch.wait()
             if over is None:
                 return
-            event, subs, result, loop, started = watch.state
-            try:
-                self._overran(event, over, result, timeout)
-            except Exception as exc:  # never let the watcher die (a bug of the bus)
-                logger.error("reporting a timeout of %s failed: %r", event.event_id, exc)
-            rest = tuple(subs[subs.index(over) + 1 :])
+            event, _subs, loop, started, _result = watch.state
+            result, rest = self._after_overrun(watch, over)
             resume = (contextvars.copy_context(), (event, rest, result, loop, started))
 
     def _resume(
@@ -689,7 +750,7 @@ class EventBus(Dispatcher):
     ) -> None:
         """The rest of an event whose handler ran over, on a fresh runner."""
         _scope_set(event)
-        watch.state = (event, rest, result, loop, started)
+        watch.state = (event, rest, loop, started, result)
         self._run_subs(event, rest, result, watch, loop)
         self._finish(result, started)
 

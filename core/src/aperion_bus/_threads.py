@@ -93,6 +93,8 @@ class HandlerThreads:
         runner.go.release()
 
     def _next_backlog(self) -> Callable[[], object] | None:
+        if self._backlog.empty():  # the common case: no exception raised and caught
+            return None
         try:
             return self._backlog.get_nowait()
         except Empty:

@@ -31,9 +31,10 @@ from typing import Any, Final
 
 from ._types import Subscription
 
-__all__ = ["Abandoned", "Watch", "await_in_time", "timeout_error"]
+__all__ = ["Abandoned", "Watch", "await_in_time", "finish_in_time", "timeout_error"]
 
 _monotonic: Final = time.monotonic
+_perf: Final = time.perf_counter
 
 
 class Abandoned(BaseException):
@@ -52,7 +53,7 @@ def timeout_error(sub: Subscription, timeout: float, sync: bool) -> TimeoutError
 class Watch:
     """A runner executing handlers one at a time, watched against ``timeout`` per handler."""
 
-    __slots__ = ("current", "finished", "state", "timeout")
+    __slots__ = ("current", "failures", "finished", "state", "timeout")
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
@@ -61,8 +62,10 @@ class Watch:
         self.finished = threading.Lock()
         self.finished.acquire()
         #: what the runner dispatches now (set by the dispatcher, read by the watcher when a
-        #: handler runs over): (event, subscriptions, result, loop)
+        #: handler runs over): (event, subscriptions, loop, started wrappers, result or None)
         self.state: Any = None
+        #: the failures so far of the event being dispatched, when ``state`` has no result
+        self.failures: list[Any] | None = None
 
     # ------------------------------------------------------------------ runner side
     def begin(self, sub: Subscription, allowance: float | None = None) -> list[float]:
@@ -141,13 +144,22 @@ async def await_in_time(coro: Coroutine[Any, Any, Any], timeout: float | None) -
     if timeout is None:
         await coro
         return False
-    start = _monotonic()
+    start = _perf()
     try:
         pending = coro.send(None)
     except StopIteration:
         return False
+    return await finish_in_time(coro, pending, timeout, start)
+
+
+async def finish_in_time(
+    coro: Coroutine[Any, Any, Any], pending: Any, timeout: float, start: float
+) -> bool:
+    """Drive a coroutine whose first step (begun at ``start``, a ``perf_counter`` reading)
+    yielded ``pending`` to its end under ``asyncio.timeout_at``; True if it ran over and was
+    cancelled."""
     loop = asyncio.get_running_loop()
-    cm = asyncio.timeout_at(loop.time() + timeout - (_monotonic() - start))
+    cm = asyncio.timeout_at(loop.time() + timeout - (_perf() - start))
     try:
         async with cm:
             await _rest(coro, pending)

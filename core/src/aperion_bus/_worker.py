@@ -111,7 +111,7 @@ class Worker:
         self.stop = False
         self.sealed = False
         self._cond = threading.Condition(threading.Lock())
-        self._waiters = 0
+        self.waiters = 0
         #: thread idents dispatching this queue (the worker, or the runner under a timeout)
         self.consumers: set[int] = set()
         self.admission = threading.Lock()
@@ -180,8 +180,8 @@ class Worker:
                 return queue.popleft()
             except IndexError:
                 self.busy = 0
-            if self._waiters:
-                self._notify()
+            if self.waiters:
+                self.notify()
             if self.closing:
                 return None
             self._idle = True
@@ -194,10 +194,10 @@ class Worker:
     def finished(self) -> None:
         """The consumer is done with the item it took."""
         self.busy = 0
-        if self._waiters:
-            self._notify()
+        if self.waiters:
+            self.notify()
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
         with self._cond:
             self._cond.notify_all()
 
@@ -206,7 +206,7 @@ class Worker:
         admission) once closing began."""
         deadline = None if timeout is None else _monotonic() + timeout
         with self._cond:
-            self._waiters += 1
+            self.waiters += 1
             try:
                 while self.pending >= limit:
                     thread = self.thread
@@ -223,7 +223,7 @@ class Worker:
                     self._cond.wait(min(left, _SLICE))
                 return True
             finally:
-                self._waiters -= 1
+                self.waiters -= 1
 
     # ------------------------------------------------------------------ shutdown
     def close(self, timeout: float | None, wait: bool) -> bool:
@@ -255,4 +255,4 @@ class Worker:
             self._idle = False
             with contextlib.suppress(RuntimeError):
                 self._wake.release()
-        self._notify()
+        self.notify()
