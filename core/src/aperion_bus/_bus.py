@@ -598,6 +598,24 @@ class EventBus(Dispatcher):
             if out is not None:
                 record = out
 
+    #: what :meth:`scrub` returns when a scrubbing implementation fails (fail closed)
+    SCRUB_FAILED: Final = "[UNSCRUBBED: scrubbing failed]"
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` as it may leave the bus outside the audit log (span attributes, error
+        text, log lines): passed through every ``on_scrub`` implementation (the redact plugin
+        redacts it as it redacts audit records); unchanged when none is installed. Never
+        raises: if an implementation fails, :attr:`SCRUB_FAILED` is returned instead."""
+        for caller, plugin in self._hooks.on_scrub:
+            try:
+                out = caller(self, value)
+            except Exception as exc:
+                self._plugin_failed("on_scrub", plugin, exc)
+                return self.SCRUB_FAILED
+            if out is not None:
+                value = out
+        return value
+
     def _dropped(self, event: Event, reason: str, error: BaseException | None) -> None:
         self._count("events_dropped" if error is None else "events_rejected")
         call_each("on_drop", self._hooks.on_drop, (self, event, reason, error), self._plugin_failed)

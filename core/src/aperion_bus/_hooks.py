@@ -45,6 +45,7 @@ _HOOKS: Final = (
     "on_enqueue",
     "on_handler",
     "on_handler_error",
+    "on_scrub",
     "on_shutdown",
     "on_start",
     "on_stats",
@@ -94,6 +95,7 @@ class HookSet:
     on_enqueue: Callers
     on_handler: Callers
     on_handler_error: Callers
+    on_scrub: Callers
     on_shutdown: Callers
     on_start: Callers
     on_stats: Callers

@@ -130,6 +130,16 @@ class HookSpecs:
         """
 
     @hookspec
+    def on_scrub(self, bus: EventBus, value: Any) -> Any:
+        """Data about to leave the bus other than through the audit log (a span attribute,
+        an exception message or stack text, a log line): return it scrubbed, or None to pass
+        it on unchanged. Implementations are chained like ``on_audit``'s; call it through
+        :meth:`EventBus.scrub`, which never raises (a failing implementation makes it return
+        a placeholder: fail closed). User: redact (implements); otel, structlog and the
+        kernel's own logs (call it).
+        """
+
+    @hookspec
     def on_stats(self, bus: EventBus) -> dict[str, Any] | None:
         """Statistics to merge into ``bus.get_stats()``: use keys named after your plugin."""
 
