@@ -4,8 +4,8 @@
 
 Prints ns per ``emit(..., wait_for_handlers=True)`` with one succeeding handler for: the bare
 kernel, the plugin with ``record_all_failed=False``, and the default plugin (all-handlers-failed
-is recorded from the kernel's ``on_dispatch_failed``: nothing on the success path); then the
-cost of recording one failure in memory and in SQLite.
+is recorded from a plain ``on_dispatch`` call: one call per dispatch, nothing else on the success
+path); then the cost of recording one failure in memory and in SQLite.
 """
 
 from __future__ import annotations

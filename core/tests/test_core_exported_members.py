@@ -14,6 +14,7 @@ EXPECTED = {
     "BusConfig",
     "ConfigError",
     "CorrelationContext",
+    "DeliveryFailed",
     "DispatchResult",
     "DropEvent",
     "EntryPointInfo",

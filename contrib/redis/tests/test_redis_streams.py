@@ -10,9 +10,22 @@ from typing import Any
 
 import pytest
 import redis
-from aperion_bus import ConfigError, Event, EventBus, FailureReason, PluginError, hookimpl
+from aperion_bus import (
+    ConfigError,
+    DeliveryFailed,
+    Event,
+    EventBus,
+    FailureReason,
+    PluginError,
+    hookimpl,
+)
 from aperion_bus.testing import Recorder, assert_bad_setting, free_port, wait_until
-from aperion_bus_redis import RedisConnectionError, RedisStreams, SerializationError
+from aperion_bus_redis import (
+    DEAD_LETTER_REASON,
+    RedisConnectionError,
+    RedisStreams,
+    SerializationError,
+)
 from aperion_bus_redis._settings import masked_url
 
 #: redis-py's sync client; its reply types are unions too wide for the tests to narrow
@@ -139,18 +152,21 @@ def test_ack_only_after_success_and_retry_after_claim_idle(
 def test_poison_event_goes_to_dead_letter_stream_and_dlq(
     redis_url: str, stream: str, client: Client
 ) -> None:
-    dead: list[tuple[Event, dict[str, Any]]] = []
+    dead: list[tuple[Event, str, BaseException | None]] = []
 
-    class FakeDLQ:
-        def add_dead_letter(self, event: Event, **info: Any) -> None:
-            dead.append((event, info))
+    class DeadLetters:
+        """What a DLQ sees: the transport reports through on_drop, never to a plugin object."""
+
+        @hookimpl
+        def on_drop(self, event: Event, reason: str, error: BaseException | None) -> None:
+            if reason == DEAD_LETTER_REASON:
+                dead.append((event, reason, error))
 
     bus = EventBus(
-        ["redis"],
+        ["redis", DeadLetters()],
         settings={"redis": {"url": redis_url, "stream": stream, "claim_idle_ms": 100,
                             "max_deliveries": 3}},
     )
-    bus.plugin_manager.register(FakeDLQ(), name="dlq")
     calls: list[int] = []
     try:
 
@@ -169,12 +185,14 @@ def test_poison_event_goes_to_dead_letter_stream_and_dlq(
         assert fields[b"deliveries"] == b"4"
         assert Event.from_jsonl(fields[b"event"]).event_id == event_id
         wait_until(lambda: len(dead) == 1)
-        event, info = dead[0]
+        event, _reason, error = dead[0]
         assert event.event_id == event_id
-        assert info["reason"] is FailureReason.HANDLER_ERROR
-        assert isinstance(info["error"], ValueError)
-        assert info["handler"].endswith("always_fails")
-        assert info["attempts"] == 4
+        assert isinstance(error, DeliveryFailed)
+        assert error.reason == FailureReason.HANDLER_ERROR.value
+        assert isinstance(error.__cause__, ValueError)
+        assert error.handler is not None and error.handler.endswith("always_fails")
+        assert error.attempts == 4
+        assert error.details["stream"] == stream
         assert bus.get_stats()["redis"]["dead_lettered"] == 1
     finally:
         bus.shutdown()

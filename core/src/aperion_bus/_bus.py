@@ -616,8 +616,22 @@ class EventBus(Dispatcher):
                 value = out
         return value
 
+    def report_drop(self, event: Event, reason: str, error: BaseException | None = None) -> None:
+        """Report that ``event`` will not be dispatched (``on_drop``; counted in the stats).
+
+        For transports and other components that take events off the bus: a publish that
+        finally failed, an entry given up on after its deliveries (reason ``"dead_letter"``
+        with a :class:`DeliveryFailed` as ``error``: the DLQ plugin keeps it). Never raises
+        because of an ``on_drop`` implementation.
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"report_drop() takes an Event, got {type(event).__name__}")
+        if not isinstance(reason, str) or not reason:
+            raise ValueError(f"reason must be a non-empty str, got {reason!r}")
+        self._dropped(event, reason, error)
+
     def _dropped(self, event: Event, reason: str, error: BaseException | None) -> None:
-        self._count("events_dropped" if error is None else "events_rejected")
+        self._count("events_rejected" if reason == "rejected" else "events_dropped")
         call_each("on_drop", self._hooks.on_drop, (self, event, reason, error), self._plugin_failed)
 
     def _dropped_reason(self, event: Event, reason: str) -> None:

@@ -3,6 +3,7 @@
 ```
 AperionBusError                   base of everything the kernel raises on purpose
 ├── EventRejected                 an ``on_emit`` hook refused the event; reaches the emitter
+├── DeliveryFailed                a transport gave up on an event (``on_drop`` "dead_letter")
 ├── BusClosedError                emit/subscribe after ``shutdown()``
 ├── EventDecodeError (ValueError) ``Event.from_jsonl`` / ``from_dict`` got malformed input
 ├── ConfigError (ValueError)      a config file or plugin settings are wrong
@@ -27,6 +28,7 @@ __all__ = [
     "AperionBusError",
     "BusClosedError",
     "ConfigError",
+    "DeliveryFailed",
     "DropEvent",
     "EventDecodeError",
     "EventForwarded",
@@ -47,6 +49,32 @@ class EventRejected(AperionBusError):
     The event is not dispatched, ``on_drop`` is called with reason ``"rejected"``, and the
     exception propagates to the caller of ``emit``.
     """
+
+
+class DeliveryFailed(AperionBusError):
+    """A transport gave up on delivering an event (it failed ``attempts`` times).
+
+    Given as ``error`` to ``on_drop`` with reason ``"dead_letter"`` (see
+    :meth:`EventBus.report_drop`): ``reason`` is a :class:`FailureReason` value
+    (``"handler_error"``, ``"handler_timeout"``, ...), ``handler`` the handler that failed
+    last (or None), ``details`` where the event came from (e.g. stream and entry id), and
+    ``__cause__`` the last error, when there was one. The DLQ plugin keeps such events.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        handler: str | None = None,
+        attempts: int = 1,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.handler = handler
+        self.attempts = attempts
+        self.details = dict(details or {})
 
 
 class BusClosedError(AperionBusError):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from ._plugin import (
+    DEAD_LETTER_REASON,
     PUBLISHED_REASON,
     UNPUBLISHED_REASON,
     PublishBufferFull,
@@ -16,6 +17,7 @@ from ._plugin import (
 from ._settings import RedisSettings
 
 __all__ = [
+    "DEAD_LETTER_REASON",
     "PUBLISHED_REASON",
     "UNPUBLISHED_REASON",
     "PublishBufferFull",

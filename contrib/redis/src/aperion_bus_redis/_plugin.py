@@ -21,6 +21,7 @@ import attrs
 import redis.asyncio as aioredis
 from aperion_bus import (
     BusClosedError,
+    DeliveryFailed,
     Event,
     EventBus,
     EventDecodeError,
@@ -35,6 +36,7 @@ from redis.exceptions import RedisError, ResponseError
 from ._settings import RedisSettings, masked_url, matches_any
 
 __all__ = [
+    "DEAD_LETTER_REASON",
     "UNPUBLISHED_REASON",
     "PublishBufferFull",
     "RedisConnectionError",
@@ -45,6 +47,9 @@ __all__ = [
 logger = logging.getLogger("aperion_bus.redis")
 
 _T = TypeVar("_T")
+#: The ``on_drop`` reason for an entry given up on after ``max_deliveries`` (with a
+#: :class:`aperion_bus.DeliveryFailed`): the DLQ plugin keeps such events.
+DEAD_LETTER_REASON: Final = "dead_letter"
 #: The ``on_drop`` reason for an event handed to the consumer group instead of local handlers.
 PUBLISHED_REASON: Final = "redis.published"
 #: The ``on_drop`` reason for an event that was accepted by ``emit`` but could not be written
@@ -485,12 +490,8 @@ class RedisStreams:
         bus = self._bus
         if bus is None:
             return
-        on_drop = bus.plugin_manager.hook.on_drop
         for _, _, ev in items:
-            try:
-                on_drop(bus=bus, event=ev, reason=UNPUBLISHED_REASON, error=error)
-            except Exception as exc:
-                logger.warning("redis: an on_drop hook failed for %s: %r", ev.event_id, exc)
+            bus.report_drop(ev, UNPUBLISHED_REASON, error)
 
     async def _xadd_batch(self, batch: list[_Item]) -> list[tuple[_Item, BaseException]]:
         """XADD a batch in one pipeline; returns the entries the server refused (with its
@@ -844,33 +845,33 @@ class RedisStreams:
             pipe.xadd(f"{d.entry.stream}:dead", fields, maxlen=s.maxlen, approximate=True)
         await pipe.execute()
         self._count("dead_lettered", len(dead))
-        bus = self._bus
-        dlq = bus.get_plugin("dlq") if bus is not None else None
-        add = getattr(dlq, "add_dead_letter", None)
-        if add is not None:
+        if self._bus is not None and any(d.event is not None for d in dead):
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._to_dlq, add, dead)
+            await loop.run_in_executor(self._executor, self._report_dead, dead)
 
-    def _to_dlq(self, add: Any, dead: list[_Dead]) -> None:
+    def _report_dead(self, dead: list[_Dead]) -> None:
+        """Report each dead entry that holds an event to the bus (``on_drop`` reason
+        ``"dead_letter"``): observers such as the DLQ plugin keep it. An undecodable entry
+        has no event: the dead-letter stream keeps its bytes."""
+        bus = self._bus
+        assert bus is not None
         for d in dead:
             if d.event is None:
-                continue  # nothing the DLQ could retry: the dead-letter stream keeps the bytes
-            try:
-                add(
-                    d.event,
-                    reason=d.reason,
-                    error=d.exc if d.exc is not None else RuntimeError(d.error),
-                    handler=d.handler,
-                    attempts=d.entry.deliveries,
-                    details={
-                        "stream": d.entry.stream,
-                        "entry_id": d.entry.entry_id.decode(),
-                        "group": self._group,
-                        "consumer": self.consumer,
-                    },
-                )
-            except Exception as exc:
-                logger.warning("redis: the dlq plugin refused %s: %r", d.event.event_id, exc)
+                continue
+            failed = DeliveryFailed(
+                d.error,
+                reason=d.reason.value,
+                handler=d.handler,
+                attempts=d.entry.deliveries,
+                details={
+                    "stream": d.entry.stream,
+                    "entry_id": d.entry.entry_id.decode(),
+                    "group": self._group,
+                    "consumer": self.consumer,
+                },
+            )
+            failed.__cause__ = d.exc
+            bus.report_drop(d.event, DEAD_LETTER_REASON, failed)
 
 
 _FIELDS: Final = frozenset(attrs.fields_dict(Event))

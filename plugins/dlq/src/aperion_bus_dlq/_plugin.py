@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aperion_bus import (
     HANDLER_ERROR_EVENT,
+    DeliveryFailed,
     DispatchResult,
     Event,
     FailureReason,
@@ -132,7 +133,16 @@ class DLQPlugin:
     def on_drop(
         self, bus: EventBus, event: Event, reason: str, error: BaseException | None
     ) -> None:
-        if getattr(error, "failure_reason", None) == FailureReason.VALIDATION_ERROR:
+        if isinstance(error, DeliveryFailed):  # a transport gave up on it (report_drop)
+            self.add_dead_letter(
+                event,
+                reason=error.reason,
+                error=error.__cause__ if error.__cause__ is not None else error,
+                handler=error.handler,
+                attempts=error.attempts,
+                details=error.details,
+            )
+        elif getattr(error, "failure_reason", None) == FailureReason.VALIDATION_ERROR:
             self.queue.add(event, FailureReason.VALIDATION_ERROR, error)
 
     def add_dead_letter(
