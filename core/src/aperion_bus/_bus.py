@@ -127,6 +127,7 @@ class EventBus(Dispatcher):
         self.max_handler_threads = max_handler_threads
         self._registry = Registry()
         self._plans = self._registry.plans  # emit's hot-path lookup
+        self._plans_get = self._plans.get
         self._threads = HandlerThreads(max_handler_threads, f"{name}-handler")
         self._loop_thread = LoopThread(f"{name}-loop")
         self._worker = Worker(name, self._dropped_reason)
@@ -285,8 +286,10 @@ class EventBus(Dispatcher):
         an ``on_emit`` plugin (validation, backpressure) does.
         """
         try:
-            plan = self._plans[event_type]
-        except (KeyError, TypeError):  # not cached (nothing is once shutdown began)
+            plan = self._plans_get(event_type)
+        except TypeError:  # unhashable: check_event_type says what is wrong
+            plan = None
+        if plan is None:  # not cached (nothing is once shutdown began)
             check_event_type(event_type)
             if self._state != "open":
                 self._refuse_when_closed()
@@ -675,11 +678,15 @@ class EventBus(Dispatcher):
                 self._dropped(dropped, "discarded", None)
 
     def _run_item(
-        self, event: Event, loop: asyncio.AbstractEventLoop | None, watch: Watch | None
+        self,
+        event: Event,
+        loop: asyncio.AbstractEventLoop | None,
+        watch: Watch | None,
+        audited: bool = False,
     ) -> None:
         """Dispatch one background event (inside the emitter's copied context)."""
         _scope_set(event)  # the context is a copy: no reset needed
-        if self._hooks.on_audit:
+        if self._hooks.on_audit and not audited:
             self._audit(event)
         plan = self._plans.get(event.event_type) or self._registry.plan(event.event_type)
         if not (self._lean and plan.plain):
@@ -696,11 +703,28 @@ class EventBus(Dispatcher):
         if failures:
             self._finish(DispatchResult(event, len(plan.pairs), failures), None)
 
+    def _run_plain_item(self, event: Event, loop: asyncio.AbstractEventLoop | None) -> None:
+        """:meth:`_run_item` with no timeout, its common case inline (one plain handler)."""
+        _scope_set(event)  # the context is a copy: no reset needed
+        if self._hooks.on_audit:
+            self._audit(event)
+        plan = self._plans_get(event.event_type) or self._registry.plan(event.event_type)
+        one = plan.one
+        if one is None or not self._lean or not plan.plain:
+            self._run_item(event, loop, None, True)
+            return
+        t0 = _perf()
+        try:
+            one[1](event)
+        except Exception as exc:
+            failure = HandlerFailure(event, one[0], exc, _ERR, _perf() - t0)
+            self._finish(DispatchResult(event, 1, [failure]), None)
+
     def _consume_plain(self) -> None:
         """The worker with no timeout: take queued events and dispatch them, in order."""
         worker = self._worker
         queue = worker.queue
-        run_item = self._run_item
+        run_item = self._run_plain_item
         worker.consumers.add(threading.get_ident())
         try:
             while True:
@@ -714,7 +738,7 @@ class EventBus(Dispatcher):
                         return
                     event, ctx, loop = item
                 try:
-                    ctx.run(run_item, event, loop, None)
+                    ctx.run(run_item, event, loop)
                 except BaseException as exc:  # never let the worker die
                     logger.error("background dispatch of %s failed: %r", event.event_id, exc)
                 worker.busy = 0

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
-from ._patterns import CATCH_ALL, candidate_patterns
+from ._patterns import CATCH_ALL
 from ._types import Handler, Subscription
 
 __all__ = ["EMPTY", "Plan", "Registry"]
@@ -87,7 +87,17 @@ class Registry:
             return plan
         gen = self.gen
         by_pattern = self.by_pattern
-        key = tuple(p for p in candidate_patterns(event_type) if p in by_pattern)
+        # the matching patterns, most specific first (candidate_patterns, inlined)
+        found = [event_type] if event_type in by_pattern else []
+        end = event_type.rfind(".")
+        while end > 0:
+            pattern = event_type[:end] + ".*"
+            if pattern in by_pattern:
+                found.append(pattern)
+            end = event_type.rfind(".", 0, end)
+        if CATCH_ALL in by_pattern:
+            found.append(CATCH_ALL)
+        key = tuple(found)
         if not key:
             plan = EMPTY
         else:
