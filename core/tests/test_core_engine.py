@@ -401,3 +401,83 @@ def test_subscribe_drops_only_the_plans_its_pattern_matches() -> None:
         bus.unsubscribe(sid)
         assert set(plans) == {"b.c"}
         assert [s.patterns for s in bus.handlers_for("a.b")] == [("*",), ("a.*",)]
+
+
+# ---------------------------------------------------------------------------- report_drop, scrub
+
+
+def test_report_drop_reaches_on_drop_and_is_counted() -> None:
+    from aperion_bus import DeliveryFailed, new_event_id
+
+    drops = Drops()
+    with EventBus([drops]) as bus:
+        event = Event("order.created", {}, time.time(), new_event_id())
+        failed = DeliveryFailed("gave up", reason="handler_error", attempts=4,
+                                details={"stream": "s"})
+        bus.report_drop(event, "dead_letter", failed)
+        assert drops.ids == {event.event_id}
+        assert bus.get_stats()["events_dropped"] == 1
+        assert bus.get_stats()["events_rejected"] == 0
+        with pytest.raises(TypeError, match="takes an Event"):
+            bus.report_drop("x", "dead_letter")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="non-empty str"):
+            bus.report_drop(event, "")
+    assert failed.attempts == 4 and failed.details == {"stream": "s"}
+
+
+def test_scrub_chains_implementations_and_fails_closed() -> None:
+    class Upper:
+        @hookimpl(tryfirst=True)
+        def on_scrub(self, value: Any) -> Any:
+            return value.upper() if isinstance(value, str) else None
+
+    class Broken:
+        @hookimpl(trylast=True)
+        def on_scrub(self, value: Any) -> Any:
+            if value == "BOOM":
+                raise RuntimeError("scrubber bug")
+            return None
+
+    with EventBus() as bare:
+        assert bare.scrub("secret") == "secret"  # nothing installed: unchanged
+    with EventBus([Upper(), Broken()]) as bus:
+        assert bus.scrub("secret") == "SECRET"
+        assert bus.scrub(3) == 3
+        assert bus.scrub("boom") == EventBus.SCRUB_FAILED  # never the original
+        assert bus.get_stats()["plugin_errors"] == 1
+
+
+def test_pending_queue_wait_below_raises_once_the_bus_shuts_down() -> None:
+    gate = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    class Block:
+        @hookimpl
+        def on_enqueue(self, event: Event, queue: PendingQueue) -> None:
+            if event.event_type == "x.late":
+                try:
+                    queue.wait_below(1)
+                    outcome.append(None)
+                except BaseException as exc:
+                    outcome.append(exc)
+                    raise
+
+    bus = EventBus([Block()])
+    bus.subscribe(lambda e: gate.wait(5), "x.*")
+    bus.emit("x.hold", {})
+    producer = threading.Thread(target=lambda: _swallow(lambda: bus.emit("x.late", {})))
+    producer.start()
+    time.sleep(0.05)
+    closer = threading.Thread(target=bus.shutdown)
+    closer.start()
+    producer.join(5)
+    gate.set()
+    closer.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], BusClosedError)
+
+
+def _swallow(fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except BusClosedError:
+        pass
