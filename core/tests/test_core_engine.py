@@ -4,6 +4,7 @@ nothing behind, the hook contract (wrappers as pluggy's, argument subsets), plan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import threading
 import time
@@ -477,7 +478,5 @@ def test_pending_queue_wait_below_raises_once_the_bus_shuts_down() -> None:
 
 
 def _swallow(fn: Callable[[], object]) -> None:
-    try:
+    with contextlib.suppress(BusClosedError):
         fn()
-    except BusClosedError:
-        pass
