@@ -58,6 +58,8 @@ PUBLISHED_REASON: Final = "redis.published"
 UNPUBLISHED_REASON: Final = "redis.unpublished"
 _EVENT: Final = b"event"
 _ORIGIN: Final = b"o"
+#: set on an entry whose emitter already ran its handlers (a waited emit in shared mode)
+_HANDLED: Final = b"h"
 _START_TIMEOUT: Final = 10.0
 _LAST_ERRORS_MAX: Final = 10_000
 _REFUSED_TRIES: Final = 5  # XADDs of one entry the server refused (not a connection error)
@@ -137,6 +139,8 @@ class RedisStreams:
         self._dispatch_thread: threading.Thread | None = None
         # (stream, JSON line, the event: reported to on_drop if it cannot be published)
         self._outbox: collections.deque[_Item | _Flush] = collections.deque()
+        #: ids of waited emits in shared mode: handled by their emitter, written marked handled
+        self._handled_here: set[str] = set()
         self._wake: asyncio.Event | None = None
         self._wake_pending = False
         self._publisher: asyncio.Task[None] | None = None
@@ -365,7 +369,7 @@ class RedisStreams:
 
     # ------------------------------------------------------------------ publishing
     @hookimpl(trylast=True)
-    def on_emit(self, bus: EventBus, event: Event) -> None:
+    def on_emit(self, bus: EventBus, event: Event, wait_for_handlers: bool) -> None:
         etype = event.event_type
         stream = self._publish_cache.get(etype)
         if stream is None:  # first sight of this type: its stream, or "" (not published)
@@ -392,6 +396,11 @@ class RedisStreams:
         if not self._wake_pending:
             self._wake_publisher()
         if self._shared:
+            if wait_for_handlers:
+                # the emitter waits for handlers: this process handles it now, and the entry
+                # is marked handled so that the group does not handle it a second time
+                self._handled_here.add(event.event_id)
+                return None
             # the group handles it: one process of the group, maybe this one, through Redis
             raise EventForwarded(PUBLISHED_REASON)
         return None
@@ -510,8 +519,13 @@ class RedisStreams:
             for stream, data, _ in batch:
                 command("XADD", stream, *head, _EVENT, data, _ORIGIN, origin)
         else:  # shared: nobody needs the origin, one field less to write and parse
-            for stream, data, _ in batch:
-                command("XADD", stream, *head, _EVENT, data)
+            handled = self._handled_here
+            for stream, data, ev in batch:
+                if handled and ev.event_id in handled:  # its emitter ran its handlers
+                    handled.discard(ev.event_id)
+                    command("XADD", stream, *head, _EVENT, data, _HANDLED, b"1")
+                else:
+                    command("XADD", stream, *head, _EVENT, data)
         results = await pipe.execute(raise_on_error=False)
         refused: list[tuple[_Item, BaseException]] = [
             (item, r) for item, r in zip(batch, results, strict=True) if isinstance(r, Exception)
@@ -761,9 +775,9 @@ class RedisStreams:
                     ok.append(e)
                     continue
                 received += 1
-                if broadcast and fields.get(_ORIGIN) == origin:
-                    skipped += 1  # already dispatched locally when emitted
-                    ok.append(e)
+                if (broadcast and fields.get(_ORIGIN) == origin) or _HANDLED in fields:
+                    skipped += 1  # already dispatched by its emitter (this process, or a
+                    ok.append(e)  # waited emit in shared mode)
                     continue
                 if e.deliveries > max_deliveries:
                     dead.append(self._dead_entry(e, fields))
