@@ -480,3 +480,38 @@ def test_pending_queue_wait_below_raises_once_the_bus_shuts_down() -> None:
 def _swallow(fn: Callable[[], object]) -> None:
     with contextlib.suppress(BusClosedError):
         fn()
+
+
+# ---------------------------------------------------------------------------- naming options
+
+
+def test_event_ids_and_handler_names_options() -> None:
+    import itertools
+
+    counter = itertools.count(1)
+    seen = Seen()
+
+    def failing(event: Event) -> None:
+        raise ValueError("x")
+
+    bus = EventBus(
+        [seen],
+        event_ids=lambda ts: f"evt_{int(ts * 1000)}_{next(counter):08x}",
+        handler_names=lambda h: str(getattr(h, "__name__", "?")),
+    )
+    with bus:
+        got: list[Event] = []
+        bus.subscribe(got.append, "a.*")
+        bus.subscribe(failing, "a.*")
+        eid = bus.emit("a.b", {}, wait_for_handlers=True)
+        bus.emit("a.c", {})
+        assert bus.wait_for_pending(5)
+        asyncio.run(bus.emit_async("a.d", {}))
+    assert eid.startswith("evt_") and eid.endswith("_00000001")
+    assert [e.event_id.split("_")[0] for e in got] == ["evt"] * 3
+    assert {f.handler_name for f in seen.failures} == {"failing"}
+    with pytest.raises(TypeError, match="event_ids must be a callable"):
+        EventBus(event_ids="evt")  # type: ignore[arg-type]
+    with EventBus(event_ids=lambda ts: "") as bad:
+        with pytest.raises(TypeError, match="non-empty str"):
+            bad.emit("a.b", {})

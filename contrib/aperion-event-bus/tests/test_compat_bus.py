@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aperion_bus
 import pytest
@@ -313,3 +314,25 @@ def test_small_adapters() -> None:
     assert f() == 1 and g() == 2
     with pytest.raises(TypeError):
         traced("a", name="b")
+
+
+def test_event_ids_and_handler_names_are_121s() -> None:
+    import re
+
+    from aperion_event_bus import EventBus as CompatBus
+
+    bus = CompatBus(enable_audit=False)
+    try:
+        errors: list[Any] = []
+
+        def broken(event: Any) -> None:
+            raise ValueError("no")
+
+        bus.subscribe(broken, "order.created")
+        bus.subscribe(errors.append, "system.handler_error")
+        event_id = bus.emit("order.created", {"n": 1}, wait_for_handlers=True)
+        assert re.fullmatch(r"evt_\d{13}_[0-9a-f]{8}", event_id), event_id
+        assert errors and re.fullmatch(r"evt_\d{13}_[0-9a-f]{8}", errors[0].event_id)
+        assert next(s.name for s in bus.kernel.subscriptions()) == "broken"
+    finally:
+        bus.shutdown()

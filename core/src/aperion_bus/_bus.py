@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
+import attrs
 import pluggy
 
 from . import _event as _ev
@@ -93,6 +94,11 @@ class EventBus(Dispatcher):
     handler cannot be stopped: the bus stops waiting for it, records ``HANDLER_TIMEOUT`` and
     goes on with the next handler while the late one runs to its end on its own thread. With
     a timeout set, sync handlers run on pool threads (at most ``max_handler_threads``).
+
+    ``event_ids``: a callable making an event id from the event's timestamp, for ids in
+    another format (aperion-event-bus 2.0 passes 1.2.1's ``evt_<ms>_<8 hex>``); it must
+    return a non-empty str. ``handler_names``: a callable naming a handler (default
+    ``module.qualname``), used in failures, metrics and dead letters.
     """
 
     def __init__(
@@ -107,6 +113,8 @@ class EventBus(Dispatcher):
         max_handler_threads: int = 32,
         strict: bool = True,
         name: str = "aperion-bus",
+        event_ids: Callable[[float], str] | None = None,
+        handler_names: Callable[[Any], str] | None = None,
     ) -> None:
         if handler_timeout is not None:
             if isinstance(handler_timeout, bool) or not isinstance(handler_timeout, (int, float)):
@@ -122,6 +130,12 @@ class EventBus(Dispatcher):
             raise ValueError(f"max_handler_threads must be >= 1, got {max_handler_threads}")
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty str, got {name!r}")
+        for opt, value in (("event_ids", event_ids), ("handler_names", handler_names)):
+            if value is not None and not callable(value):
+                raise TypeError(f"{opt} must be a callable or None, got {type(value).__name__}")
+        #: makes an event id from the event's timestamp (None: the kernel's 24 hex digits)
+        self._event_ids = event_ids
+        self._handler_names = handler_names or handler_name
         self.name = name
         self.handler_timeout = float(handler_timeout) if handler_timeout is not None else None
         self.max_handler_threads = max_handler_threads
@@ -217,7 +231,8 @@ class EventBus(Dispatcher):
             raise BusClosedError("the bus is shut down; it accepts no subscriptions")
         make_ref = (lambda sub_id: self._weak_ref(handler, sub_id)) if weak else None
         sub = self._registry.add(
-            patterns, priority, handler_name(handler), _is_async_callable(handler), make_ref,
+            patterns, priority, self._handler_names(handler), _is_async_callable(handler),
+            make_ref,
             None if weak else handler,
         )
         return sub.id
@@ -310,10 +325,13 @@ class EventBus(Dispatcher):
         event.event_type = event_type
         event.payload = payload
         event.timestamp = ts
-        try:
-            event.event_id = eid = _pack_id(ts, next(_ev._counter)).hex()
-        except _StructError:
-            event.event_id = eid = _ev._id_after_wrap(ts)
+        if self._event_ids is None:
+            try:
+                event.event_id = eid = _pack_id(ts, next(_ev._counter)).hex()
+            except _StructError:
+                event.event_id = eid = _ev._id_after_wrap(ts)
+        else:
+            event.event_id = eid = self._custom_id(ts)
         event.source = source
         event.correlation_id = correlation_id
         event.causation_id = scope.event_id
@@ -546,7 +564,22 @@ class EventBus(Dispatcher):
             )
         if self._state != "open":
             self._refuse_when_closed()
-        return _make_event(event_type, payload, source, correlation_id, scope.event_id)
+        return self._restamp(
+            _make_event(event_type, payload, source, correlation_id, scope.event_id)
+        )
+
+    def _custom_id(self, ts: float) -> str:
+        assert self._event_ids is not None
+        eid = self._event_ids(ts)
+        if type(eid) is not str or not eid:
+            raise TypeError(f"event_ids must return a non-empty str, got {eid!r}")
+        return eid
+
+    def _restamp(self, event: Event) -> Event:
+        """``event`` with an id from ``event_ids`` (when the bus has one)."""
+        if self._event_ids is None:
+            return event
+        return attrs.evolve(event, event_id=self._custom_id(event.timestamp))
 
     def _refuse_when_closed(self) -> None:
         """Once ``shutdown()`` began, handlers of events being drained may still emit (what

@@ -71,6 +71,7 @@ class Dispatcher:
     _audit: Callable[[Event], None]
     _emit_event: Callable[[Event, bool], str]
     _aemit_event: Callable[[Event], Any]
+    _restamp: Callable[[Event], Event]
 
     # ------------------------------------------------------------------ the one call
     def _call(self, event: Event, sub: Sub, fn: Handler, watch: Watch | None) -> HandlerOutcome:
@@ -533,8 +534,11 @@ class Dispatcher:
     def _handler_error_event(self, failure: HandlerFailure) -> Event:
         # made here, not by emit(): it must go out while a shutdown drains the queue too
         ev = failure.event
-        return _make_event(
-            HANDLER_ERROR_EVENT, failure.to_payload(), self.name, ev.correlation_id, ev.event_id
+        return self._restamp(
+            _make_event(
+                HANDLER_ERROR_EVENT, failure.to_payload(), self.name, ev.correlation_id,
+                ev.event_id,
+            )
         )
 
     def _emit_handler_error(self, failure: HandlerFailure) -> None:

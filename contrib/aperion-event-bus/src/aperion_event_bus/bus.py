@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import secrets
 import threading
 import time
 import uuid
@@ -117,13 +118,21 @@ def _named_like(fn: Callable[..., Any], handler: object) -> Callable[..., Any]:
     """``fn`` with the name the kernel gives ``handler`` (``module.qualname``)."""
     target = getattr(handler, "__func__", handler)
     functools.update_wrapper(fn, handler)  # type: ignore[arg-type]
+    fn.__name__ = getattr(target, "__name__", None) or type(target).__name__
     fn.__qualname__ = getattr(target, "__qualname__", None) or type(target).__qualname__
     fn.__module__ = getattr(target, "__module__", None) or type(target).__module__
     return fn
 
 
+def _event_id_121(timestamp: float) -> str:
+    """1.2.1's event id: ``evt_<milliseconds>_<8 hex digits>``."""
+    return f"evt_{int(timestamp * 1000)}_{secrets.token_hex(4)}"
+
+
 def _handler_name_121(handler: object) -> str:
-    return str(getattr(handler, "__name__", "unknown"))
+    """1.2.1's handler name: the function's ``__name__`` (a callable object: its class's)."""
+    target = getattr(handler, "__func__", handler)
+    return str(getattr(target, "__name__", None) or type(target).__name__)
 
 
 class _DropMarker:
@@ -253,6 +262,8 @@ class EventBus:
             handler_timeout=handler_timeout,
             max_handler_threads=max_concurrent_handlers,
             name=BUS_SOURCE,
+            event_ids=_event_id_121,
+            handler_names=_handler_name_121,
         )
         self.executor = ThreadPoolExecutor(max_workers=max_concurrent_handlers)
         self._emit = self.kernel.emit
