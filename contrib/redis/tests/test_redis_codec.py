@@ -61,3 +61,16 @@ def test_malformed_lines_raise_the_kernels_error(raw: bytes) -> None:
     with pytest.raises(EventDecodeError) as got:
         _decode(raw)
     assert str(got.value) == str(want.value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        line(payload={"x": "1e400"}).replace(b'"1e400"', b"1e400"),  # an infinite float
+        b"[" * 100_000 + b"]" * 100_000,
+        line(timestamp=1).replace(b'"timestamp": 1', b'"timestamp": 1' + b"0" * 400),
+    ],
+)
+def test_the_codecs_limits_hold_on_the_transport(raw: bytes) -> None:
+    with pytest.raises(EventDecodeError):
+        _decode(raw)

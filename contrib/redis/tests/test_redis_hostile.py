@@ -11,9 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aperion_bus import Event, EventBus, hookimpl
+from aperion_bus import DeliveryFailed, Event, EventBus, hookimpl
 from aperion_bus.testing import Recorder, free_port, wait_until
-from aperion_bus_redis import UNPUBLISHED_REASON, RedisStreams
+from aperion_bus_redis import (
+    DEAD_LETTER_REASON,
+    UNDECODABLE_EVENT,
+    UNPUBLISHED_REASON,
+    RedisStreams,
+)
 
 Client = Any
 
@@ -50,8 +55,16 @@ def test_a_poisoned_entry_is_dead_lettered_and_the_next_100_are_handled(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     rec = Recorder()
+    letters: list[tuple[Event, BaseException | None]] = []
+
+    class DeadLetters:  # what the DLQ plugin sees
+        @hookimpl
+        def on_drop(self, event: Event, reason: str, error: BaseException | None) -> None:
+            if reason == DEAD_LETTER_REASON:
+                letters.append((event, error))
+
     bus = EventBus(
-        ["redis"], settings={"redis": {"url": redis_url, "stream": stream}},
+        ["redis", DeadLetters()], settings={"redis": {"url": redis_url, "stream": stream}},
         handlers=[lambda bus: bus.subscribe(rec, "user.*")],
     )
     try:
@@ -69,6 +82,13 @@ def test_a_poisoned_entry_is_dead_lettered_and_the_next_100_are_handled(
         raw = POISONS[poison].get("event", b"")
         assert dead[b"event"] == (raw.encode() if isinstance(raw, str) else raw)  # kept as is
         assert 0 < len(dead[b"error"]) <= 1_100  # bounded, whatever the input
+        wait_until(lambda: len(letters) == 1)  # the DLQ gets it too, as an event
+        [(letter, error)] = letters
+        assert letter.event_type == UNDECODABLE_EVENT
+        assert letter.payload["entry_id"] == poisoned_id.decode()
+        assert letter.payload["raw_bytes"] == len(dead[b"event"])
+        assert len(letter.payload["raw"]) <= 4 * 4096  # bounded (backslash escapes at most x4)
+        assert isinstance(error, DeliveryFailed) and error.reason == "serialization_error"
         stats = bus.get_stats()["redis"]
         assert stats["undecodable"] == 1 and stats["dead_lettered"] == 1
         assert stats["reader_restarts"] == 0 and stats["last_reader_error"] is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ._plugin import (
     DEAD_LETTER_REASON,
     PUBLISHED_REASON,
+    UNDECODABLE_EVENT,
     UNPUBLISHED_REASON,
     PublishBufferFull,
     RedisConnectionError,
@@ -19,6 +20,7 @@ from ._settings import RedisSettings
 __all__ = [
     "DEAD_LETTER_REASON",
     "PUBLISHED_REASON",
+    "UNDECODABLE_EVENT",
     "UNPUBLISHED_REASON",
     "PublishBufferFull",
     "RedisConnectionError",

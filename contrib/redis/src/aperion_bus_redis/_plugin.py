@@ -7,7 +7,6 @@ import collections
 import concurrent.futures
 import contextlib
 import itertools
-import json
 import logging
 import os
 import socket
@@ -37,6 +36,7 @@ from ._settings import RedisSettings, masked_url, matches_any
 
 __all__ = [
     "DEAD_LETTER_REASON",
+    "UNDECODABLE_EVENT",
     "UNPUBLISHED_REASON",
     "PublishBufferFull",
     "RedisConnectionError",
@@ -50,6 +50,9 @@ _T = TypeVar("_T")
 #: The ``on_drop`` reason for an entry given up on after ``max_deliveries`` (with a
 #: :class:`aperion_bus.DeliveryFailed`): the DLQ plugin keeps such events.
 DEAD_LETTER_REASON: Final = "dead_letter"
+#: The event type under which an entry that holds no decodable event is reported (with
+#: ``DEAD_LETTER_REASON``): its payload carries the raw bytes (at most 4 KiB) and the entry.
+UNDECODABLE_EVENT: Final = "system.redis.undecodable"
 #: The ``on_drop`` reason for an event handed to the consumer group instead of local handlers.
 PUBLISHED_REASON: Final = "redis.published"
 #: The ``on_drop`` reason for an event that was accepted by ``emit`` but could not be written
@@ -859,19 +862,18 @@ class RedisStreams:
             pipe.xadd(f"{d.entry.stream}:dead", fields, maxlen=s.maxlen, approximate=True)
         await pipe.execute()
         self._count("dead_lettered", len(dead))
-        if self._bus is not None and any(d.event is not None for d in dead):
+        if self._bus is not None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._executor, self._report_dead, dead)
 
     def _report_dead(self, dead: list[_Dead]) -> None:
         """Report each dead entry that holds an event to the bus (``on_drop`` reason
         ``"dead_letter"``): observers such as the DLQ plugin keep it. An undecodable entry
-        has no event: the dead-letter stream keeps its bytes."""
+        is reported as a ``system.redis.undecodable`` event holding its bytes."""
         bus = self._bus
         assert bus is not None
         for d in dead:
-            if d.event is None:
-                continue
+            event = d.event if d.event is not None else self._undecodable_event(d)
             failed = DeliveryFailed(
                 d.error,
                 reason=d.reason.value,
@@ -885,35 +887,29 @@ class RedisStreams:
                 },
             )
             failed.__cause__ = d.exc
-            bus.report_drop(d.event, DEAD_LETTER_REASON, failed)
+            bus.report_drop(event, DEAD_LETTER_REASON, failed)
 
-
-_FIELDS: Final = frozenset(attrs.fields_dict(Event))
-_json_decode = json.JSONDecoder().decode
+    def _undecodable_event(self, d: _Dead) -> Event:
+        """An entry that holds no event, as an event the DLQ can keep: type
+        ``system.redis.undecodable``, the raw bytes (at most 4 KiB, as text with backslash
+        escapes) and where they came from in the payload."""
+        raw = (d.entry.fields or {}).get(_EVENT, b"")
+        return Event(
+            UNDECODABLE_EVENT,
+            {
+                "raw": raw[:4096].decode("utf-8", "backslashreplace"),
+                "raw_bytes": len(raw),
+                "stream": d.entry.stream,
+                "entry_id": d.entry.entry_id.decode(),
+                "error": d.error,
+            },
+            source="redis",
+        )
 
 
 def _decode(raw: bytes) -> Event:
-    """``Event.from_jsonl(raw)``, twice as fast for what ``Event.to_jsonl`` wrote.
-
-    The kernel's decoder structures through cattrs. A line with exactly the seven fields, a
-    string ``event_id`` and a float ``timestamp`` is built with ``Event(**fields)`` instead:
-    the attrs validators check the rest, as cattrs would. Anything else (another encoding, a
-    missing or extra key, a wrong type) goes to ``Event.from_jsonl``, which decides and words
-    the error. Decoding the UTF-8 bytes first skips ``json.loads``'s encoding detection.
-    """
-    try:
-        data = _json_decode(raw.decode())
-        if (
-            type(data) is dict
-            and data.keys() == _FIELDS
-            and type(data["event_id"]) is str
-            and type(data["timestamp"]) is float
-        ):
-            return Event(**data)
-    except (ValueError, TypeError, AttributeError):  # JSONDecodeError, UnicodeDecodeError
-        pass
-    except RecursionError:  # nested too deep for json: Event.from_jsonl would fail the same
-        raise EventDecodeError("invalid event line: JSON nested too deeply") from None
+    """The kernel's codec, ``Event.from_jsonl``: one decoder, with its documented limits
+    (nesting depth, number sizes, finite floats); it raises only ``EventDecodeError``."""
     return Event.from_jsonl(raw)
 
 
