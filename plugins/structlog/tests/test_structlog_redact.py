@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from aperion_bus import Event, EventBus, EventRejected, hookimpl
-from aperion_bus_redact import RedactPlugin
+from aperion_bus_redact import ERROR_PLACEHOLDER, RedactPlugin
 from aperion_bus_structlog import StructlogPlugin
 from structlog.testing import capture_logs
 
@@ -80,7 +80,9 @@ def test_disabled_redactor_and_exc_info_off() -> None:
         bus.emit("pay.card", {}, wait_for_handlers=True)
     (entry,) = [e for e in entries if e["event"] == "handler_error"]
     assert entry["error"] == SECRET  # redaction switched off: logged as is
-    assert isinstance(entry["exc_info"], ValueError)
+    # a scrubber is registered (it passes values on): the traceback as text, as is
+    assert "exc_info" not in entry
+    assert entry["exception"].endswith(f"ValueError: {SECRET}")
 
     with (
         capture_logs() as entries,
@@ -104,4 +106,33 @@ def test_a_failing_redactor_never_lets_the_original_through() -> None:
         bus.subscribe(declined, "pay.card")
         bus.emit("pay.card", {}, wait_for_handlers=True)
     (entry,) = [e for e in entries if e["event"] == "handler_error"]
-    assert entry["error"] == entry["exception"] == "[REDACTION FAILED]"
+    assert entry["error"] == entry["exception"] == ERROR_PLACEHOLDER
+
+
+def test_a_failing_scrubber_logs_the_kernels_placeholder() -> None:
+    class Failing:
+        @hookimpl
+        def on_scrub(self, value: Any) -> Any:
+            raise RuntimeError("scrubber bug")
+
+    class NotText:
+        @hookimpl
+        def on_scrub(self, value: Any) -> Any:
+            return 42
+
+    for plugin in (Failing(), NotText()):
+        with capture_logs() as entries, EventBus(plugins=[StructlogPlugin(), plugin]) as bus:
+            bus.subscribe(declined, "pay.card")
+            bus.emit("pay.card", {}, wait_for_handlers=True)
+        (entry,) = [e for e in entries if e["event"] == "handler_error"]
+        assert entry["error"] == entry["exception"] == EventBus.SCRUB_FAILED
+        assert not any(_leaks(str(v)) for v in entry.values())
+
+
+def test_a_drop_reason_is_scrubbed() -> None:
+    plugin = StructlogPlugin()
+    with capture_logs() as entries, EventBus(plugins=[plugin, RedactPlugin()]) as bus:
+        # as a plugin that drops an event reports it (a reason it wrote itself)
+        plugin.on_drop(bus, Event("user.signup", {}), "dropped for alice@example.com", None)
+    (entry,) = [e for e in entries if e["event"] == "event_dropped"]
+    assert entry["reason"] == "dropped for [REDACTED_EMAIL]"

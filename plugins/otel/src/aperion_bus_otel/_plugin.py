@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import traceback
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -67,13 +68,24 @@ _current: contextvars.ContextVar[_Dispatch | None] = contextvars.ContextVar(
 )
 
 
-def _error_type(error: BaseException, reason: FailureReason | None) -> str:
-    if reason is FailureReason.HANDLER_TIMEOUT:
-        return "timeout"
+def _exception_type(error: BaseException) -> str:
     cls = type(error)
     if cls.__module__ == "builtins":
         return cls.__qualname__
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _error_type(error: BaseException, reason: FailureReason | None) -> str:
+    if reason is FailureReason.HANDLER_TIMEOUT:
+        return "timeout"
+    return _exception_type(error)
+
+
+def _scrubbed(bus: EventBus, text: str) -> str:
+    """``text`` through ``bus.scrub`` (the redact plugin, when installed); a result that is
+    not text counts as a failed scrub: the bus's placeholder goes out instead."""
+    out = bus.scrub(text)
+    return out if isinstance(out, str) else EventBus.SCRUB_FAILED
 
 
 class OtelPlugin:
@@ -87,6 +99,11 @@ class OtelPlugin:
     ``messaging.destination.name`` = event type, ``messaging.message.id`` = event id,
     ``messaging.message.conversation_id`` = correlation id). A handler that raises or times
     out marks its span with the exception and status ERROR.
+
+    Every value that can carry data (the ``aperion_bus.source`` attribute, the exception
+    event's ``exception.message`` and ``exception.stacktrace``, the status description) goes
+    through ``bus.scrub``: with the ``redact`` plugin installed it is redacted as the audit
+    record is; without it, it goes out unchanged.
 
     ``tracer_provider``: the provider to take the tracer from (default: the global one, looked
     up when the bus starts). ``correlation_from_trace``: give an event emitted without a
@@ -164,7 +181,7 @@ class OtelPlugin:
         if event.causation_id is not None:
             out["aperion_bus.causation_id"] = event.causation_id
         if event.source is not None:
-            out["aperion_bus.source"] = event.source
+            out["aperion_bus.source"] = _scrubbed(bus, event.source)
         return out
 
     def _handler_attributes(
@@ -176,18 +193,36 @@ class OtelPlugin:
         return out
 
     def _mark_failed(
-        self, hs: _HandlerSpan, error: BaseException, reason: FailureReason | None
+        self,
+        bus: EventBus,
+        hs: _HandlerSpan,
+        error: BaseException,
+        reason: FailureReason | None,
     ) -> None:
         with self._lock:
             if hs.failed or hs.ended:
                 return
             hs.failed = True
         span = hs.span
-        span.record_exception(error)
+        # The exception event as record_exception writes it (OpenTelemetry's semantic
+        # conventions for exceptions), but with its message and stack text scrubbed: a
+        # handler's exception may carry the payload (ValueError(f"bad {payload}")).
+        message = _scrubbed(bus, str(error))
+        span.add_event(
+            "exception",
+            {
+                "exception.type": _exception_type(error),
+                "exception.message": message,
+                "exception.stacktrace": _scrubbed(
+                    bus, "".join(traceback.format_exception(error))
+                ),
+                "exception.escaped": "False",
+            },
+        )
         span.set_attribute("error.type", _error_type(error, reason))
         if reason is not None:
             span.set_attribute("aperion_bus.failure_reason", reason.value)
-        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {message}"))
 
     @hookimpl(wrapper=True)
     def on_dispatch(self, bus: EventBus, event: Event) -> Generator[None, DispatchResult, None]:
@@ -232,7 +267,7 @@ class OtelPlugin:
         hs = state.spans.get(subscription.id)
         if hs is not None:
             # a sync handler the bus stopped waiting for: its span ends when it returns
-            self._mark_failed(hs, error, FailureReason.HANDLER_TIMEOUT)
+            self._mark_failed(bus, hs, error, FailureReason.HANDLER_TIMEOUT)
             return
         if not self.trace_handlers:
             return
@@ -243,7 +278,7 @@ class OtelPlugin:
             attributes=self._handler_attributes(bus, event, subscription),
         )
         hs = _HandlerSpan(span)
-        self._mark_failed(hs, error, FailureReason.HANDLER_TIMEOUT)
+        self._mark_failed(bus, hs, error, FailureReason.HANDLER_TIMEOUT)
         span.end()
 
     @hookimpl(wrapper=True)
@@ -268,7 +303,7 @@ class OtelPlugin:
             outcome = yield
             timeout = bus.handler_timeout
             if outcome.error is not None:
-                self._mark_failed(hs, outcome.error, outcome.reason)
+                self._mark_failed(bus, hs, outcome.error, outcome.reason)
             elif (
                 timeout is not None
                 and not subscription.is_async
@@ -278,7 +313,7 @@ class OtelPlugin:
                 err = TimeoutError(
                     f"handler {subscription.name} exceeded handler_timeout={timeout}s"
                 )
-                self._mark_failed(hs, err, FailureReason.HANDLER_TIMEOUT)
+                self._mark_failed(bus, hs, err, FailureReason.HANDLER_TIMEOUT)
         finally:
             _otel_context.detach(token)
             with self._lock:

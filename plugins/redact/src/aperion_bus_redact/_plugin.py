@@ -49,7 +49,9 @@ def _compiles(pattern: str) -> bool:
 
 
 class RedactPlugin:
-    """Redacts every audit record (``on_audit``, ``tryfirst``): payload and free-text fields.
+    """Redacts every audit record (``on_audit``, ``tryfirst``): payload and free-text fields;
+    and, through ``on_scrub`` (``tryfirst``), what ``EventBus.scrub`` is given: the data other
+    plugins (otel, structlog) send out of the bus.
 
     Settings (keyword arguments, or ``[plugins.redact]``): ``enabled``, ``extra_keys``,
     ``redact_keys``, ``allow``, ``allow_patterns``, ``detectors`` (a list of
@@ -161,6 +163,30 @@ class RedactPlugin:
             out["payload"] = ERROR_PLACEHOLDER
             out["redaction_error"] = name
             return out
+
+    @hookimpl(tryfirst=True)
+    def on_scrub(self, value: Any) -> Any:
+        """``value`` redacted as the audit record's payload would be, for data leaving the bus
+        elsewhere (``EventBus.scrub``: span attributes, error texts, log fields): a string
+        through ``redact_text``, a dict, list or tuple through ``redact``; any other value is
+        passed on unchanged (None). Disabled: None. If redaction raises, the result is
+        :data:`ERROR_PLACEHOLDER` (fail closed; only the exception's type is logged).
+        """
+        redactor = self.redactor
+        if not redactor.enabled:
+            return None
+        try:
+            if isinstance(value, str):
+                return redactor.redact_text(value)
+            if isinstance(value, (dict, list, tuple)):
+                return redactor.redact(value)
+        except Exception as exc:
+            with self._lock:
+                self._errors += 1
+            logger.error("redaction failed (%s) while scrubbing a value: %s in its place",
+                         type(exc).__name__, ERROR_PLACEHOLDER)  # fmt: skip
+            return ERROR_PLACEHOLDER
+        return None
 
     @hookimpl
     def on_stats(self) -> dict[str, Any]:

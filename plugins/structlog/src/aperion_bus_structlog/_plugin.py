@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import traceback
 from collections import Counter
@@ -23,8 +22,6 @@ DIAGNOSTICS: Final[Mapping[str, str]] = {
 }
 #: The levels a diagnostic can be written at; ``"off"`` leaves it out.
 LEVELS: Final = ("debug", "info", "warning", "error", "critical", "off")
-#: What an error text becomes when the redactor itself failed.
-_REDACTION_FAILED: Final = "[REDACTION FAILED]"
 
 
 class StructlogPlugin:
@@ -37,11 +34,11 @@ class StructlogPlugin:
     and, as they apply, ``handler``, ``subscription_id``, ``duration``, ``error_type``,
     ``error`` (and ``exc_info`` for a handler's exception when ``exc_info`` is True).
 
-    When the ``redact`` plugin (aperion-bus-redact, by entry point or as an object) is
-    registered on the bus, error texts go through ``redactor.redact_text`` like the audit
-    copy of the failure, and a handler's exception is logged as a redacted traceback string
-    (``exception``) instead of ``exc_info``: a traceback renderer would print the message
-    unredacted.
+    Every field that can carry event data (``error``, ``exception``, a drop's ``reason``) goes
+    through ``bus.scrub``: with the ``redact`` plugin (aperion-bus-redact) on the bus it is
+    redacted like the audit copy of the failure. When a plugin implements ``on_scrub``, a
+    handler's exception is logged as a scrubbed traceback string (``exception``) instead of
+    ``exc_info``: a traceback renderer would print the message unscrubbed.
 
     ``levels`` maps a diagnostic to a level (``debug`` ... ``critical``, or ``off``).
     The plugin never configures structlog: the application does.
@@ -86,30 +83,15 @@ class StructlogPlugin:
             self._counts[name] += 1
 
     @staticmethod
-    def _redactor(bus: EventBus) -> Any:
-        """The redact plugin's redactor when one is registered and enabled, else None."""
-        plugin = bus.get_plugin("redact")  # the entry point's name
-        if plugin is None:
-            # a RedactPlugin object passed to EventBus is registered under its class name;
-            # looked up without importing aperion_bus_redact (this plugin works without it)
-            cls = getattr(sys.modules.get("aperion_bus_redact"), "RedactPlugin", None)
-            if isinstance(cls, type):
-                plugin = next(
-                    (p for _, p in bus.plugin_manager.list_name_plugin() if isinstance(p, cls)),
-                    None,
-                )
-        redactor = getattr(plugin, "redactor", None)
-        if redactor is None or not callable(getattr(redactor, "redact_text", None)):
-            return None
-        return redactor if getattr(redactor, "enabled", True) else None
+    def _scrubbing(bus: EventBus) -> bool:
+        """Whether a plugin scrubs data leaving the bus (``on_scrub``: the redact plugin)."""
+        return bool(bus.plugin_manager.hook.on_scrub.get_hookimpls())
 
     @staticmethod
-    def _redact(redactor: Any, text: str) -> str:
-        try:
-            out = redactor.redact_text(text)
-        except Exception:  # never let a failing redactor leak the original
-            return _REDACTION_FAILED
-        return out if isinstance(out, str) else _REDACTION_FAILED
+    def _scrub(bus: EventBus, text: str) -> str:
+        """``text`` through ``bus.scrub``; anything but text back counts as a failed scrub."""
+        out = bus.scrub(text)
+        return out if isinstance(out, str) else EventBus.SCRUB_FAILED
 
     @staticmethod
     def _event_fields(bus: EventBus, event: Event) -> dict[str, Any]:
@@ -124,23 +106,23 @@ class StructlogPlugin:
     @hookimpl
     def on_handler_error(self, bus: EventBus, failure: HandlerFailure) -> None:
         timeout = failure.reason is FailureReason.HANDLER_TIMEOUT
-        redactor = self._redactor(bus)
-        error = str(failure.error)
         fields = self._event_fields(bus, failure.event)
         fields.update(
             handler=failure.handler_name,
             subscription_id=failure.subscription.id,
             reason=failure.reason.value,
             error_type=type(failure.error).__name__,
-            error=error if redactor is None else self._redact(redactor, error),
+            error=self._scrub(bus, str(failure.error)),
             duration=failure.duration,
         )
         if self.exc_info and not timeout:
-            if redactor is None:
+            if not self._scrubbing(bus):
                 fields["exc_info"] = failure.error
             else:
+                # never exc_info here: a traceback renderer would print the message (and
+                # maybe the frames' locals) as they are
                 text = "".join(traceback.format_exception(failure.error)).rstrip("\n")
-                fields["exception"] = self._redact(redactor, text)
+                fields["exception"] = self._scrub(bus, text)
         self._write("handler_timeout" if timeout else "handler_error", fields)
 
     @hookimpl
@@ -148,11 +130,10 @@ class StructlogPlugin:
         self, bus: EventBus, event: Event, reason: str, error: BaseException | None
     ) -> None:
         fields = self._event_fields(bus, event)
-        fields["reason"] = reason
+        fields["reason"] = self._scrub(bus, reason) if isinstance(reason, str) else reason
         if error is not None:
-            redactor = self._redactor(bus)
             fields["error_type"] = type(error).__name__
-            fields["error"] = str(error) if redactor is None else self._redact(redactor, str(error))
+            fields["error"] = self._scrub(bus, str(error))
         self._write("event_dropped" if error is None else "event_rejected", fields)
 
     @hookimpl
