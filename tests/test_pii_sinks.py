@@ -176,11 +176,6 @@ class RefuseErrorEvents:
             raise EventRejected(f"refused: {event.payload}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel: _plugin_failed (and 'could not emit system.handler_error') log the "
-    "exception's repr and traceback unscrubbed; needs a kernel change (see docs/redact.md)",
-)
 @pytest.mark.parametrize("plugin", [FailingNotifier(), RefuseErrorEvents()])
 def test_kernel_logs_of_failing_plugins_carry_no_pii(
     plugin: object, caplog: pytest.LogCaptureFixture

@@ -16,6 +16,7 @@ import os
 import struct
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
@@ -482,7 +483,9 @@ class EventBus(Dispatcher):
                 try:
                     await self._aemit_event(self._handler_error_event(failure))
                 except Exception as exc:
-                    logger.warning("could not emit %s: %r", HANDLER_ERROR_EVENT, exc)
+                    logger.warning(
+                        "could not emit %s: %s", HANDLER_ERROR_EVENT, self._error_text(exc)
+                    )
 
     def dispatch(self, event: Event) -> DispatchResult:
         """Dispatch an existing event now, in this thread, and return the result.
@@ -675,7 +678,20 @@ class EventBus(Dispatcher):
 
     def _plugin_failed(self, hook: str, plugin: str, exc: BaseException) -> None:
         self._count("plugin_errors")
-        logger.error("plugin %r failed in %s: %r", plugin, hook, exc, exc_info=exc)
+        if not self._hooks.on_scrub:
+            logger.error("plugin %r failed in %s: %r", plugin, hook, exc, exc_info=exc)
+            return
+        # a scrubber is installed: the exception's text and its traceback may quote event
+        # data, so they are logged scrubbed (a failing scrubber itself: its type alone)
+        scrub = hook != "on_scrub"
+        trace = ""
+        if scrub:
+            text = "".join(traceback.format_exception(exc))
+            scrubbed = self.scrub(text)
+            trace = "\n" + (scrubbed if isinstance(scrubbed, str) else "[UNSCRUBBED]")
+        logger.error(
+            "plugin %r failed in %s: %s%s", plugin, hook, self._error_text(exc, scrub), trace
+        )
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._count_lock:
@@ -773,7 +789,11 @@ class EventBus(Dispatcher):
                 try:
                     ctx.run(run_item, event, loop)
                 except BaseException as exc:  # never let the worker die
-                    logger.error("background dispatch of %s failed: %r", event.event_id, exc)
+                    logger.error(
+                        "background dispatch of %s failed: %s",
+                        event.event_id,
+                        self._error_text(exc),
+                    )
                 worker.busy = 0
                 if worker.waiters:
                     worker.notify()
@@ -801,7 +821,11 @@ class EventBus(Dispatcher):
                 except Abandoned:
                     raise
                 except BaseException as exc:  # never let the consumer die
-                    logger.error("background dispatch of %s failed: %r", event.event_id, exc)
+                    logger.error(
+                        "background dispatch of %s failed: %s",
+                        event.event_id,
+                        self._error_text(exc),
+                    )
                 worker.finished()
         except Abandoned:
             return

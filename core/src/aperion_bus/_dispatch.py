@@ -145,6 +145,21 @@ class Dispatcher:
     def _failed(self, hook: str, plugin: str, exc: BaseException) -> None:
         self._plugin_failed(hook, plugin, exc)
 
+    def _error_text(self, exc: BaseException, scrub: bool = True) -> str:
+        """An exception for a log line: its type and message, the message scrubbed
+        (``on_scrub``, the redact plugin) when a scrubber is installed; ``scrub=False`` (a
+        scrubber failed) gives the type alone then."""
+        try:
+            text = str(exc)
+        except Exception:
+            text = "<str() failed>"
+        if self._hooks.on_scrub:
+            if not scrub:
+                return type(exc).__name__
+            scrubbed = self.scrub(text)  # type: ignore[attr-defined]
+            text = scrubbed if isinstance(scrubbed, str) else "[UNSCRUBBED]"
+        return f"{type(exc).__name__}: {text}"
+
     @staticmethod
     def _timeout_outcome(sub: Sub, timeout: float, sync: bool) -> HandlerOutcome:
         return HandlerOutcome(sub, timeout, timeout_error(sub, timeout, sync), _TIMEOUT)
@@ -268,7 +283,9 @@ class Dispatcher:
         try:
             self._overran(event, over, result, timeout)
         except Exception as exc:  # never let a watcher die (a bug of the bus)
-            logger.error("reporting a timeout of %s failed: %r", event.event_id, exc)
+            logger.error(
+                "reporting a timeout of %s failed: %s", event.event_id, self._error_text(exc)
+            )
         return result, tuple(subs[pos + 1 :])
 
     # ------------------------------------------------------------------ the general sync loop
@@ -377,7 +394,7 @@ class Dispatcher:
             except concurrent.futures.CancelledError:
                 break
             except Exception as exc:  # a bug in the bus itself: keep the dispatcher alive
-                logger.error("dispatching async handlers failed: %r", exc, exc_info=exc)
+                logger.error("dispatching async handlers failed: %s", self._error_text(exc))
                 break
         if watch is not None and token is not None:
             watch.end(token)
@@ -546,7 +563,10 @@ class Dispatcher:
             self._emit_event(self._handler_error_event(failure), True)
         except Exception as exc:  # refused by a plugin
             logger.warning(
-                "could not emit %s for %s: %r", HANDLER_ERROR_EVENT, failure.event.event_id, exc
+                "could not emit %s for %s: %s",
+                HANDLER_ERROR_EVENT,
+                failure.event.event_id,
+                self._error_text(exc),
             )
 
     # ------------------------------------------------------------------ the async loop
@@ -600,10 +620,10 @@ class Dispatcher:
                     await self._aemit_event(self._handler_error_event(failure))
                 except Exception as exc:
                     logger.warning(
-                        "could not emit %s for %s: %r",
+                        "could not emit %s for %s: %s",
                         HANDLER_ERROR_EVENT,
                         event.event_id,
-                        exc,
+                        self._error_text(exc),
                     )
         return result
 
