@@ -1,10 +1,18 @@
 """aperion-bus: a minimal in-process event bus kernel with pluggy hooks.
 
 The public API is what ``__all__`` lists; modules whose names start with ``_`` are private.
+The dispatch engine (``EventBus``, ``HANDLER_ERROR_EVENT``, ``PendingQueue``, and asyncio
+with them) is imported on first use, so that tools that only read events (the command line,
+a plugin's helpers) start fast.
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
-from ._bus import HANDLER_ERROR_EVENT, EventBus
+if _TYPE_CHECKING:
+    from ._bus import HANDLER_ERROR_EVENT, EventBus
+    from ._worker import PendingQueue
+
 from ._correlation import (
     CORRELATION_HEADER,
     CorrelationContext,
@@ -51,10 +59,19 @@ from ._types import (
     HandlerOutcome,
     Subscription,
 )
-from ._worker import PendingQueue
+
+#: names imported on first use, and the private module that holds each
+_LAZY = {"EventBus": "_bus", "HANDLER_ERROR_EVENT": "_bus", "PendingQueue": "_worker"}
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
     # __version__ reads the installed metadata on first use (importlib.metadata is slow to
     # import, and most programs never ask)
     if name == "__version__":
@@ -65,6 +82,10 @@ def __getattr__(name: str) -> str:
         except PackageNotFoundError:  # pragma: no cover - running from a source tree
             return "0+unknown"
     raise AttributeError(f"module 'aperion_bus' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "CORRELATION_HEADER",
