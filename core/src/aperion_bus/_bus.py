@@ -454,7 +454,7 @@ class EventBus(Dispatcher):
                         failures = []
                     failures.append(HandlerFailure(event, sub, error, reason, _perf() - t0))
             if failures:
-                await self._areport(DispatchResult(event, len(plan.pairs), failures))
+                await self._afinish(DispatchResult(event, len(plan.pairs), failures), None)
         finally:
             _scope_reset(tok)
         return event.event_id
@@ -474,18 +474,6 @@ class EventBus(Dispatcher):
         finally:
             _scope_reset(tok)
         return event.event_id
-
-    async def _areport(self, result: DispatchResult) -> None:
-        """Failures of emit_async's inline loop: the same report as _adispatch's."""
-        self._report_failures(result)
-        if self._errors_due(result):
-            for failure in result.failures:
-                try:
-                    await self._aemit_event(self._handler_error_event(failure))
-                except Exception as exc:
-                    logger.warning(
-                        "could not emit %s: %s", HANDLER_ERROR_EVENT, self._error_text(exc)
-                    )
 
     def dispatch(self, event: Event) -> DispatchResult:
         """Dispatch an existing event now, in this thread, and return the result.

@@ -608,10 +608,19 @@ class Dispatcher:
             if started:
                 finish_wrappers("on_dispatch", started, None, exc, self._failed)
             raise
+        return await self._afinish(result, started)
+
+
+    async def _afinish(self, result: DispatchResult, started: Started | None) -> DispatchResult:
+        """:meth:`_finish` on the running loop: the same report, in the same order; the
+        ``system.handler_error`` events are dispatched with ``emit_async``'s route."""
         if result.failures:
             self._report_failures(result)
+        hooks = self._hooks
         if hooks.on_dispatch:
-            call_each("on_dispatch", hooks.on_dispatch, (self, event, result), self._failed)
+            call_each(
+                "on_dispatch", hooks.on_dispatch, (self, result.event, result), self._failed
+            )
         if started:
             result = finish_wrappers("on_dispatch", started, result, None, self._failed)
         if result.failures and self._errors_due(result):
@@ -622,7 +631,7 @@ class Dispatcher:
                     logger.warning(
                         "could not emit %s for %s: %s",
                         HANDLER_ERROR_EVENT,
-                        event.event_id,
+                        failure.event.event_id,
                         self._error_text(exc),
                     )
         return result
