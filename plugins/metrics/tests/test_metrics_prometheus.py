@@ -6,9 +6,10 @@ import re
 import subprocess
 import sys
 import urllib.request
+from typing import Any
 
 import pytest
-from aperion_bus import ConfigError, Event, EventBus
+from aperion_bus import ConfigError, Event, EventBus, hookimpl
 from aperion_bus.testing import assert_bad_setting, free_port, run_python, wait_until
 from aperion_bus_metrics import MetricsPlugin, PrometheusMetrics
 
@@ -202,3 +203,21 @@ def test_cli_metrics_serve_refuses_a_bad_config(tmp_path: object) -> None:
     )
     assert proc.returncode == 2
     assert "'max_label_values' = 0 is invalid; expected an int >= 1" in proc.stderr
+
+
+def test_other_plugins_numeric_stats_are_exported() -> None:
+    class Transport:
+        """Stands for a plugin with stats (redis reports its reader restarts this way)."""
+
+        @hookimpl
+        def on_stats(self) -> dict[str, Any]:
+            return {"redis": {"reader_restarts": 2, "last_reader_error": None, "mode": "x"}}
+
+    plugin = MetricsPlugin(backend="prometheus")
+    with EventBus(plugins=[plugin, Transport()]) as bus:
+        assert bus.get_stats()["redis"]["reader_restarts"] == 2
+        assert plugin.plugin_stats()[("redis", "reader_restarts")] == 2.0
+        assert ("redis", "mode") not in plugin.plugin_stats()  # numbers only
+        text = plugin.collector.backend.render()  # type: ignore[union-attr]
+    assert 'aperion_bus_plugin_stat{plugin="redis",stat="reader_restarts"} 2.0' in text
+    assert plugin.plugin_stats() == {}  # the bus is shut down: nothing to read

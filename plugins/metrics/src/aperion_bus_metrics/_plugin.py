@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +106,8 @@ class MetricsPlugin:
         self.collector = collector
         self.dispatch_latency = dispatch_latency
         self._servers: list[MetricsServer] = []
+        self._bus_ref: weakref.ref[EventBus] | None = None
+        self._stats_registered = False
         self._servers_lock = threading.Lock()
         # bound once: the hooks below run on the hot path
         self._emitted = collector.record_event_emitted
@@ -152,8 +156,36 @@ class MetricsPlugin:
         self.collector.record_event_dropped(event.event_type, reason)
 
     @hookimpl
+    def on_start(self, bus: EventBus) -> None:
+        self._bus_ref = weakref.ref(bus)
+        registry = self.registry
+        if registry is not None and not self._stats_registered:
+            backend = self.collector.backend
+            assert isinstance(backend, PrometheusMetrics)
+            # (a ValueError: another metrics plugin exports them to this registry already)
+            with contextlib.suppress(ValueError):
+                registry.register(_PluginStatsCollector(self, backend.namespace))
+            self._stats_registered = True
+
+    @hookimpl
     def on_stats(self, bus: EventBus) -> dict[str, Any]:
         return {"metrics": self.collector.get_snapshot()}
+
+    def plugin_stats(self) -> dict[tuple[str, str], float]:
+        """The other plugins' numeric statistics, read through the bus (their ``on_stats``):
+        ``(plugin key, stat) -> value``, e.g. ``("redis", "reader_restarts")``. Exported to
+        Prometheus as ``<ns>_plugin_stat{plugin, stat}``."""
+        bus = self._bus_ref() if self._bus_ref is not None else None
+        if bus is None or bus.closed:
+            return {}
+        out: dict[tuple[str, str], float] = {}
+        for plugin, stats in bus.get_stats().items():
+            if plugin == "metrics" or not isinstance(stats, dict):
+                continue
+            for key, value in stats.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    out[(plugin, str(key))] = float(value)
+        return out
 
     @hookimpl
     def on_shutdown(self, bus: EventBus) -> None:
@@ -201,3 +233,25 @@ class MetricsPlugin:
 
     def __repr__(self) -> str:
         return f"<MetricsPlugin {self.collector!r}>"
+
+
+class _PluginStatsCollector:
+    """A Prometheus collector of the other plugins' numeric stats (a transport's reader
+    restarts, a DLQ's size, ...), read when Prometheus scrapes."""
+
+    def __init__(self, plugin: MetricsPlugin, namespace: str) -> None:
+        self._plugin = weakref.ref(plugin)
+        self._name = f"{namespace}_plugin_stat"
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            self._name, "Numeric statistics of the bus's plugins (on_stats)",
+            labels=["plugin", "stat"],
+        )
+        plugin = self._plugin()
+        if plugin is not None:
+            for (name, key), value in sorted(plugin.plugin_stats().items()):
+                family.add_metric([name, key], value)
+        yield family

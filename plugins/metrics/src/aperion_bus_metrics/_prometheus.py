@@ -48,6 +48,8 @@ class PrometheusMetrics(MetricsBackend):
     - ``<ns>_handler_failures_total{handler,event_type,reason}``
     - ``<ns>_handler_duration_seconds{handler}`` (histogram; its ``_count`` = completed calls)
     - ``<ns>_dispatch_duration_seconds{event_type}`` (histogram: one event, all handlers)
+    - ``<ns>_plugin_stat{plugin,stat}`` (gauge: the other plugins' numeric stats, registered
+      by :class:`MetricsPlugin` once it starts on a bus)
 
     Label values are bounded by the collector (``max_label_values``; extra ones: ``other``).
     """
