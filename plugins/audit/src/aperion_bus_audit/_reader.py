@@ -7,6 +7,7 @@ import datetime as _dt
 import errno
 import fnmatch
 import json
+import mmap
 import os
 import re
 import stat
@@ -208,33 +209,38 @@ def _needle(value: str | None) -> bytes | None:
     return b'"' + value.encode("ascii") + b'"'
 
 
+#: a window's pages are mapped in one go where the system can (Linux): no fault per page
+_MAP_FLAGS: Final = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+
 def _reverse_hits(fh: IO[bytes], size: int, needle: bytes) -> Iterator[tuple[bytes, bool]]:
     """The lines of ``fh[:size]`` that contain ``needle``, last to first, each with "is it
-    newline-terminated": the file is read back into one reused buffer, a window at a time, and
-    searched as raw bytes; only the lines that contain ``needle`` are copied out."""
+    newline-terminated": the file is mapped back a window at a time (no copy into a buffer;
+    one window mapped at once, so memory stays bounded) and searched as raw bytes; only the
+    lines that contain ``needle`` are copied out."""
     if size <= 0:
         return
     fh.seek(size - 1)
     last_torn = fh.read(1) != b"\n"
-    window = bytearray(min(_WINDOW, size))
-    view = memoryview(window)
+    fd = fh.fileno()
+    gran = mmap.ALLOCATIONGRANULARITY
     end = size
     carry = b""  # the start of the line that goes on past ``end`` (up to its newline)
     at_eof = True
-    try:
-        while end > 0:
-            start = max(0, end - len(window))
-            k = end - start
-            fh.seek(start)
-            got = fh.readinto(view[:k])  # type: ignore[attr-defined]
-            if got != k:  # pragma: no cover - the file shrank under us (clear_log)
-                return
+    while end > 0:
+        start = max(0, end - max(_WINDOW, 1)) // gran * gran  # mappings start on a page
+        k = end - start
+        try:
+            window = mmap.mmap(fd, k, _MAP_FLAGS, mmap.PROT_READ, offset=start)
+        except (OSError, ValueError):  # pragma: no cover - the file shrank (clear_log)
+            return
+        try:
             last_nl = window.rfind(b"\n", 0, k)
             if last_nl == -1 and start > 0:  # one line longer than the window
-                carry = bytes(view[:k]) + carry
+                carry = window[:k] + carry
                 end, at_eof = start, False
                 continue
-            tail = bytes(view[last_nl + 1 : k]) + carry  # the line across the window's end
+            tail = window[last_nl + 1 : k] + carry  # the line across the window's end
             if needle in tail:
                 yield tail, not (at_eof and last_torn)
             region = window.find(b"\n", 0, k) + 1 if start > 0 else 0
@@ -245,12 +251,13 @@ def _reverse_hits(fh: IO[bytes], size: int, needle: bytes) -> Iterator[tuple[byt
                 e = window.find(b"\n", i, last_nl + 1)
                 spans.append((s, e))
                 i = window.find(needle, e, last_nl)
-            for s, e in reversed(spans):
-                yield bytes(view[s:e]), True
-            carry = bytes(view[: region - 1]) if start > 0 else b""
-            end, at_eof = start, False
-    finally:
-        view.release()
+            lines = [window[s:e] for s, e in reversed(spans)]
+            carry = window[: region - 1] if start > 0 else b""
+        finally:
+            window.close()
+        for line in lines:
+            yield line, True
+        end, at_eof = start, False
 
 
 def _file_is_older(fh: IO[bytes], since: float | None) -> bool:
