@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 import pytest
 from aperion_bus import Event, EventBus
@@ -15,14 +16,21 @@ PRODUCERS = 8
 class Tally:
     """Records (producer, sequence number) of every event and the largest pending count seen."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, pause_every: int = 0) -> None:
         self.bus = bus
+        #: sleep 0.5 ms every that many events, so that the producers outrun the worker and
+        #: the limit is reached whatever the machine's speed (0: never)
+        self.pause_every = pause_every
+        self.count = 0
         self.seen: list[list[int]] = [[] for _ in range(PRODUCERS)]
         self.ids: set[str] = set()
         self.max_pending = 0
 
     def __call__(self, event: Event) -> None:
         # runs on the bus's single worker thread: no lock needed
+        self.count += 1
+        if self.pause_every and self.count % self.pause_every == 0:
+            time.sleep(0.0005)
         payload = event.payload
         self.seen[payload["p"]].append(payload["n"])
         self.ids.add(event.event_id)
@@ -71,7 +79,7 @@ def test_drop_under_load_accounts_for_every_event() -> None:
     limit = 100
     plugin = BackpressurePlugin(limit, "drop")
     with EventBus([plugin]) as bus:
-        tally = Tally(bus)
+        tally = Tally(bus, pause_every=100)
         bus.subscribe(tally, "load.*")
         produce(bus, per_producer)
         handled = sum(len(s) for s in tally.seen)
@@ -90,7 +98,7 @@ def test_drop_oldest_under_load_accounts_for_every_event() -> None:
     per_producer = 10_000
     limit = 50
     with EventBus([BackpressurePlugin(limit, "drop_oldest")]) as bus:
-        tally = Tally(bus)
+        tally = Tally(bus, pause_every=100)
         bus.subscribe(tally, "load.*")
         produce(bus, per_producer)
         s = bus.get_stats()["backpressure"]
