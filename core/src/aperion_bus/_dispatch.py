@@ -107,7 +107,7 @@ class Dispatcher:
         if started:
             outcome = finish_wrappers("on_handler", started, outcome, None, self._plugin_failed)
         if hooks.on_handler:
-            call_each("on_handler", hooks.on_handler, (self, event, sub, outcome), self._failed)
+            self._observed(event, sub, outcome)
         return outcome
 
     async def _acall(self, event: Event, sub: Sub, fn: Handler) -> HandlerOutcome:
@@ -140,11 +140,18 @@ class Dispatcher:
         if started:
             outcome = finish_wrappers("on_handler", started, outcome, None, self._plugin_failed)
         if hooks.on_handler:
-            call_each("on_handler", hooks.on_handler, (self, event, sub, outcome), self._failed)
+            self._observed(event, sub, outcome)
         return outcome
 
-    def _failed(self, hook: str, plugin: str, exc: BaseException) -> None:
-        self._plugin_failed(hook, plugin, exc)
+    def _observed(self, event: Event, sub: Sub, outcome: HandlerOutcome) -> None:
+        """The plain ``on_handler`` implementations, after a call (or its timeout)."""
+        args = (self, event, sub, outcome)
+        call_each("on_handler", self._hooks.on_handler, args, self._plugin_failed)
+
+    def _start_dispatch(self, event: Event) -> Started:
+        """The ``on_dispatch`` wrappers' before-part."""
+        wrappers = self._hooks.dispatch_wrappers
+        return start_wrappers("on_dispatch", wrappers, (self, event), self._plugin_failed)
 
     def _error_text(self, exc: BaseException, scrub: bool = True) -> str:
         """An exception for a log line: its type and message, the message scrubbed
@@ -442,7 +449,7 @@ class Dispatcher:
         outcome = self._timeout_outcome(sub, timeout, True)
         hooks = self._hooks
         if hooks.on_handler:
-            call_each("on_handler", hooks.on_handler, (self, event, sub, outcome), self._failed)
+            self._observed(event, sub, outcome)
         self._collect(result, outcome)
 
     # ------------------------------------------------------------------ one dispatch, sync
@@ -471,9 +478,7 @@ class Dispatcher:
                 return res
             return DispatchResult(event, len(plan.pairs)) if want else None
         started = (
-            start_wrappers("on_dispatch", hooks.dispatch_wrappers, (self, event), self._failed)
-            if hooks.dispatch_wrappers
-            else None
+            self._start_dispatch(event) if hooks.dispatch_wrappers else None
         )
         result = DispatchResult(event)
         try:
@@ -488,7 +493,7 @@ class Dispatcher:
             raise
         except BaseException as exc:
             if started:
-                finish_wrappers("on_dispatch", started, None, exc, self._failed)
+                finish_wrappers("on_dispatch", started, None, exc, self._plugin_failed)
             raise
         return self._finish(result, started)
 
@@ -520,9 +525,9 @@ class Dispatcher:
         hooks = self._hooks
         if hooks.on_dispatch:
             event = result.event
-            call_each("on_dispatch", hooks.on_dispatch, (self, event, result), self._failed)
+            call_each("on_dispatch", hooks.on_dispatch, (self, event, result), self._plugin_failed)
         if started:
-            result = finish_wrappers("on_dispatch", started, result, None, self._failed)
+            result = finish_wrappers("on_dispatch", started, result, None, self._plugin_failed)
         if result.failures and self._errors_due(result):
             for failure in result.failures:
                 self._emit_handler_error(failure)
@@ -543,7 +548,10 @@ class Dispatcher:
                 type(failure.error).__name__,
             )
             call_each(
-                "on_handler_error", self._hooks.on_handler_error, (self, failure), self._failed
+                "on_handler_error",
+                self._hooks.on_handler_error,
+                (self, failure),
+                self._plugin_failed,
             )
 
     def _errors_due(self, result: DispatchResult) -> bool:
@@ -575,9 +583,7 @@ class Dispatcher:
         """``emit_async``'s dispatch on the running loop (audit done, scope set)."""
         hooks = self._hooks
         started = (
-            start_wrappers("on_dispatch", hooks.dispatch_wrappers, (self, event), self._failed)
-            if hooks.dispatch_wrappers
-            else None
+            self._start_dispatch(event) if hooks.dispatch_wrappers else None
         )
         result = DispatchResult(event)
         subs = plan.subs
@@ -607,7 +613,7 @@ class Dispatcher:
                     i += 1
         except BaseException as exc:
             if started:
-                finish_wrappers("on_dispatch", started, None, exc, self._failed)
+                finish_wrappers("on_dispatch", started, None, exc, self._plugin_failed)
             raise
         return await self._afinish(result, started)
 
@@ -620,10 +626,10 @@ class Dispatcher:
         hooks = self._hooks
         if hooks.on_dispatch:
             call_each(
-                "on_dispatch", hooks.on_dispatch, (self, result.event, result), self._failed
+                "on_dispatch", hooks.on_dispatch, (self, result.event, result), self._plugin_failed
             )
         if started:
-            result = finish_wrappers("on_dispatch", started, result, None, self._failed)
+            result = finish_wrappers("on_dispatch", started, result, None, self._plugin_failed)
         if result.failures and self._errors_due(result):
             for failure in result.failures:
                 try:

@@ -191,9 +191,3 @@ class Registry:
             prefix = pattern[:-1]  # "a.b.*" -> "a.b."
             for event_type in [t for t in list(plans) if t.startswith(prefix)]:
                 plans.pop(event_type, None)
-
-    def clear_cache(self) -> None:
-        with self.lock:
-            self.plans.clear()
-            self._interned.clear()
-            self._interned_by_pattern.clear()
