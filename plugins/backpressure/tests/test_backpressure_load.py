@@ -59,7 +59,7 @@ def test_block_under_load_loses_nothing() -> None:
     limit = 500
     plugin = BackpressurePlugin(limit, "block")
     with EventBus([plugin]) as bus:
-        tally = Tally(bus)
+        tally = Tally(bus, pause_every=100)
         bus.subscribe(tally, "load.*")
         produce(bus, per_producer)
         # every event handled exactly once, each producer's in emit order
