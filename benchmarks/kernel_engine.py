@@ -21,6 +21,7 @@ Cases, each next to what it is compared with:
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import statistics
@@ -145,6 +146,7 @@ def _instructions(case: str, n: int, k: int) -> int:
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
          sys.executable, "-c", _CHILD, case, str(n), str(k)],
         capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # the same dict probes in every run
     )
     match = _REFS.search(out.stderr)
     if match is None:

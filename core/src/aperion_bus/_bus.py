@@ -47,7 +47,7 @@ from ._types import (
     Subscription,
     handler_name,
 )
-from ._worker import Item, PendingQueue, Worker
+from ._worker import Bg, Item, PendingQueue, Worker, bg_of, loop_of, new_bg, set_bg, with_loop
 
 __all__ = ["HANDLER_ERROR_EVENT", "EventBus"]
 
@@ -56,6 +56,7 @@ logger = logging.getLogger("aperion_bus")
 _F = TypeVar("_F", bound=Callable[..., Any])
 _time: Final = time.time
 _get_running_loop: Final = asyncio._get_running_loop
+_with_loop: Final = with_loop
 _copy_context: Final = contextvars.copy_context
 _scope_get: Final = _scope.get
 _scope_set: Final = _scope.set
@@ -146,6 +147,7 @@ class EventBus(Dispatcher):
         self._threads = HandlerThreads(max_handler_threads, f"{name}-handler")
         self._loop_thread = LoopThread(f"{name}-loop")
         self._worker = Worker(name, self._dropped_reason)
+        self._queue_append = self._worker.queue.append
         self._worker.target = (
             self._consume_plain if self.handler_timeout is None else self._watch_queue
         )
@@ -302,14 +304,23 @@ class EventBus(Dispatcher):
         an ``on_emit`` plugin (validation, backpressure) does.
         """
         try:
-            plan = self._plans[event_type]
-        except (KeyError, TypeError):  # unhashable: check_event_type says what is wrong
+            plan = self._plans_get(event_type)  # a miss costs no exception
+        except TypeError:  # unhashable: check_event_type says what is wrong
             plan = None
         if plan is None:  # not cached (nothing is once shutdown began)
-            check_event_type(event_type)
-            if self._state != "open":
+            if not (
+                type(event_type) is str
+                and event_type
+                and "*" not in event_type
+                and ".." not in event_type
+                and event_type[0] != "."
+                and event_type[-1] != "."
+            ):
+                check_event_type(event_type)  # raises, saying what is wrong
+            plan = self._registry.miss(event_type)
+            if plan is None:  # building or shutting down
                 self._refuse_when_closed()
-            plan = self._registry.plan(event_type)
+                plan = self._registry.resolve(event_type)
         if type(payload) is not dict:
             payload = _check_payload(payload)
         if source is not None and type(source) is not str:
@@ -336,14 +347,20 @@ class EventBus(Dispatcher):
         event.source = source
         event.correlation_id = correlation_id
         event.causation_id = scope.event_id
-        event.__class__ = Event
-        if not wait_for_handlers:
-            if not self._bg_direct:
-                return self._emit_event(event, False, plan)
+        if not wait_for_handlers and self._bg_direct:
             if plan is EMPTY and not self._needs_queue:
                 return eid  # nothing would look at it
-            self._worker.put((event, _copy_context(), _get_running_loop()))
+            # its context rides on the event; an empty one is not kept (see _worker.new_bg)
+            loop = _get_running_loop()
+            event._bg = (_copy_context() or None) if loop is None else _with_loop(loop)
+            event.__class__ = Event
+            self._queue_append(event)  # Worker.put, inlined
+            if self._worker.attention:
+                self._worker.attend(event)
             return eid
+        event.__class__ = Event
+        if not wait_for_handlers:
+            return self._emit_event(event, False, plan)
         if not (self._inline and plan.plain):
             if self._lean and plan.plain and not self._hooks.on_emit and not self._hooks.on_audit:
                 tok = _scope_set(event)  # under a timeout, no hook: the lean watched path
@@ -699,7 +716,8 @@ class EventBus(Dispatcher):
 
     # ------------------------------------------------------------------ background work
     def _enqueue(self, event: Event) -> None:
-        item: Item = (event, _copy_context(), _get_running_loop())
+        set_bg(event, new_bg())
+        item: Item = event
         worker = self._worker
         hooks = self._hooks.on_enqueue
         if not hooks:
@@ -752,8 +770,9 @@ class EventBus(Dispatcher):
         if failures:
             self._finish(DispatchResult(event, len(plan.pairs), failures), None)
 
-    def _run_plain_item(self, event: Event, loop: asyncio.AbstractEventLoop | None) -> None:
+    def _run_plain_item(self, event: Event, bg: Bg) -> None:
         """:meth:`_run_item` with no timeout, its common case inline (one plain handler)."""
+        loop = loop_of(bg)
         _scope_set(event)  # the context is a copy: no reset needed
         if self._hooks.on_audit:
             self._audit(event)
@@ -770,34 +789,64 @@ class EventBus(Dispatcher):
             self._finish(DispatchResult(event, 1, [failure]), None)
 
     def _consume_plain(self) -> None:
-        """The worker with no timeout: take queued events and dispatch them, in order."""
+        """The worker with no timeout: take queued events and dispatch them, in order.
+
+        One plain handler is called right here, in the event's context (no frame of ours
+        between this loop and the handler). ``worker.busy`` stays 1 from one event to the
+        next and drops to 0 only when the queue is empty, so ``pending`` (queued + busy)
+        never reads 0 while an event is in hand."""
         worker = self._worker
-        queue = worker.queue
+        popleft = worker.queue.popleft
         run_item = self._run_plain_item
+        run_plain = self._run_plain
+        plans_get = self._plans_get
+        bare = self._lean and not self._hooks.on_audit
+        new_context = contextvars.Context
         worker.consumers.add(threading.get_ident())
+        worker.busy = 1
         try:
             while True:
-                worker.busy = 1
                 try:
-                    event, ctx, loop = queue.popleft()
+                    event: Any = popleft()
                 except IndexError:
                     worker.busy = 0
-                    item = worker.next_item()  # idle: waits, or None once closing
-                    if item is None:
+                    event = worker.next_item()  # idle: waits (busy 1 again), None: closing
+                    if event is None:
                         return
-                    event, ctx, loop = item
+                ctx = event._bg
+                if ctx is None:  # emitted in an empty context: a fresh one
+                    ctx = new_context()
+                else:
+                    set_bg(event, None)
+                plan = plans_get(event.event_type)
                 try:
-                    ctx.run(run_item, event, loop)
+                    if bare and plan is not None and plan.solo is not None:
+                        ctx.run(_scope_set, event)  # the event's own context: no reset
+                        t0 = _perf()
+                        try:
+                            ctx.run(plan.solo, event)
+                        except Exception as exc:
+                            failure = HandlerFailure(
+                                event, plan.subs[0], exc, _ERR, _perf() - t0
+                            )
+                            ctx.run(self._finish, DispatchResult(event, 1, [failure]), None)
+                    elif bare and plan is not None and plan.plain:
+                        ctx.run(_scope_set, event)
+                        res = ctx.run(run_plain, event, plan)
+                        if res is not None:
+                            ctx.run(self._finish, res, None)
+                    else:
+                        ctx.run(run_item, event, ctx)
                 except BaseException as exc:  # never let the worker die
                     logger.error(
                         "background dispatch of %s failed: %s",
                         event.event_id,
                         self._error_text(exc),
                     )
-                worker.busy = 0
                 if worker.waiters:
                     worker.notify()
         finally:
+            worker.busy = 0
             worker.consumers.discard(threading.get_ident())
 
     def _consume(self, watch: Watch, resume: Any = None) -> None:
@@ -812,10 +861,10 @@ class EventBus(Dispatcher):
                 ctx.run(self._resume, *args, watch)
                 worker.finished()
             while True:
-                item = worker.next_item()
-                if item is None:
+                event = worker.next_item()
+                if event is None:
                     break
-                event, ctx, loop = item
+                ctx, loop = bg_of(event)
                 try:
                     ctx.run(self._run_item, event, loop, watch)
                 except Abandoned:
@@ -931,6 +980,7 @@ class EventBus(Dispatcher):
         call_each("on_closing", self._hooks.on_closing, (self,), self._plugin_failed)
         self._registry.frozen = True
         self._registry.plans.clear()
+        self._registry.older.clear()
         drained = self._worker.close(timeout, wait=not self._worker.in_consumer())
         self._closed = True
         self._state = "closed"

@@ -126,6 +126,9 @@ class _EventSlots:
     # __init__, which must go through object.__setattr__ for every field.
     __slots__ = (
         "__weakref__",
+        # not a field: a queued background event's context (and loop), set by the bus
+        # while it waits in the queue, cleared once dispatched
+        "_bg",
         "causation_id",
         "correlation_id",
         "event_id",

@@ -52,6 +52,15 @@ def normalize_patterns(event_types: str | Iterable[str]) -> tuple[str, ...]:
 
 def check_event_type(event_type: object) -> str:
     """Validate an emitted event type (a pattern without wildcards)."""
+    if (
+        type(event_type) is str
+        and event_type
+        and "*" not in event_type
+        and ".." not in event_type
+        and event_type[0] != "."
+        and event_type[-1] != "."
+    ):
+        return event_type  # the common case, without a call
     if not isinstance(event_type, str):
         raise TypeError(f"event_type must be a str, got {type(event_type).__name__}")
     if not event_type:

@@ -15,7 +15,6 @@ it.
 
 from __future__ import annotations
 
-import collections
 import itertools
 import threading
 from collections.abc import Callable
@@ -35,7 +34,7 @@ TYPE_CACHE_MAX_LEN: Final = 256
 class Plan:
     """The subscriptions one event type resolves to, in call order, and what they need."""
 
-    __slots__ = ("all_async", "has_async", "one", "pairs", "plain", "strong", "subs")
+    __slots__ = ("all_async", "has_async", "one", "pairs", "plain", "solo", "strong", "subs")
 
     def __init__(self, subs: tuple[Subscription, ...]) -> None:
         self.subs = subs
@@ -50,6 +49,8 @@ class Plan:
         )
         #: the only pair when there is exactly one
         self.one = self.pairs[0] if len(self.pairs) == 1 else None
+        #: the handler, when the plan is one plain (strong, sync) subscription
+        self.solo: Handler | None = self.one[1] if self.one is not None and self.plain else None
 
 
 #: the plan of a type nothing matches
@@ -67,13 +68,19 @@ class Registry:
         self.lock = threading.RLock()
         self.subs: dict[str, Subscription] = {}
         self.by_pattern: dict[str, tuple[Subscription, ...]] = {}
-        #: event type -> plan; read without a lock by emit
-        self.plans: collections.OrderedDict[str, Plan] = collections.OrderedDict()
+        #: event type -> plan, the recent generation; read without a lock by emit
+        self.plans: dict[str, Plan] = {}
+        #: the generation before: a type found here moves back to ``plans``
+        self.older: dict[str, Plan] = {}
         #: matching patterns (in candidate order) -> plan
         self._interned: dict[tuple[str, ...], Plan] = {}
         self._interned_by_pattern: dict[str, set[tuple[str, ...]]] = {}
         self._seq = itertools.count(1)
         self.total = 0
+        #: how many "a.*" patterns have subscriptions
+        self.prefixes = 0
+        #: the plan of a type with no exact and no "a.*" pattern (None: not computed yet)
+        self._catch_all: Plan | None = None
         #: bumped by every change, so that a plan computed across one is not cached
         self.gen = 0
         #: set once the bus is closing: plans are no longer cached
@@ -82,38 +89,64 @@ class Registry:
     # ------------------------------------------------------------------ reading
     def plan(self, event_type: str) -> Plan:
         """The plan of ``event_type`` (an already checked type), cached."""
-        plan = self.plans.get(event_type)
-        if plan is not None:
-            return plan
+        return self.plans.get(event_type) or self.miss(event_type) or self.resolve(event_type)
+
+    def resolve(self, event_type: str) -> Plan:
+        """The plan of ``event_type`` (checked), not cached."""
+        return self.older.get(event_type) or self._resolve(event_type)
+
+    def miss(self, event_type: str) -> Plan | None:
+        """The plan of ``event_type`` (checked, not in ``plans``), now cached; None while
+        frozen (the bus is being built or shut down: see :meth:`resolve`)."""
+        if self.frozen:
+            return None
         gen = self.gen
+        plan = self.older.get(event_type)
+        if plan is None:
+            if self.prefixes or event_type in self.by_pattern:
+                plan = self._resolve(event_type)
+            else:  # no "a.*" pattern, no exact one: only "*" can match (the common miss)
+                plan = self._catch_all
+                if plan is None:
+                    plan = self._resolve(event_type)
+                    if self.gen == gen:
+                        self._catch_all = plan
+        if len(event_type) <= TYPE_CACHE_MAX_LEN:
+            # two generations of at most TYPE_CACHE_MAX types: when the recent one is full
+            # it becomes the older one, so a type emitted now and then stays cached and any
+            # number of types costs one insertion each
+            plans = self.plans
+            if len(plans) >= TYPE_CACHE_MAX:
+                self._rotate()
+            plans[event_type] = plan
+            if self.gen != gen:  # a writer changed the subscriptions meanwhile: maybe stale
+                plans.pop(event_type, None)
+        return plan
+
+    def _rotate(self) -> None:
+        with self.lock:
+            self.older = self.plans.copy()
+            self.plans.clear()
+
+    def _resolve(self, event_type: str) -> Plan:
         by_pattern = self.by_pattern
         # the matching patterns, most specific first (candidate_patterns, inlined)
         found = [event_type] if event_type in by_pattern else []
-        end = event_type.rfind(".")
-        while end > 0:
-            pattern = event_type[:end] + ".*"
-            if pattern in by_pattern:
-                found.append(pattern)
-            end = event_type.rfind(".", 0, end)
+        if self.prefixes:  # "a.*" patterns exist: look for those above this type
+            end = event_type.rfind(".")
+            while end > 0:
+                pattern = event_type[:end] + ".*"
+                if pattern in by_pattern:
+                    found.append(pattern)
+                end = event_type.rfind(".", 0, end)
         if CATCH_ALL in by_pattern:
             found.append(CATCH_ALL)
         key = tuple(found)
         if not key:
-            plan = EMPTY
-        else:
-            plan = self._interned.get(key)
-            if plan is None:
-                plan = self._intern(key)
-        if len(event_type) <= TYPE_CACHE_MAX_LEN and not self.frozen:
-            plans = self.plans
-            if len(plans) >= TYPE_CACHE_MAX:
-                try:  # noqa: SIM105 - the cheapest form on this path
-                    plans.popitem(last=False)
-                except KeyError:  # emptied meanwhile by a writer
-                    pass
-            plans[event_type] = plan
-            if self.gen != gen:  # a writer changed the subscriptions meanwhile: maybe stale
-                plans.pop(event_type, None)
+            return EMPTY
+        plan = self._interned.get(key)
+        if plan is None:
+            plan = self._intern(key)
         return plan
 
     def _intern(self, key: tuple[str, ...]) -> Plan:
@@ -157,6 +190,8 @@ class Registry:
             )
             for p in patterns:
                 old = self.by_pattern.get(p)
+                if old is None and p.endswith(".*"):
+                    self.prefixes += 1
                 self.by_pattern[p] = tuple(sorted((*(old or ()), sub), key=_order))
                 self._changed(p)
             self.subs[sub_id] = sub
@@ -172,22 +207,23 @@ class Registry:
                 rest = tuple(s for s in self.by_pattern.get(p, ()) if s is not sub)
                 if rest:
                     self.by_pattern[p] = rest
-                else:
-                    self.by_pattern.pop(p, None)
+                elif self.by_pattern.pop(p, None) is not None and p.endswith(".*"):
+                    self.prefixes -= 1
                 self._changed(p)
             return True
 
     def _changed(self, pattern: str) -> None:
         """Drop the plans ``pattern`` matches (called with the lock held)."""
         self.gen += 1
+        self._catch_all = None
         for key in self._interned_by_pattern.pop(pattern, ()):
             self._interned.pop(key, None)
-        plans = self.plans
-        if pattern == CATCH_ALL:
-            plans.clear()
-        elif not pattern.endswith(".*"):
-            plans.pop(pattern, None)
-        else:
-            prefix = pattern[:-1]  # "a.b.*" -> "a.b."
-            for event_type in [t for t in list(plans) if t.startswith(prefix)]:
-                plans.pop(event_type, None)
+        for plans in (self.plans, self.older):
+            if pattern == CATCH_ALL:
+                plans.clear()
+            elif not pattern.endswith(".*"):
+                plans.pop(pattern, None)
+            else:
+                prefix = pattern[:-1]  # "a.b.*" -> "a.b."
+                for event_type in [t for t in list(plans) if t.startswith(prefix)]:
+                    plans.pop(event_type, None)

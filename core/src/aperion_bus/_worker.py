@@ -29,17 +29,77 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from ._errors import BusClosedError
-from ._event import Event
+from ._event import Event, _EventSlots
 
-__all__ = ["Item", "PendingQueue", "Worker"]
+__all__ = [
+    "Bg",
+    "Item",
+    "PendingQueue",
+    "WithLoop",
+    "Worker",
+    "bg_of",
+    "loop_of",
+    "new_bg",
+    "set_bg",
+    "with_loop",
+]
 
 logger = logging.getLogger("aperion_bus")
 _monotonic: Final = time.monotonic
 #: a queued background event: the event, the emitter's context, the emitter's running loop
-Item = tuple[Event, contextvars.Context, "asyncio.AbstractEventLoop | None"]
+#: a queued event: its context rides in its ``_bg`` slot (see :func:`bg_of`)
+Item = Event
+#: sets a queued event's ``_bg`` slot (Event is frozen)
+set_bg: Final = _EventSlots._bg.__set__  # type: ignore[attr-defined]
+
+
+class WithLoop:
+    """The ``_bg`` of an event emitted while a loop was running in the emitter's thread:
+    its context, and that loop (async handlers run on it)."""
+
+    __slots__ = ("ctx", "loop")
+
+    def __init__(self, ctx: contextvars.Context, loop: asyncio.AbstractEventLoop) -> None:
+        self.ctx = ctx
+        self.loop = loop
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.ctx.run(fn, *args)
+
+
+#: what ``_bg`` holds: the emitter's context, None for an empty one, or a WithLoop
+Bg = contextvars.Context | WithLoop | None
+
+
+def new_bg() -> Bg:
+    """The ``_bg`` of an event queued now (emit inlines this)."""
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        return contextvars.copy_context() or None
+    return WithLoop(contextvars.copy_context(), loop)
+
+
+def with_loop(loop: asyncio.AbstractEventLoop) -> WithLoop:
+    return WithLoop(contextvars.copy_context(), loop)
+
+
+def bg_of(event: Event) -> tuple[contextvars.Context, asyncio.AbstractEventLoop | None]:
+    """The context (a fresh one if the emitter's was empty) and loop a queued event was
+    emitted in; clears the slot."""
+    bg = getattr(event, "_bg", None)
+    set_bg(event, None)
+    if bg is None:
+        return contextvars.Context(), None
+    if type(bg) is WithLoop:
+        return bg.ctx, bg.loop
+    return bg, None
+
+
+def loop_of(bg: Bg) -> asyncio.AbstractEventLoop | None:
+    return bg.loop if type(bg) is WithLoop else None
 #: reports a dropped event: (event, reason)
 Dropped = Callable[[Event, str], None]
 _SLICE: Final = 0.5  # waits re-check the state at least this often
@@ -84,7 +144,7 @@ class PendingQueue:
         It is reported dropped (``on_drop`` reason ``"discarded"``) once the hook returns.
         """
         try:
-            event = self._worker.queue.popleft()[0]
+            event = self._worker.queue.popleft()
         except IndexError:
             return None
         self._drops.append(event)
@@ -101,6 +161,12 @@ class Worker:
         #: 1 while the consumer holds an event it took from the queue
         self.busy = 0
         self._idle = False
+        #: 1 when an emitter must call attend() after queuing: the consumer is idle or not
+        #: started, or the queue is sealed
+        self.attention = 1
+        #: held by every write of ``_idle``/``attention``/``sealed`` (never on emit's path),
+        #: so that attention cannot be cleared once the queue is sealed or while idle
+        self._flags = threading.Lock()
         self._wake = threading.Lock()
         self._wake.acquire()
         self.thread: threading.Thread | None = None
@@ -127,19 +193,34 @@ class Worker:
 
     # ------------------------------------------------------------------ emitter side
     def put(self, item: Item) -> None:
-        """Queue an item (after admission); raises BusClosedError once the queue is sealed."""
-        queue = self.queue
-        queue.append(item)
+        """Queue an item (after admission); raises BusClosedError once the queue is sealed.
+
+        Emit inlines this: append, then look at ``attention`` (1 while the consumer is idle or
+        not started, or the queue is sealed) and call :meth:`attend` only then."""
+        self.queue.append(item)
+        if self.attention:
+            self.attend(item)
+
+    def attend(self, item: Item) -> None:
+        """After queuing ``item`` when ``attention`` was set: take it back if sealed, wake
+        the idle consumer or start it."""
         if self.sealed:
             self._take_back(item)
         if self._idle:
-            self._idle = False
+            self._set_idle(False)
             try:  # noqa: SIM105 - the emit path: cheaper than contextlib.suppress
                 self._wake.release()
             except RuntimeError:  # another emitter woke it first
                 pass
         elif self.thread is None:
             self._start()
+
+    def _set_idle(self, idle: bool | None) -> None:
+        """Set the idle flag (None: keep it) and recompute ``attention``."""
+        with self._flags:
+            if idle is not None:
+                self._idle = idle
+            self.attention = int(self._idle or self.sealed or self.thread is None)
 
     def _take_back(self, item: Item) -> None:
         try:
@@ -151,10 +232,12 @@ class Worker:
     def _start(self) -> None:
         with self._start_lock:
             if self.thread is None and self.target is not None:
-                self.thread = threading.Thread(
+                thread = threading.Thread(
                     target=self.target, name=f"{self.name}-worker", daemon=True
                 )
-                self.thread.start()
+                thread.start()
+                self.thread = thread  # only once started: close() may join it
+                self._set_idle(None)
 
     def admit(self, event: Event, hook: Callable[[PendingQueue], None]) -> list[Event]:
         """Run an admission hook under the admission lock; returns the events it discarded."""
@@ -184,12 +267,12 @@ class Worker:
                 self.notify()
             if self.closing:
                 return None
-            self._idle = True
+            self._set_idle(True)
             if queue or self.closing:
-                self._idle = False
+                self._set_idle(False)
                 continue
             self._wake.acquire(timeout=_SLICE)
-            self._idle = False
+            self._set_idle(False)
 
     def finished(self) -> None:
         """The consumer is done with the item it took."""
@@ -235,7 +318,9 @@ class Worker:
         if wait and self.thread is not None:
             drained = self.wait_below(1, timeout)
         self.stop = True
-        self.sealed = True
+        with self._flags:
+            self.sealed = True
+            self.attention = 1
         self._kick()
         left = []
         while True:
@@ -243,7 +328,8 @@ class Worker:
                 left.append(self.queue.popleft())
             except IndexError:
                 break
-        for event, _ctx, _loop in left:
+        for event in left:
+            set_bg(event, None)
             self._dropped(event, "shutdown")
         thread = self.thread
         if thread is not None and thread is not threading.current_thread() and wait:
@@ -252,7 +338,7 @@ class Worker:
 
     def _kick(self) -> None:
         if self._idle:
-            self._idle = False
+            self._set_idle(False)
             with contextlib.suppress(RuntimeError):
                 self._wake.release()
         self.notify()

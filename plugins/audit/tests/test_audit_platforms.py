@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 from aperion_bus.testing import run_python
 
-NO_FCNTL = 'import sys\nsys.modules["fcntl"] = None\n'
+# as on Windows: no fcntl, and an mmap without the POSIX flags
+NO_FCNTL = (
+    'import sys, mmap\nsys.modules["fcntl"] = None\n'
+    'for n in ("MAP_SHARED", "MAP_PRIVATE", "MAP_POPULATE", "PROT_READ", "PROT_WRITE"):\n'
+    "    if hasattr(mmap, n):\n"
+    "        delattr(mmap, n)\n"
+)
 
 
 def test_the_plugin_works_without_fcntl(tmp_path: Path) -> None:
@@ -36,6 +42,9 @@ def test_the_plugin_works_without_fcntl(tmp_path: Path) -> None:
         assert len(mine) == 1, [str(w.message) for w in caught]
         assert "single-process mode" in str(mine[0].message)
         assert [e.payload["i"] for e in get_events(log, limit=3)] == [9, 8, 7]
+        from aperion_bus_audit._reader import query_records  # the CLI's mapped search
+        hits = [rec["payload"]["i"] for rec, _line in query_records(log, event_type="a.b")]
+        assert hits[:3] == [9, 8, 7], hits
         assert len(log_files(log)) > 1  # it rotated
         from pathlib import Path
         assert not lock_path(Path(log)).exists()  # no lock file in this mode

@@ -209,8 +209,17 @@ def _needle(value: str | None) -> bytes | None:
     return b'"' + value.encode("ascii") + b'"'
 
 
-#: a window's pages are mapped in one go where the system can (Linux): no fault per page
-_MAP_FLAGS: Final = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+if hasattr(mmap, "MAP_SHARED"):  # POSIX
+    #: a window's pages are mapped in one go where the system can (Linux): no fault per page
+    _MAP_FLAGS: Final = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+    def _map(fd: int, length: int, offset: int) -> mmap.mmap:
+        return mmap.mmap(fd, length, _MAP_FLAGS, mmap.PROT_READ, offset=offset)
+
+else:  # Windows: no flags, no prot
+
+    def _map(fd: int, length: int, offset: int) -> mmap.mmap:
+        return mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=offset)
 
 
 def _reverse_hits(fh: IO[bytes], size: int, needle: bytes) -> Iterator[tuple[bytes, bool]]:
@@ -231,7 +240,7 @@ def _reverse_hits(fh: IO[bytes], size: int, needle: bytes) -> Iterator[tuple[byt
         start = max(0, end - max(_WINDOW, 1)) // gran * gran  # mappings start on a page
         k = end - start
         try:
-            window = mmap.mmap(fd, k, _MAP_FLAGS, mmap.PROT_READ, offset=start)
+            window = _map(fd, k, start)
         except (OSError, ValueError):  # pragma: no cover - the file shrank (clear_log)
             return
         try:
