@@ -190,9 +190,9 @@ def test_entry_point_and_toml_settings(tmp_path: Path) -> None:
         ({"schemas": ["user.login"]}, "schemas", ["user.login"], "a table of schemas"),
         ({"schemas": {"User.*": {}}}, "schemas", "User.*", "event types or patterns as keys"),
         ({"schemas": {"user.login": {"type": "int"}}}, "schemas.user.login", "int",
-         "'type' must be one of object, array"),
+         "'type' must be one of null, boolean, integer"),
         ({"schemas": {"user.login": "mod:Class"}}, "schemas.user.login", "mod:Class",
-         "an attrs class or a JSON-schema-like table"),
+         "an attrs class, a pydantic model or a JSON Schema table"),
         ({"forbid_extra_keys": 1}, "forbid_extra_keys", 1, "true or false"),
     ],
 )
