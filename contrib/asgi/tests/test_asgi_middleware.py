@@ -156,6 +156,7 @@ def test_lifespan_and_websocket_pass_through_untouched(scope_type: str) -> None:
         ({"header": "X-Ünïcode"}, ValueError, "ASCII"),
         ({"bus": "not a bus"}, TypeError, "must be an aperion_bus.EventBus"),
         ({"emit_events": "yes"}, TypeError, "emit_events must be a bool"),
+        ({"error_response": 1}, TypeError, "error_response must be a bool"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
