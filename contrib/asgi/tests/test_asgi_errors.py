@@ -171,4 +171,9 @@ def test_under_a_real_uvicorn_server(uvicorn_server: str) -> None:
         r = client.get("/boom", headers={"X-Correlation-ID": "srv-1"})
         assert r.status_code == 500
         assert r.headers["X-Correlation-ID"] == "srv-1"
-        assert client.get("/ok").status_code == 200
+        # the server closes the connection after an exception: the 500 says so, and the
+        # client's next request goes on a new connection
+        assert r.headers["connection"] == "close"
+        for _ in range(3):
+            assert client.get("/boom").status_code == 500
+            assert client.get("/ok").status_code == 200

@@ -160,9 +160,12 @@ class CorrelationMiddleware:
 
 
 _ERROR_BODY: Final = b"Internal Server Error"
+# "connection: close": servers close the connection after an exception (uvicorn does, even
+# when the response was complete), so a client must not send its next request on it
 _ERROR_HEADERS: Final = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"content-length", str(len(_ERROR_BODY)).encode("ascii")),
+    (b"connection", b"close"),
 ]
 
 
