@@ -80,13 +80,16 @@ def _build(request: pytest.FixtureRequest, options: dict[str, Any]) -> EventBus:
         plugins = options.pop("plugins", ())
         return bus_from_config(path, disable=disable, plugins=plugins, **options)
     plugins = list(options.pop("plugins", ()))
-    return EventBus([*plugins, EventCapture()], **options)
+    if "bus_events" in request.fixturenames:  # a bus alone stays exactly what was asked for
+        plugins.append(EventCapture())
+    return EventBus(plugins, **options)
 
 
 @pytest.fixture
 def bus(request: pytest.FixtureRequest) -> Iterator[EventBus]:
     """A fresh EventBus (arguments from the ``aperion_bus`` marker or an indirect
-    parameter), recording what it emits (``bus_events``); shut down after the test."""
+    parameter), shut down after the test; with ``bus_events`` in the test, it records what it
+    emits (an EventCapture plugin, added last)."""
     built = _build(request, _options(request))
     try:
         yield built

@@ -331,6 +331,7 @@ class EventCapture:
         exactly, or at least one. Returns them. The ``AssertionError`` says what was emitted
         instead: each type with its count and payload keys, and the payloads of the events of
         the right type that did not match (shortened)."""
+        __tracebackhide__ = True  # pytest shows the caller's line, not this function
         wanted = normalize_patterns(pattern)
         if payload_subset is not None and not isinstance(payload_subset, Mapping):
             raise TypeError(
@@ -369,6 +370,7 @@ class EventCapture:
 
     def assert_not_emitted(self, pattern: str) -> None:
         """Assert that no event matching ``pattern`` was emitted."""
+        __tracebackhide__ = True
         found = self.of_type(pattern)
         if found:
             raise AssertionError(
