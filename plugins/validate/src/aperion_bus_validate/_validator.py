@@ -31,7 +31,7 @@ logger = logging.getLogger("aperion_bus.validate")
 KERNEL_EVENT_TYPES: Final = frozenset({HANDLER_ERROR_EVENT})
 #: A payload schema: an attrs class, a pydantic v2 model, or a JSON Schema dict (see
 #: ``docs/validate.md``).
-Schema = type | Mapping[str, Any]
+Schema = type | Mapping[str, Any] | bool
 _CACHE_MAX: Final = 4096
 _BY_TYPE_MAX: Final = 1000
 _OTHER: Final = "(other)"
