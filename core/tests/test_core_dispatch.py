@@ -17,12 +17,7 @@ from aperion_bus import (
 )
 from aperion_bus.testing import Recorder
 
-
-@pytest.fixture
-def bus() -> Any:
-    with EventBus() as b:
-        yield b
-
+# ``bus``: the pytest plugin's fixture (aperion_bus.pytest_plugin), a bare EventBus here
 
 def test_priority_order_then_subscription_order(bus: EventBus) -> None:
     calls: list[str] = []

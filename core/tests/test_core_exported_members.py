@@ -90,3 +90,29 @@ def test_exception_tree() -> None:
     assert issubclass(EventDecodeError, ValueError) and issubclass(ConfigError, ValueError)
     assert issubclass(PluginNotFoundError, (PluginError, LookupError))
     assert issubclass(PluginLoadError, (PluginError, ImportError))
+
+
+def test_testing_helpers_and_pytest_plugin_all_are_pinned() -> None:
+    import aperion_bus.pytest_plugin
+    import aperion_bus.testing
+
+    assert set(aperion_bus.testing.__all__) == {
+        "IN_PROCESS_DISABLE",
+        "EventCapture",
+        "Recorder",
+        "assert_bad_setting",
+        "bus_from_config",
+        "free_port",
+        "install_distribution",
+        "run_python",
+        "wait_until",
+    }
+    assert set(aperion_bus.pytest_plugin.__all__) == {
+        "MARKER",
+        "bus",
+        "bus_events",
+        "bus_from_config",
+    }
+    for module in (aperion_bus.testing, aperion_bus.pytest_plugin):
+        for name in module.__all__:
+            assert hasattr(module, name), name

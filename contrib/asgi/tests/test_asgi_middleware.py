@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aperion_bus import EventBus, get_correlation_id
-from aperion_bus.testing import Recorder
+from aperion_bus.testing import EventCapture, Recorder
 from aperion_bus_asgi import CorrelationMiddleware
 
 pytest.importorskip("starlette", reason="the asgi test group (starlette, httpx) is not installed")
@@ -115,13 +115,9 @@ def test_failing_app_still_reports_a_500_response_event() -> None:
         assert event.payload["status"] == 500
 
 
-def test_no_events_by_default() -> None:
-    with EventBus() as bus:
-        rec = Recorder()
-        bus.subscribe(rec, "*")
-        get(make_app(bus), "/whoami")
-        bus.wait_for_pending(5)
-        assert rec.types == ["user.viewed"]
+def test_no_events_by_default(bus: EventBus, bus_events: EventCapture) -> None:
+    get(make_app(bus), "/whoami")
+    assert bus_events.types == ["user.viewed"]
 
 
 @pytest.mark.parametrize("scope_type", ["lifespan", "websocket"])
@@ -156,6 +152,7 @@ def test_lifespan_and_websocket_pass_through_untouched(scope_type: str) -> None:
         ({"header": "X-Ünïcode"}, ValueError, "ASCII"),
         ({"bus": "not a bus"}, TypeError, "must be an aperion_bus.EventBus"),
         ({"emit_events": "yes"}, TypeError, "emit_events must be a bool"),
+        ({"error_response": 1}, TypeError, "error_response must be a bool"),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:

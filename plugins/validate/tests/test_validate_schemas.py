@@ -1,4 +1,4 @@
-"""Payload schemas: attrs classes (cattrs) and JSON-schema-like dicts; every bad path."""
+"""Payload schemas: attrs classes (cattrs) and JSON Schema dicts; every bad path."""
 
 from __future__ import annotations
 
@@ -136,14 +136,16 @@ def test_dict_schema_reports_every_bad_path() -> None:
     assert errs == [
         "$.name: expected at most 5 characters, got 11",
         "$.name: expected a string matching '^[a-z]+$'",
-        "$.age: expected >= 0, got -1",
+        "$.age: expected >= 0",
         "$.height: expected number or null, got string",
         "$.role: expected one of 'admin', 'user', got a string of 4 characters",
         "$.tags[1]: expected string, got integer",
         "$.meta.a: expected integer, got string",
         "$['first name']: property not allowed (allowed: name, age, height, role, tags, meta)",
     ]
-    assert not any("Secret" in e for e in errs), "string values from the payload are not quoted"
+    assert not any("Secret" in e or "tall" in e or "root" in e or "-1" in e for e in errs), (
+        "values from the payload are not quoted"
+    )
 
 
 def test_dict_schema_required_type_and_bool_vs_number() -> None:
@@ -153,7 +155,7 @@ def test_dict_schema_required_type_and_bool_vs_number() -> None:
         "$.age: expected integer, got boolean",
     ]
     v2 = EventValidator(schemas={"flag.set": {"properties": {"on": {"enum": [1]}}}})
-    assert errors_of(v2, "flag.set", {"on": True}) == ["$.on: expected one of 1, got True"]
+    assert errors_of(v2, "flag.set", {"on": True}) == ["$.on: expected one of 1, got a boolean"]
 
 
 # ---------------------------------------------------------------------------- patterns
@@ -185,18 +187,22 @@ def test_many_errors_are_all_kept_but_the_message_is_bounded() -> None:
 @pytest.mark.parametrize(
     ("schemas", "message"),
     [
-        ({"user.login": {"type": "obj"}}, r"'schemas.user.login' at \$: 'type' must be one of"),
+        (
+            {"user.login": {"type": "obj"}},
+            r"'schemas.user.login' at \$.type: not a valid JSON Schema: 'type' must be one of "
+            r"null, boolean, integer, number, string, array, object or a list of them, got 'obj'",
+        ),
         (
             {"user.login": {"properties": {"age": {"minimun": 0}}}},
-            r"at \$.properties.age: unknown keyword\(s\) 'minimun'; supported: type, required",
+            r"at \$.properties.age: unknown keyword 'minimun' \(did you mean 'minimum'\?\)",
         ),
-        ({"user.login": {"required": "name"}}, "'required' must be a list of property names"),
-        ({"user.login": {"pattern": "("}}, "is not a valid regular expression"),
-        ({"user.login": {"minLength": -1}}, "'minLength' must be an int >= 0"),
-        ({"user.login": {"maximum": "9"}}, "'maximum' must be a number"),
-        ({"user.login": {"enum": []}}, "'enum' must be a non-empty list"),
-        ({"user.login": {"items": 3}}, r"at \$.items: a schema must be a dict, got int"),
-        ({"user.login": int}, "expected an attrs class or a JSON-schema-like table"),
+        ({"user.login": {"required": "name"}}, r"at \$.required: not a valid JSON Schema: "),
+        ({"user.login": {"pattern": "("}}, r"at \$.pattern: not a valid JSON Schema: .*\"regex\""),
+        ({"user.login": {"minLength": -1}}, r"at \$.minLength: not a valid JSON Schema"),
+        ({"user.login": {"maximum": "9"}}, r"at \$.maximum: not a valid JSON Schema"),
+        ({"user.login": {"items": 3}}, r"at \$.items: not a valid JSON Schema"),
+        ({"user.login": 3}, r"expected an attrs class, a pydantic model or a JSON Schema"),
+        ({"user.login": int}, "expected an attrs class, a pydantic model or a JSON Schema table"),
         ({"User.*": {}}, r"'schemas' = 'User.\*' is invalid; expected event types or patterns"),
         ({"user.**": {}}, "expected event types or patterns as keys"),
         ({"user": {}}, "expected event types or patterns as keys"),

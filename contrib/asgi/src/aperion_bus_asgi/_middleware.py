@@ -35,7 +35,12 @@ class CorrelationMiddleware:
 
     The id comes from the request's ``header`` (default ``X-Correlation-ID``), else from
     ``X-Correlation-ID`` / ``X-Request-ID`` / ``traceparent``, else a new one is made; it is
-    sent back in the ``header`` response header. With ``emit_events=True`` the middleware
+    sent back in the ``header`` response header, on every response: when the app raises before
+    it started its response, the middleware sends a plain ``500 Internal Server Error`` with
+    the header itself, then re-raises (so the server, or Starlette's error middleware, still
+    sees and logs the exception), unless ``error_response=False`` or the app in the scope will
+    answer with its own error page (a Starlette/FastAPI app in debug mode or with a handler for
+    500 or ``Exception``: wrap that whole app instead). With ``emit_events=True`` the middleware
     emits ``http.request`` (method, path) and ``http.response`` (method, path, status,
     duration_ms) on ``bus``, in the background; headers and bodies are never included.
     Lifespan and websocket scopes pass through untouched.
@@ -47,6 +52,7 @@ class CorrelationMiddleware:
         bus: EventBus | None = None,
         header: str = CORRELATION_HEADER,
         emit_events: bool = False,
+        error_response: bool = True,
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI application, got {type(app).__name__}")
@@ -58,6 +64,10 @@ class CorrelationMiddleware:
             raise ValueError(f"header must be an ASCII header name, got {header!r}") from None
         if not isinstance(emit_events, bool):
             raise TypeError(f"emit_events must be a bool, got {type(emit_events).__name__}")
+        if not isinstance(error_response, bool):
+            raise TypeError(
+                f"error_response must be a bool, got {type(error_response).__name__}"
+            )
         if emit_events and bus is None:
             raise ValueError("emit_events=True needs a bus to emit on")
         if bus is not None and not isinstance(bus, EventBus):
@@ -66,6 +76,7 @@ class CorrelationMiddleware:
         self.bus = bus
         self.header = header.strip()
         self.emit_events = emit_events
+        self.error_response = error_response
 
     def _correlation_id(self, scope: Scope) -> str:
         headers: dict[str, str] = {}
@@ -113,6 +124,19 @@ class CorrelationMiddleware:
                 _emit(bus, REQUEST_EVENT, {"method": method, "path": path})
             try:
                 await self.app(scope, receive, send_with_header)
+            except Exception:
+                if status is None and self.error_response and not _answers_errors(scope):
+                    # Starlette's ServerErrorMiddleware sits outside user middleware: its 500
+                    # would not come through us. It sees this response started and sends none.
+                    await send_with_header(
+                        {"type": "http.response.start", "status": 500, "headers": _ERROR_HEADERS}
+                    )
+                    await send_with_header(
+                        {"type": "http.response.body", "body": _ERROR_BODY, "more_body": False}
+                    )
+                if bus is not None:
+                    self._response_event(bus, method, path, status or 500, t0, error=True)
+                raise
             except BaseException:
                 if bus is not None:
                     self._response_event(bus, method, path, status or 500, t0, error=True)
@@ -133,6 +157,29 @@ class CorrelationMiddleware:
         if error:
             payload["error"] = True
         _emit(bus, RESPONSE_EVENT, payload)
+
+
+_ERROR_BODY: Final = b"Internal Server Error"
+# "connection: close": servers close the connection after an exception (uvicorn does, even
+# when the response was complete), so a client must not send its next request on it
+_ERROR_HEADERS: Final = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(_ERROR_BODY)).encode("ascii")),
+    (b"connection", b"close"),
+]
+
+
+def _answers_errors(scope: Scope) -> bool:
+    """True if the application in ``scope`` (Starlette and FastAPI put themselves there) will
+    send its own error page for an unhandled exception: debug mode, or a handler for 500 or
+    ``Exception``. Our plain 500 would replace that page, so we leave the answer to it."""
+    app = scope.get("app")
+    if app is None:
+        return False
+    if getattr(app, "debug", False) is True:
+        return True
+    handlers = getattr(app, "exception_handlers", None)
+    return isinstance(handlers, dict) and (500 in handlers or Exception in handlers)
 
 
 def _emit(bus: EventBus, event_type: str, payload: dict[str, Any]) -> None:

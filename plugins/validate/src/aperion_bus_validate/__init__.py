@@ -6,7 +6,7 @@ checking and can be used alone; see ``docs/validate.md``.
 
 from __future__ import annotations
 
-from ._jsonschema import DictSchema
+from ._jsonschema import CHECKED_FORMATS, DictSchema
 from ._names import (
     EXPECTED_EVENT_TYPE,
     MAX_EVENT_TYPE_LENGTH,
@@ -20,6 +20,7 @@ from ._names import (
 from ._validator import KERNEL_EVENT_TYPES, EventValidator, Schema, ValidatePlugin
 
 __all__ = [
+    "CHECKED_FORMATS",
     "EXPECTED_EVENT_TYPE",
     "KERNEL_EVENT_TYPES",
     "MAX_EVENT_TYPE_LENGTH",

@@ -1,57 +1,80 @@
-"""A small, documented subset of JSON Schema for payloads given as dicts.
+"""Payload schemas given as dicts: JSON Schema (Draft 2020-12 by default), checked with
+jsonschema-rs.
 
-Keywords: ``type`` (a name or a list of names: object, array, string, integer, number,
-boolean, null), ``required``, ``properties``, ``additionalProperties`` (bool or a schema),
-``items``, ``enum``, ``minimum``/``maximum``, ``minLength``/``maxLength``, ``pattern``
-(``re.search``), and the annotations ``title``, ``description``, ``$comment`` (ignored).
-Anything else is refused when the schema is built, so a typo never passes silently.
-Error messages never quote a string from the payload (it may hold personal data).
+jsonschema-rs was chosen by measurement (``benchmarks/validate_jsonschema.py``, numbers in
+``docs/validate.md``): the only candidate with all of Draft 2020-12 that is also faster than
+the hand-written subset it replaces. The schema is checked against its meta-schema and
+compiled once; a payload costs one ``is_valid`` call, and only an invalid one is walked for
+its errors. ``format`` is asserted (a format jsonschema-rs does not check is refused when the
+schema is built, never silently ignored), ``$ref`` resolves inside the schema only (no
+network). Keywords that are not JSON Schema's are refused too (a typo like ``minimun`` never
+passes silently), except annotations prefixed with ``x-``.
+
+Error messages name the path and the rule and never quote a value from the payload (it may
+hold personal data): a value is described by its JSON type (and a string by its length).
+jsonschema-rs is imported with the first dict schema, not with the plugin.
 """
 
 from __future__ import annotations
 
-import math
+import difflib
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from aperion_bus import ConfigError
 
-__all__ = ["DictSchema", "format_path"]
+if TYPE_CHECKING:
+    import jsonschema_rs
 
-_TYPES: Final[dict[str, Callable[[object], bool]]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, (list, tuple)),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
-_PY_TYPES: Final[dict[str, tuple[type, ...]]] = {
-    "object": (dict,),
-    "array": (list, tuple),
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "null": (type(None),),
-}
-_KEYWORDS: Final = (
-    "type",
-    "required",
-    "properties",
-    "additionalProperties",
-    "items",
-    "enum",
-    "minimum",
-    "maximum",
-    "minLength",
-    "maxLength",
-    "pattern",
+__all__ = ["CHECKED_FORMATS", "DictSchema", "format_path"]
+
+#: The ``format`` values that are checked (jsonschema-rs's format checkers); a schema using any
+#: other format is refused when it is built.
+CHECKED_FORMATS: Final = (
+    "date",
+    "date-time",
+    "duration",
+    "email",
+    "hostname",
+    "idn-email",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "iri",
+    "iri-reference",
+    "json-pointer",
+    "regex",
+    "relative-json-pointer",
+    "time",
+    "uri",
+    "uri-reference",
+    "uri-template",
+    "uuid",
 )
-_ANNOTATIONS: Final = ("title", "description", "$comment")
+
+# Keywords of JSON Schema Draft 2020-12 (and of the older drafts a ``$schema`` may name), by the
+# kind of value they take: a schema, a table of schemas, a list of schemas, or anything else.
+_SCHEMA_VALUED: Final = frozenset({
+    "additionalProperties", "additionalItems", "contains", "contentSchema", "else", "if",
+    "items", "not", "propertyNames", "then", "unevaluatedItems", "unevaluatedProperties",
+})
+_SCHEMA_TABLES: Final = frozenset({
+    "$defs", "definitions", "dependentSchemas", "patternProperties", "properties",
+})
+_SCHEMA_LISTS: Final = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_OTHER_KEYWORDS: Final = frozenset({
+    "$anchor", "$comment", "$dynamicAnchor", "$dynamicRef", "$id", "$recursiveAnchor",
+    "$recursiveRef", "$ref", "$schema", "$vocabulary", "const", "contentEncoding",
+    "contentMediaType", "default", "dependencies", "dependentRequired", "deprecated",
+    "description", "enum", "examples", "exclusiveMaximum", "exclusiveMinimum", "format",
+    "maxContains", "maxItems", "maxLength", "maxProperties", "maximum", "minContains",
+    "minItems", "minLength", "minProperties", "minimum", "multipleOf", "pattern", "readOnly",
+    "required", "title", "type", "uniqueItems", "writeOnly",
+})
+_KNOWN: Final = _SCHEMA_VALUED | _SCHEMA_TABLES | _SCHEMA_LISTS | _OTHER_KEYWORDS
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_JSON_TYPES: Final = ("null", "boolean", "integer", "number", "string", "array", "object")
 
 
 def format_path(parent: str, key: object) -> str:
@@ -63,206 +86,257 @@ def format_path(parent: str, key: object) -> str:
     return f"{parent}[{key!r}]"
 
 
-def _shown(value: object) -> str:
-    """A value for a message: numbers, booleans and None as they are, anything else by type."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return repr(value)
+def _join_path(base: str, parts: Sequence[object]) -> str:
+    for part in parts:
+        base = format_path(base, part)
+    return base
+
+
+def type_name(value: object) -> str:
+    """The JSON type of a Python value (``integer`` for an int, ``boolean`` for a bool)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _described(value: object) -> str:
+    """A value for a message without its content: its JSON type (a string: and its length)."""
     if isinstance(value, str):
         return f"a string of {len(value)} characters"
-    return f"a {type(value).__name__}"
+    name = type_name(value)
+    if name == "null":
+        return "null"
+    article = "an" if name[0] in "aeiou" else "a"
+    return f"{article} {name}"
 
 
-def _same(a: object, b: object) -> bool:
-    # enum membership without True == 1 and 1 == 1.0 surprises across types
-    return a == b and (isinstance(a, bool) == isinstance(b, bool))
+def _check_keywords(schema: object, path: str, bad: list[str]) -> None:
+    """Collect ``path: keyword`` for every key of ``schema`` that is not a JSON Schema
+    keyword (nor an ``x-`` annotation), walking into the subschemas."""
+    if not isinstance(schema, Mapping):
+        return  # true/false schemas, and wrong values the meta-schema check reports
+    for key, value in schema.items():
+        if not isinstance(key, str) or (key not in _KNOWN and not key.startswith("x-")):
+            hint = difflib.get_close_matches(str(key), _KNOWN, n=1)
+            bad.append(
+                f"at {path}: unknown keyword {key!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+        elif key in _SCHEMA_VALUED:
+            if isinstance(value, list):  # draft 7 "items": [schemas]
+                for i, item in enumerate(value):
+                    _check_keywords(item, f"{path}.{key}[{i}]", bad)
+            else:
+                _check_keywords(value, f"{path}.{key}", bad)
+        elif key in _SCHEMA_TABLES and isinstance(value, Mapping):
+            for name, sub in value.items():
+                _check_keywords(sub, format_path(f"{path}.{key}", name), bad)
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            for i, sub in enumerate(value):
+                _check_keywords(sub, f"{path}.{key}[{i}]", bad)
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and not (
-        isinstance(v, float) and math.isnan(v)
-    )
+def _first_non_json(value: object, path: str) -> str | None:
+    """The path and type of the first value jsonschema-rs cannot read (or None)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _first_non_json(item, format_path(path, i))
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path}: keys must be strings, got a key of type {type(key).__name__}"
+            found = _first_non_json(item, format_path(path, key))
+            if found is not None:
+                return found
+        return None
+    return f"{path}: expected a JSON value, got {type(value).__name__}"
 
 
 class DictSchema:
-    """A compiled dict schema; :meth:`errors` lists every problem of a value, path first."""
+    """A compiled JSON Schema; :meth:`errors` lists every problem of a value, path first.
 
-    __slots__ = (
-        "_bool_ok",
-        "_checks_value",
-        "_py_types",
-        "_suffixes",
-        "additional",
-        "enum",
-        "items",
-        "max_length",
-        "maximum",
-        "min_length",
-        "minimum",
-        "pattern",
-        "properties",
-        "required",
-        "types",
-    )
+    ``where`` names the schema in messages (``plugin 'validate': setting 'schemas.x'``).
+    A schema that is not valid JSON Schema raises :class:`aperion_bus.ConfigError`.
+    """
+
+    __slots__ = ("_validator", "schema")
 
     def __init__(self, schema: object, where: str = "schema", path: str = "$") -> None:
         def bad(msg: str) -> ConfigError:
-            return ConfigError(f"{where} at {path}: {msg}")
+            return ConfigError(f"{where} {msg}")
 
-        if not isinstance(schema, Mapping):
-            raise bad(f"a schema must be a dict, got {type(schema).__name__}")
-        unknown = [k for k in schema if k not in _KEYWORDS and k not in _ANNOTATIONS]
+        if not isinstance(schema, (Mapping, bool)):
+            raise bad(f"at {path}: a schema must be a dict, got {type(schema).__name__}")
+        unknown: list[str] = []
+        _check_keywords(schema, path, unknown)
         if unknown:
             raise bad(
-                f"unknown keyword(s) {', '.join(map(repr, unknown))}; supported: "
-                f"{', '.join(_KEYWORDS)} (and the annotations {', '.join(_ANNOTATIONS)})"
+                "; ".join(unknown)
+                + " (JSON Schema keywords only; name your own annotations 'x-...')"
             )
-        raw_type = schema.get("type")
-        types: tuple[str, ...] | None = None
-        if raw_type is not None:
-            names = [raw_type] if isinstance(raw_type, str) else raw_type
-            if not isinstance(names, list) or not names or not all(
-                isinstance(n, str) and n in _TYPES for n in names
-            ):
-                raise bad(
-                    f"'type' must be one of {', '.join(_TYPES)} or a list of them, "
-                    f"got {raw_type!r}"
+        import jsonschema_rs
+
+        self.schema = schema
+        try:
+            self._validator: jsonschema_rs.Validator = jsonschema_rs.validator_for(
+                _plain(schema),  # type: ignore[arg-type]  # a dict or a bool, checked above
+                validate_formats=True,
+                ignore_unknown_formats=False,
+                offline=True,
+            )
+        except jsonschema_rs.ValidationError as exc:
+            where_in = _join_path(path, exc.instance_path)
+            message = exc.message.partition("\n")[0]
+            if message.startswith("Unknown format") and isinstance(exc.instance, str):
+                message = (
+                    f"unknown format {exc.instance!r}; the formats checked are: "
+                    f"{', '.join(CHECKED_FORMATS)}"
                 )
-            types = tuple(names)
-        self.types = types
-        # isinstance() over Python types, with bool (an int subclass) only where "boolean" is
-        self._py_types: tuple[type, ...] | None = None
-        self._bool_ok = True
-        if types is not None:
-            self._py_types = tuple(t for n in types for t in _PY_TYPES[n])
-            self._bool_ok = "boolean" in types
-
-        required = schema.get("required", [])
-        if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
-            raise bad(f"'required' must be a list of property names, got {required!r}")
-        self.required: tuple[str, ...] = tuple(required)
-
-        props = schema.get("properties", {})
-        if not isinstance(props, Mapping):
-            raise bad(f"'properties' must be a dict of schemas, got {type(props).__name__}")
-        self.properties: dict[str, DictSchema] = {
-            str(k): DictSchema(v, where, format_path(f"{path}.properties", k))
-            for k, v in props.items()
-        }
-
-        additional = schema.get("additionalProperties", True)
-        self.additional: bool | DictSchema
-        if isinstance(additional, bool):
-            self.additional = additional
-        else:
-            self.additional = DictSchema(additional, where, f"{path}.additionalProperties")
-
-        items = schema.get("items")
-        self.items = None if items is None else DictSchema(items, where, f"{path}.items")
-
-        enum = schema.get("enum")
-        if enum is not None and (not isinstance(enum, list) or not enum):
-            raise bad(f"'enum' must be a non-empty list of values, got {enum!r}")
-        self.enum: tuple[object, ...] | None = None if enum is None else tuple(enum)
-
-        for key in ("minimum", "maximum"):
-            v = schema.get(key)
-            if v is not None and not _is_number(v):
-                raise bad(f"{key!r} must be a number, got {v!r}")
-        self.minimum: float | None = schema.get("minimum")
-        self.maximum: float | None = schema.get("maximum")
-
-        for key in ("minLength", "maxLength"):
-            v = schema.get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise bad(f"{key!r} must be an int >= 0, got {v!r}")
-        self.min_length: int | None = schema.get("minLength")
-        self.max_length: int | None = schema.get("maxLength")
-
-        pattern = schema.get("pattern")
-        self.pattern: re.Pattern[str] | None = None
-        self._suffixes = {k: format_path("", k) for k in self.properties}
-        self._checks_value = any(
-            v is not None
-            for v in (
-                self.enum, self.minimum, self.maximum, self.min_length, self.max_length, pattern,
-            )
-        ) or bool(self.required or self.properties or self.additional is not True or items)
-        if pattern is not None:
-            if not isinstance(pattern, str):
-                raise bad(f"'pattern' must be a regular expression string, got {pattern!r}")
-            try:
-                self.pattern = re.compile(pattern)
-            except re.error as exc:
-                raise bad(
-                    f"'pattern' {pattern!r} is not a valid regular expression: {exc}"
-                ) from None
+            elif exc.instance_path and exc.instance_path[-1] == "type":
+                message = (
+                    f"'type' must be one of {', '.join(_JSON_TYPES)} or a list of them, "
+                    f"got {exc.instance!r}"
+                )
+            raise bad(f"at {where_in}: not a valid JSON Schema: {message}") from None
 
     def errors(self, value: Any, path: str = "$") -> list[str]:
         """Every problem of ``value``, as ``"<path>: <what is expected>"``; [] if valid."""
+        validator = self._validator
+        try:
+            if validator.is_valid(value):
+                return []
+            found = list(validator.iter_errors(value))
+        except ValueError:  # a value that is not JSON data (a datetime, an int key, ...)
+            problem = _first_non_json(value, path)
+            return [problem if problem is not None else f"{path}: expected JSON data"]
         out: list[str] = []
-        self._check(value, path, out)
+        for error in found:
+            out.extend(_messages(error, self.schema, path))
         return out
 
-    def _check(self, value: Any, path: str, out: list[str]) -> None:
-        py_types = self._py_types
-        if py_types is not None and not (
-            isinstance(value, py_types) and (self._bool_ok or not isinstance(value, bool))
-        ):
-            assert self.types is not None
-            expected = " or ".join(self.types)
-            out.append(f"{path}: expected {expected}, got {_type_name(value)}")
-            return  # the other keywords would only repeat the problem
-        if not self._checks_value:
-            return
-        if self.enum is not None and not any(_same(value, e) for e in self.enum):
-            allowed = ", ".join(repr(e) for e in self.enum)
-            out.append(f"{path}: expected one of {allowed}, got {_shown(value)}")
-        if _is_number(value):
-            if self.minimum is not None and value < self.minimum:
-                out.append(f"{path}: expected >= {self.minimum}, got {value!r}")
-            if self.maximum is not None and value > self.maximum:
-                out.append(f"{path}: expected <= {self.maximum}, got {value!r}")
-        elif isinstance(value, str):
-            n = len(value)
-            if self.min_length is not None and n < self.min_length:
-                out.append(f"{path}: expected at least {self.min_length} characters, got {n}")
-            if self.max_length is not None and n > self.max_length:
-                out.append(f"{path}: expected at most {self.max_length} characters, got {n}")
-            if self.pattern is not None and self.pattern.search(value) is None:
-                out.append(f"{path}: expected a string matching {self.pattern.pattern!r}")
-        elif isinstance(value, dict):
-            for key in self.required:
-                if key not in value:
-                    out.append(f"{format_path(path, key)}: required property missing")
-            props = self.properties
-            additional = self.additional
-            if additional is True:
-                suffixes = self._suffixes
-                for key, prop in props.items():
-                    if key in value:
-                        prop._check(value[key], path + suffixes[key], out)
-                return
-            for key, item in value.items():
-                found = props.get(key) if isinstance(key, str) else None
-                if found is not None:
-                    found._check(item, path + self._suffixes[key], out)
-                elif additional is False:
-                    allowed_keys = ", ".join(props) or "none"
-                    out.append(
-                        f"{format_path(path, key)}: property not allowed "
-                        f"(allowed: {allowed_keys})"
-                    )
-                elif isinstance(additional, DictSchema):
-                    additional._check(item, format_path(path, key), out)
-        elif isinstance(value, (list, tuple)) and self.items is not None:
-            for i, item in enumerate(value):
-                self.items._check(item, format_path(path, i), out)
+
+def _plain(schema: object) -> object:
+    """``schema`` with every mapping a dict and every sequence a list (what the Rust side
+    reads; a TOML table or a ``MappingProxyType`` is not a dict)."""
+    if isinstance(schema, Mapping):
+        return {k: _plain(v) for k, v in schema.items()}
+    if isinstance(schema, (list, tuple)):
+        return [_plain(v) for v in schema]
+    return schema
 
 
-def _type_name(value: object) -> str:
-    for name, test in _TYPES.items():
-        if name != "number" and test(value):
-            return name
-    if isinstance(value, float):
-        return "number"
-    return type(value).__name__
+def _schema_at(root: object, pointer: Sequence[object]) -> object:
+    node: Any = root
+    for part in pointer:
+        if not isinstance(node, Mapping | list):
+            return None
+        try:
+            node = cast(Any, node)[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _messages(error: jsonschema_rs.ValidationError, root: object, base: str) -> list[str]:
+    """What ``error`` means, without the payload's values: one line or more."""
+    import jsonschema_rs
+
+    kind = error.kind
+    K = jsonschema_rs.ValidationErrorKind
+    path = _join_path(base, error.instance_path)
+    value = error.instance
+    keyword = str(error.schema_path[-1]) if error.schema_path else "schema"
+
+    def one(text: str) -> list[str]:
+        return [f"{path}: {text}"]
+
+    if isinstance(kind, K.Type):
+        declared = _schema_at(root, error.schema_path)  # the schema's order, not sorted
+        expected = " or ".join(declared if isinstance(declared, list) else kind.types)
+        return one(f"expected {expected}, got {type_name(value)}")
+    if isinstance(kind, K.Required):
+        return [f"{format_path(path, kind.property)}: required property missing"]
+    if isinstance(kind, (K.AdditionalProperties, K.UnevaluatedProperties)):
+        parent = _schema_at(root, error.schema_path[:-1])
+        props = parent.get("properties") if isinstance(parent, Mapping) else None
+        allowed = ", ".join(props) if isinstance(props, Mapping) and props else "none"
+        return [
+            f"{format_path(path, key)}: property not allowed (allowed: {allowed})"
+            for key in kind.unexpected
+        ]
+    if isinstance(kind, K.Enum):
+        options = kind.options if isinstance(kind.options, list) else [kind.options]
+        allowed = ", ".join(repr(o) for o in options)
+        return one(f"expected one of {allowed}, got {_described(value)}")
+    if isinstance(kind, K.Constant):
+        return one(f"expected {kind.expected_value!r}, got {_described(value)}")
+    bounds = {
+        K.Minimum: ">=", K.Maximum: "<=", K.ExclusiveMinimum: ">", K.ExclusiveMaximum: "<",
+    }
+    for cls, op in bounds.items():
+        if isinstance(kind, cls):
+            return one(f"expected {op} {kind.as_dict()['limit']}")
+    if isinstance(kind, K.MultipleOf):
+        return one(f"expected a multiple of {kind.multiple_of}")
+    if isinstance(kind, (K.MinLength, K.MaxLength)):
+        least = isinstance(kind, K.MinLength)
+        n = len(value) if isinstance(value, str) else 0
+        return one(f"expected at {'least' if least else 'most'} {kind.limit} characters, got {n}")
+    if isinstance(kind, (K.MinItems, K.MaxItems)):
+        least = isinstance(kind, K.MinItems)
+        n = len(value) if isinstance(value, (list, tuple)) else 0
+        return one(f"expected at {'least' if least else 'most'} {kind.limit} items, got {n}")
+    if isinstance(kind, (K.MinProperties, K.MaxProperties)):
+        least = isinstance(kind, K.MinProperties)
+        n = len(value) if isinstance(value, dict) else 0
+        return one(
+            f"expected at {'least' if least else 'most'} {kind.limit} properties, got {n}"
+        )
+    if isinstance(kind, K.Pattern):
+        return one(f"expected a string matching {kind.pattern!r}")
+    if isinstance(kind, K.Format):
+        return one(f"expected a valid {kind.format!r} string")
+    if isinstance(kind, K.AdditionalItems):
+        n = len(value) if isinstance(value, (list, tuple)) else 0
+        return one(f"expected at most {kind.limit} items, got {n}")
+    if isinstance(kind, K.UniqueItems):
+        return one("expected unique items")
+    if isinstance(kind, K.FalseSchema):
+        return one(f"no value allowed here (schema 'false' at {keyword!r})")
+    if isinstance(kind, K.Not):
+        return one("must not match the 'not' schema")
+    if isinstance(kind, (K.AnyOf, K.OneOfNotValid)):
+        which = "at least one" if isinstance(kind, K.AnyOf) else "exactly one"
+        branches = kind.context
+        reasons = []
+        for i, branch in enumerate(branches, 1):
+            first = _messages(branch[0], root, base)[0] if branch else "matched"
+            reasons.append(f"{i}: {first}")
+        return one(
+            f"expected {which} of the {len(branches)} {keyword!r} schemas to match, none did "
+            f"({'; '.join(reasons)})"
+        )
+    if isinstance(kind, K.OneOfMultipleValid):
+        return one(f"expected exactly one of the {keyword!r} schemas to match, several did")
+    if isinstance(kind, K.PropertyNames):
+        return one("a property name does not match 'propertyNames'")
+    if isinstance(kind, K.Contains):
+        return one("expected an item matching 'contains'")
+    return one(f"fails the {keyword!r} rule")

@@ -20,6 +20,7 @@ from ._names import (
     is_valid_event_type,
     validate_event_type,
 )
+from ._pydantic_schema import PydanticSchema, is_pydantic_model
 
 __all__ = ["KERNEL_EVENT_TYPES", "EventValidator", "Schema", "ValidatePlugin"]
 
@@ -28,8 +29,9 @@ logger = logging.getLogger("aperion_bus.validate")
 #: Event types the kernel emits itself: they always pass the name and domain checks (a
 #: payload schema registered for them still applies).
 KERNEL_EVENT_TYPES: Final = frozenset({HANDLER_ERROR_EVENT})
-#: A payload schema: an attrs class, or a JSON-schema-like dict (see ``docs/validate.md``).
-Schema = type | Mapping[str, Any]
+#: A payload schema: an attrs class, a pydantic v2 model, or a JSON Schema dict (see
+#: ``docs/validate.md``).
+Schema = type | Mapping[str, Any] | bool
 _CACHE_MAX: Final = 4096
 _BY_TYPE_MAX: Final = 1000
 _OTHER: Final = "(other)"
@@ -88,7 +90,8 @@ class EventValidator:
     or logs a warning on logger ``aperion_bus.validate``, counts it and returns False.
     ``allowed_domains``: the domains accepted (None: every domain); the kernel's own
     ``system.handler_error`` always passes. ``schemas``: ``{event type or pattern: schema}``,
-    a schema being an attrs class (checked with cattrs) or a JSON-schema-like dict; the most
+    a schema being an attrs class (checked with cattrs), a pydantic v2 model or a JSON Schema
+    dict (Draft 2020-12 unless its ``$schema`` says otherwise); the most
     specific key applies (exact, then the longest ``prefix.*``, then ``*``).
     ``forbid_extra_keys``: attrs-class schemas refuse payload keys that are not fields.
     Bad arguments raise :class:`aperion_bus.ConfigError` (a ``ValueError``).
@@ -110,7 +113,7 @@ class EventValidator:
         if not isinstance(schemas, Mapping):
             raise _S.error("schemas", schemas, f"a table of schemas with {_KEY}")
         converter = None
-        self._schemas: dict[str, DictSchema | AttrsSchema] = {}
+        self._schemas: dict[str, DictSchema | AttrsSchema | PydanticSchema] = {}
         for key, schema in schemas.items():
             key = _check_schema_key(key)
             where = f"plugin 'validate': setting 'schemas.{key}'"
@@ -118,14 +121,18 @@ class EventValidator:
                 if converter is None:
                     converter = make_converter(self.forbid_extra_keys)
                 self._schemas[key] = AttrsSchema(schema, converter)
-            elif isinstance(schema, Mapping):
+            elif is_pydantic_model(schema):
+                assert isinstance(schema, type)
+                self._schemas[key] = PydanticSchema(schema)
+            elif isinstance(schema, Mapping | bool):
                 self._schemas[key] = DictSchema(schema, where)
             else:
                 raise _S.error(
-                    f"schemas.{key}", schema, "an attrs class or a JSON-schema-like table"
+                    f"schemas.{key}", schema,
+                    "an attrs class, a pydantic model or a JSON Schema table",
                 )
         # event types known to have a valid name and domain -> their schema (or None)
-        self._known: dict[str, DictSchema | AttrsSchema | None] = {}
+        self._known: dict[str, DictSchema | AttrsSchema | PydanticSchema | None] = {}
         self._lock = threading.Lock()
         self._rejected = 0
         self._warnings = 0
@@ -144,7 +151,7 @@ class EventValidator:
         return list(self._schemas)
 
     # ------------------------------------------------------------------ checking
-    def _schema_for(self, event_type: str) -> DictSchema | AttrsSchema | None:
+    def _schema_for(self, event_type: str) -> DictSchema | AttrsSchema | PydanticSchema | None:
         schemas = self._schemas
         if not schemas:
             return None
