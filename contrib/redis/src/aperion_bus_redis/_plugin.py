@@ -417,15 +417,16 @@ class RedisStreams:
                 f"{s.buffer_size}); is Redis reachable at {self._url}?"
             )
         headers = self._headers(bus, event) if self._send_hooks else ()
+        handled_here = self._shared and wait_for_handlers
+        if handled_here:
+            # the emitter waits for handlers: this process handles it now, and the entry is
+            # marked handled so that the group does not handle it a second time. Noted before
+            # the entry is queued: the publisher thread may write it at once.
+            self._handled_here.add(event.event_id)
         outbox.append((stream, data, event, headers))
         if not self._wake_pending:
             self._wake_publisher()
-        if self._shared:
-            if wait_for_handlers:
-                # the emitter waits for handlers: this process handles it now, and the entry
-                # is marked handled so that the group does not handle it a second time
-                self._handled_here.add(event.event_id)
-                return None
+        if self._shared and not handled_here:
             # the group handles it: one process of the group, maybe this one, through Redis
             raise EventForwarded(PUBLISHED_REASON)
         return None
