@@ -264,23 +264,30 @@ class OtelPlugin:
             return
         received = _received.get()
         if received is not None and received.event_id == event.event_id:
-            yield from self._dispatch_received(bus, tracer, event, received)
-            return
-        span = tracer.start_span(
-            f"publish {event.event_type}",
-            kind=SpanKind.PRODUCER,
-            attributes=self._event_attributes(bus, event, "send"),
-        )
-        ctx = set_span_in_context(span)
-        # the publish span is the creation context: the process spans are its children and
-        # link to it (messaging conventions: a process span SHOULD link to it)
-        state = _Dispatch(ctx, [Link(span.get_span_context())])
-        token = _otel_context.attach(ctx)
+            state, span = self._received_state(bus, tracer, event, received)
+        else:
+            span = tracer.start_span(
+                f"publish {event.event_type}",
+                kind=SpanKind.PRODUCER,
+                attributes=self._event_attributes(bus, event, "send"),
+            )
+            # the publish span is the creation context: the process spans are its children
+            # and link to it (messaging conventions: a process span SHOULD link to it)
+            state = _Dispatch(set_span_in_context(span), [Link(span.get_span_context())])
+            received = None
+        token = _otel_context.attach(state.ctx)
         state_token = _current.set(state)
         try:
             result = yield
-            span.set_attribute("aperion_bus.handlers.count", result.handled)
-            span.set_attribute("aperion_bus.handlers.failed", len(result.failures))
+            if span is not None:
+                span.set_attribute("aperion_bus.handlers.count", result.handled)
+                span.set_attribute("aperion_bus.handlers.failed", len(result.failures))
+                if received is not None and result.failures:  # a process span: it failed
+                    first = result.failures[0]
+                    span.set_attribute("error.type", _error_type(first.error, first.reason))
+                    span.set_status(
+                        Status(StatusCode.ERROR, f"{len(result.failures)} handler(s) failed")
+                    )
             for failure in result.failures:
                 if failure.reason is FailureReason.HANDLER_TIMEOUT:
                     self._timed_out(bus, tracer, state, event, failure)
@@ -290,56 +297,36 @@ class OtelPlugin:
             except ValueError:  # pragma: no cover - resumed in another context
                 logger.debug("otel: dispatch state reset in a foreign context")
             _otel_context.detach(token)
-            span.end()
+            if span is not None:
+                span.end()
 
-    def _dispatch_received(
+    def _received_state(
         self, bus: EventBus, tracer: Tracer, event: Event, received: _Received
-    ) -> Generator[None, DispatchResult, None]:
+    ) -> tuple[_Dispatch, Span | None]:
         """The dispatch of an event a transport brought from another process: no publish
         span here (it was published there); the process spans continue the sender's trace.
 
         Their parent is the sender's creation context (its ``send`` span) when no span is
         current here, else the current span (the conventions advise against re-parenting
         processing that happens within another span); either way they link to the creation
-        context. With ``trace_handlers=False``, one process span covers the dispatch."""
+        context. With ``trace_handlers=False``, one process span covers the dispatch (it is
+        returned, to be ended after it)."""
         remote = received.remote
         links = [Link(remote)] if remote is not None else []
         if remote is not None and not get_current_span().get_span_context().is_valid:
             parent = set_span_in_context(NonRecordingSpan(remote))
         else:
             parent = _otel_context.get_current()
-        span: Span | None = None
-        if not self.trace_handlers:
-            span = tracer.start_span(
-                f"process {event.event_type}",
-                context=parent,
-                kind=SpanKind.CONSUMER,
-                links=links,
-                attributes=self._event_attributes(bus, event, "process"),
-            )
-            parent = set_span_in_context(span)
-        state = _Dispatch(parent, links)
-        token = _otel_context.attach(parent)
-        state_token = _current.set(state)
-        try:
-            result = yield
-            if span is not None:
-                span.set_attribute("aperion_bus.handlers.count", result.handled)
-                span.set_attribute("aperion_bus.handlers.failed", len(result.failures))
-                if result.failures:
-                    first = result.failures[0]
-                    span.set_attribute("error.type", _error_type(first.error, first.reason))
-                    span.set_status(
-                        Status(StatusCode.ERROR, f"{len(result.failures)} handler(s) failed")
-                    )
-        finally:
-            try:
-                _current.reset(state_token)
-            except ValueError:  # pragma: no cover - resumed in another context
-                logger.debug("otel: dispatch state reset in a foreign context")
-            _otel_context.detach(token)
-            if span is not None:
-                span.end()
+        if self.trace_handlers:
+            return _Dispatch(parent, links), None
+        span = tracer.start_span(
+            f"process {event.event_type}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes=self._event_attributes(bus, event, "process"),
+        )
+        return _Dispatch(set_span_in_context(span), links), span
 
     # ------------------------------------------------------------------ across processes
     @hookimpl
