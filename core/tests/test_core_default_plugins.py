@@ -113,3 +113,16 @@ def test_bad_arguments_are_refused(cleanup: list[str]) -> None:
     cleanup.append("x")
     with pytest.raises(ValueError, match="'x' is already added"):
         add_default_plugin("x", lambda plugins: None)
+
+
+def test_the_environment_disables_a_default_plugin_by_name(
+    cleanup: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_default_plugin("recorder", lambda plugins: Recorder())
+    cleanup.append("recorder")
+    monkeypatch.setenv("APERION_BUS_DISABLE_PLUGINS", "audit, recorder")
+    with EventBus() as bus:
+        assert bus.plugin_names == []
+    monkeypatch.delenv("APERION_BUS_DISABLE_PLUGINS")
+    with EventBus() as bus:
+        assert bus.plugin_names == ["recorder"]

@@ -23,6 +23,7 @@ from ._config import (
     CONFIG_ENV,
     CONFIG_FILE,
     BusConfig,
+    disabled_by_env,
     find_config_file,
     load_config,
     parse_config,
@@ -260,9 +261,10 @@ def add_default_plugin(name: str, factory: DefaultPluginFactory) -> None:
     Each new bus calls ``factory`` once, after its own plugins are registered, with those
     plugin objects, and registers what it returns under ``name`` (None: nothing, say because
     the bus already has an equivalent plugin). A bus that already has a plugin named ``name``
-    skips the factory. A bus built before the call is not changed (its hooks are fixed when it
-    is built). A factory that raises, or returns a plugin that cannot be registered, fails the
-    bus's construction with that error, as a bad plugin would.
+    skips the factory, and so does every bus while ``APERION_BUS_DISABLE_PLUGINS`` names it.
+    A bus built before the call is not changed (its hooks are fixed when it is built). A
+    factory that raises, or returns a plugin that cannot be registered, fails the bus's
+    construction with that error, as a bad plugin would.
 
     ``name`` taken by another factory: ``ValueError``; undo with :func:`remove_default_plugin`.
     """
@@ -295,8 +297,9 @@ def _register_defaults(pm: pluggy.PluginManager) -> None:
         return
     with _defaults_lock:
         factories = list(_defaults.items())
+    off = disabled_by_env()
     for name, factory in factories:
-        if pm.has_plugin(name):
+        if pm.has_plugin(name) or name in off:
             continue
         plugin = factory([p for _, p in pm.list_name_plugin()])
         if plugin is not None:
