@@ -11,6 +11,7 @@ otherwise the plugin registered last runs first.
 from __future__ import annotations
 
 import argparse
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -137,6 +138,40 @@ class HookSpecs:
         :meth:`EventBus.scrub`, which never raises (a failing implementation makes it return
         a placeholder: fail closed). User: redact (implements); otel, structlog and the
         kernel's own logs (call it).
+        """
+
+    @hookspec
+    def on_transport_send(
+        self, bus: EventBus, event: Event, transport: str
+    ) -> dict[str, str] | None:
+        """A transport is about to carry ``event`` out of this process: return headers to
+        carry with it (a dict of str to str), or None.
+
+        Called by the transport (``transport`` is its name, e.g. ``"redis"``) in the
+        emitter's thread and context, once it accepted the event for sending (after the
+        ``on_emit`` checks, before the event is queued for the wire), through
+        ``bus.plugin_manager.hook.on_transport_send``. The transport stores the headers of
+        every implementation beside the event, unchanged, and hands them back on the receiving
+        side to ``on_transport_receive``; a header that is not str to str is dropped (logged).
+        Keep names and values small, and never put event data in them: they leave the process
+        unscrubbed. An exception is logged by the transport, which then sends the event
+        without that implementation's headers. Users: otel (implements: W3C ``traceparent``,
+        ``tracestate``), redis (calls).
+        """
+
+    @hookspec
+    def on_transport_receive(
+        self, bus: EventBus, event: Event, headers: dict[str, str], transport: str
+    ) -> AbstractContextManager[Any] | None:
+        """A transport received ``event`` with ``headers`` (those ``on_transport_send`` gave
+        where it was sent; ``{}`` if none) and is about to dispatch it here.
+
+        Return None, or a context manager: the transport enters every one returned around the
+        event's dispatch (``bus.dispatch(event)``), in the dispatching thread, and exits them
+        after it, so a plugin can make the sender's context current while the handlers run.
+        Header values come from outside the process: check them before use. An exception is
+        logged by the transport, which then dispatches the event without that context.
+        Users: otel (implements: continues the sender's trace), redis (calls).
         """
 
     @hookspec

@@ -125,3 +125,25 @@ def test_plugin_warns_once_at_start_without_otel() -> None:
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("aperion_bus.otel:")]
     assert len(lines) == 1
     assert "opentelemetry-api is not installed" in lines[0]
+
+
+def test_the_instrumentor_without_opentelemetry_is_a_clear_import_error() -> None:
+    out = run_blocked(
+        """
+        import aperion_bus_otel
+
+        try:
+            from aperion_bus_otel import AperionBusInstrumentor
+        except ImportError as exc:
+            print(exc)
+        try:
+            aperion_bus_otel.nothing_here
+        except AttributeError as exc:
+            print(exc)
+        """
+    )
+    assert out.splitlines() == [
+        "aperion_bus_otel.AperionBusInstrumentor needs opentelemetry-instrumentation: "
+        "pip install 'aperion-bus-otel[instrument]'",
+        "module 'aperion_bus_otel' has no attribute 'nothing_here'",
+    ]

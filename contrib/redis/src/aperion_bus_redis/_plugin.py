@@ -14,13 +14,15 @@ import threading
 import time
 import uuid
 from collections.abc import Coroutine, Iterable
-from typing import Any, Final, TypeVar
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import redis.asyncio as aioredis
 from aperion_bus import (
     BusClosedError,
     DeliveryFailed,
+    DispatchResult,
     Event,
     EventBus,
     EventDecodeError,
@@ -33,6 +35,9 @@ from aperion_bus import (
 from redis.exceptions import RedisError, ResponseError
 
 from ._settings import RedisSettings, masked_url, matches_any
+
+if TYPE_CHECKING:
+    import pluggy
 
 __all__ = [
     "DEAD_LETTER_REASON",
@@ -63,6 +68,14 @@ _EVENT: Final = b"event"
 _ORIGIN: Final = b"o"
 #: set on an entry whose emitter already ran its handlers (a waited emit in shared mode)
 _HANDLED: Final = b"h"
+#: the prefix of a transport header's field (``on_transport_send``): ``hdr:traceparent``
+_HEADER: Final = b"hdr:"
+#: the name of this transport in the transport hooks
+TRANSPORT: Final = "redis"
+#: bounds on the headers of one entry, both ways: their number, a name's and a value's length
+_HEADERS_MAX: Final = 32
+_HEADER_NAME_MAX: Final = 128
+_HEADER_VALUE_MAX: Final = 8192
 _START_TIMEOUT: Final = 10.0
 _LAST_ERRORS_MAX: Final = 10_000
 _REFUSED_TRIES: Final = 5  # XADDs of one entry the server refused (not a connection error)
@@ -101,7 +114,8 @@ class _Flush:
         self.done = threading.Event()
 
 
-_Item = tuple[str, str, Event]
+#: (stream, JSON line, the event, its header fields flattened: name, value, name, value ...)
+_Item = tuple[str, str, Event, tuple[bytes, ...]]
 
 
 @attrs.define
@@ -169,12 +183,19 @@ class RedisStreams:
         ] = collections.OrderedDict()
         self._counts: collections.Counter[str] = collections.Counter()
         self._count_lock = threading.Lock()
+        # the transport hooks' implementations, in call order (looked up in on_start)
+        self._send_hooks: list[pluggy.HookImpl] = []
+        self._receive_hooks: list[pluggy.HookImpl] = []
+        self._header_warnings: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ life cycle
     @hookimpl
     def on_start(self, bus: EventBus) -> None:
         s = self.settings
         self._bus = bus
+        hooks = bus.plugin_manager.hook
+        self._send_hooks = _plain_impls(hooks.on_transport_send)
+        self._receive_hooks = _plain_impls(hooks.on_transport_receive)
         if not self.consumer:
             # host-pid; a second bus of the same process gets a suffix (one PEL per consumer)
             n = next(_instances)
@@ -395,18 +416,58 @@ class RedisStreams:
                 f"redis: {len(outbox)} events wait to be published (buffer_size="
                 f"{s.buffer_size}); is Redis reachable at {self._url}?"
             )
-        outbox.append((stream, data, event))
+        headers = self._headers(bus, event) if self._send_hooks else ()
+        handled_here = self._shared and wait_for_handlers
+        if handled_here:
+            # the emitter waits for handlers: this process handles it now, and the entry is
+            # marked handled so that the group does not handle it a second time. Noted before
+            # the entry is queued: the publisher thread may write it at once.
+            self._handled_here.add(event.event_id)
+        outbox.append((stream, data, event, headers))
         if not self._wake_pending:
             self._wake_publisher()
-        if self._shared:
-            if wait_for_handlers:
-                # the emitter waits for handlers: this process handles it now, and the entry
-                # is marked handled so that the group does not handle it a second time
-                self._handled_here.add(event.event_id)
-                return None
+        if self._shared and not handled_here:
             # the group handles it: one process of the group, maybe this one, through Redis
             raise EventForwarded(PUBLISHED_REASON)
         return None
+
+    def _headers(self, bus: EventBus, event: Event) -> tuple[bytes, ...]:
+        """The ``on_transport_send`` headers for ``event``, as flat stream-entry fields."""
+        fields: list[bytes] = []
+        for impl in self._send_hooks:
+            try:
+                headers = _call(impl, bus=bus, event=event, transport=TRANSPORT)
+            except Exception:
+                logger.warning(
+                    "redis: on_transport_send of plugin %r failed; %s sent without its headers",
+                    impl.plugin_name, event.event_id, exc_info=True,
+                )
+                continue
+            if headers is None:
+                continue
+            if not isinstance(headers, dict):
+                self._warn_header(impl.plugin_name, f"returned {type(headers).__name__}")
+                continue
+            for name, value in headers.items():
+                if not (
+                    isinstance(name, str) and isinstance(value, str)
+                    and 0 < len(name) <= _HEADER_NAME_MAX and len(value) <= _HEADER_VALUE_MAX
+                ):
+                    self._warn_header(impl.plugin_name, "gave a header that is not str to str "
+                                      f"within {_HEADER_NAME_MAX}/{_HEADER_VALUE_MAX} characters")
+                    continue
+                if len(fields) >= 2 * _HEADERS_MAX:
+                    self._warn_header(impl.plugin_name, f"more than {_HEADERS_MAX} headers")
+                    break
+                fields += (_HEADER + name.encode(), value.encode())
+        return tuple(fields)
+
+    def _warn_header(self, plugin: str, what: str) -> None:
+        """Log a plugin's bad headers once per plugin and kind (it would repeat per event)."""
+        if (plugin, what) in self._header_warnings:
+            return
+        self._header_warnings.add((plugin, what))
+        logger.warning("redis: on_transport_send of plugin %r %s: dropped", plugin, what)
 
     def _wake_publisher(self) -> None:
         self._wake_pending = True
@@ -496,13 +557,13 @@ class RedisStreams:
         logger.error(
             "redis: %d events not published to %s (%s): %s; event ids %s%s",
             len(items), self._url, why, _describe(error),
-            ", ".join(ev.event_id for _, _, ev in items[:10]),
+            ", ".join(ev.event_id for _, _, ev, _ in items[:10]),
             " ..." if len(items) > 10 else "",
         )
         bus = self._bus
         if bus is None:
             return
-        for _, _, ev in items:
+        for _, _, ev, _ in items:
             bus.report_drop(ev, UNPUBLISHED_REASON, error)
 
     async def _xadd_batch(self, batch: list[_Item]) -> list[tuple[_Item, BaseException]]:
@@ -519,16 +580,16 @@ class RedisStreams:
         )
         if s.mode == "broadcast":  # the origin lets this process skip its own entries
             origin = self._origin
-            for stream, data, _ in batch:
-                command("XADD", stream, *head, _EVENT, data, _ORIGIN, origin)
+            for stream, data, _, hdrs in batch:
+                command("XADD", stream, *head, _EVENT, data, _ORIGIN, origin, *hdrs)
         else:  # shared: nobody needs the origin, one field less to write and parse
             handled = self._handled_here
-            for stream, data, ev in batch:
+            for stream, data, ev, hdrs in batch:
                 if handled and ev.event_id in handled:  # its emitter ran its handlers
                     handled.discard(ev.event_id)
-                    command("XADD", stream, *head, _EVENT, data, _HANDLED, b"1")
+                    command("XADD", stream, *head, _EVENT, data, _HANDLED, b"1", *hdrs)
                 else:
-                    command("XADD", stream, *head, _EVENT, data)
+                    command("XADD", stream, *head, _EVENT, data, *hdrs)
         results = await pipe.execute(raise_on_error=False)
         refused: list[tuple[_Item, BaseException]] = [
             (item, r) for item, r in zip(batch, results, strict=True) if isinstance(r, Exception)
@@ -795,7 +856,10 @@ class RedisStreams:
                     dead.append(_Dead(e, reason, _describe(exc), exc=exc))
                     continue
                 try:
-                    result = dispatch(event)
+                    if self._receive_hooks:
+                        result = self._dispatch_received(bus, event, fields)
+                    else:
+                        result = dispatch(event)
                 except BusClosedError:
                     # shut down from a handler while the next batch was already read: it
                     # stays pending and comes again (claim_idle_ms, or this consumer's restart)
@@ -823,6 +887,35 @@ class RedisStreams:
                 counts["failed"] += failed
                 counts["undecodable"] += undecodable
         return ok, dead
+
+    def _dispatch_received(
+        self, bus: EventBus, event: Event, fields: dict[bytes, bytes]
+    ) -> DispatchResult:
+        """Dispatch ``event`` within the context managers ``on_transport_receive`` gave."""
+        headers = _read_headers(fields)
+        entered: list[tuple[str, AbstractContextManager[Any]]] = []
+        for impl in self._receive_hooks:
+            try:
+                cm = _call(impl, bus=bus, event=event, headers=dict(headers), transport=TRANSPORT)
+                if cm is not None:
+                    cm.__enter__()
+                    entered.append((impl.plugin_name, cm))
+            except Exception:
+                logger.warning(
+                    "redis: on_transport_receive of plugin %r failed; %s dispatched without it",
+                    impl.plugin_name, event.event_id, exc_info=True,
+                )
+        try:
+            return bus.dispatch(event)
+        finally:
+            for name, cm in reversed(entered):
+                try:
+                    cm.__exit__(None, None, None)
+                except Exception:
+                    logger.warning(
+                        "redis: leaving the on_transport_receive context of plugin %r failed",
+                        name, exc_info=True,
+                    )
 
     def _dead_entry(self, e: _Entry, fields: dict[bytes, bytes]) -> _Dead:
         """An entry delivered more than ``max_deliveries`` times, for the dead-letter stream."""
@@ -905,6 +998,34 @@ class RedisStreams:
             },
             source="redis",
         )
+
+
+def _plain_impls(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+    """A hook's plain implementations in pluggy's call order (the last registered first)."""
+    return [i for i in reversed(caller.get_hookimpls()) if not (i.wrapper or i.hookwrapper)]
+
+
+def _call(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+    """One implementation with the arguments it takes, by name (as pluggy calls it)."""
+    return impl.function(*[kwargs[name] for name in impl.argnames])
+
+
+def _read_headers(fields: dict[bytes, bytes]) -> dict[str, str]:
+    """An entry's ``hdr:`` fields as headers; it comes from outside: names and values that
+    are not UTF-8 or too long are left out, and so is anything past ``_HEADERS_MAX``."""
+    out: dict[str, str] = {}
+    for key, value in fields.items():
+        if not key.startswith(_HEADER):
+            continue
+        if len(out) >= _HEADERS_MAX:
+            break
+        if len(key) > len(_HEADER) + _HEADER_NAME_MAX or len(value) > _HEADER_VALUE_MAX:
+            continue
+        try:
+            out[key[len(_HEADER) :].decode()] = value.decode()
+        except UnicodeDecodeError:
+            continue
+    return out
 
 
 def _decode(raw: bytes) -> Event:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
 import traceback
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -26,11 +27,20 @@ from ._api import get_trace_correlation_id, get_tracer
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import Link, Span, SpanContext, Tracer, TracerProvider
 
 try:
     from opentelemetry import context as _otel_context
-    from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+    from opentelemetry import propagate as _propagate
+    from opentelemetry.trace import (
+        Link,
+        NonRecordingSpan,
+        SpanKind,
+        Status,
+        StatusCode,
+        get_current_span,
+        set_span_in_context,
+    )
 except ImportError:  # optional dependency: the plugin is then a no-op (no tracer)
     pass
 
@@ -54,17 +64,33 @@ class _HandlerSpan:
 
 
 class _Dispatch:
-    """State of one dispatch, shared with its handler wrappers through a context variable."""
+    """State of one dispatch, shared with its handler wrappers through a context variable:
+    the handlers' parent context and the links their spans carry (the creation context)."""
 
-    __slots__ = ("ctx", "spans")
+    __slots__ = ("ctx", "links", "spans")
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, links: list[Link]) -> None:
         self.ctx = ctx
+        self.links = links
         self.spans: dict[str, _HandlerSpan] = {}
+
+
+class _Received:
+    """An event a transport received and is dispatching here, with the sender's creation
+    context (None: the sender sent no valid trace context)."""
+
+    __slots__ = ("event_id", "remote")
+
+    def __init__(self, event_id: str, remote: SpanContext | None) -> None:
+        self.event_id = event_id
+        self.remote = remote
 
 
 _current: contextvars.ContextVar[_Dispatch | None] = contextvars.ContextVar(
     "aperion_bus_otel_dispatch", default=None
+)
+_received: contextvars.ContextVar[_Received | None] = contextvars.ContextVar(
+    "aperion_bus_otel_received", default=None
 )
 
 
@@ -164,13 +190,19 @@ class OtelPlugin:
             return None
         return attrs.evolve(event, correlation_id=trace_id)
 
+    def _stop_tracing(self) -> None:
+        """Record nothing from now on (the instrumentor's ``uninstrument()``)."""
+        self._tracer = None
+
     # ------------------------------------------------------------------ spans
     @staticmethod
-    def _event_attributes(bus: EventBus, event: Event, op_type: str) -> dict[str, _AttrValue]:
+    def _event_attributes(
+        bus: EventBus, event: Event, op_type: str, op_name: str | None = None
+    ) -> dict[str, _AttrValue]:
         out: dict[str, _AttrValue] = {
             "messaging.system": MESSAGING_SYSTEM,
             "messaging.operation.type": op_type,
-            "messaging.operation.name": "publish" if op_type == "send" else op_type,
+            "messaging.operation.name": op_name or ("publish" if op_type == "send" else op_type),
             "messaging.destination.name": event.event_type,
             "messaging.message.id": event.event_id,
             "aperion_bus.bus.name": bus.name,
@@ -230,19 +262,32 @@ class OtelPlugin:
         if tracer is None:
             yield
             return
-        span = tracer.start_span(
-            f"publish {event.event_type}",
-            kind=SpanKind.PRODUCER,
-            attributes=self._event_attributes(bus, event, "send"),
-        )
-        ctx = set_span_in_context(span)
-        state = _Dispatch(ctx)
-        token = _otel_context.attach(ctx)
+        received = _received.get()
+        if received is not None and received.event_id == event.event_id:
+            state, span = self._received_state(bus, tracer, event, received)
+        else:
+            span = tracer.start_span(
+                f"publish {event.event_type}",
+                kind=SpanKind.PRODUCER,
+                attributes=self._event_attributes(bus, event, "send"),
+            )
+            # the publish span is the creation context: the process spans are its children
+            # and link to it (messaging conventions: a process span SHOULD link to it)
+            state = _Dispatch(set_span_in_context(span), [Link(span.get_span_context())])
+            received = None
+        token = _otel_context.attach(state.ctx)
         state_token = _current.set(state)
         try:
             result = yield
-            span.set_attribute("aperion_bus.handlers.count", result.handled)
-            span.set_attribute("aperion_bus.handlers.failed", len(result.failures))
+            if span is not None:
+                span.set_attribute("aperion_bus.handlers.count", result.handled)
+                span.set_attribute("aperion_bus.handlers.failed", len(result.failures))
+                if received is not None and result.failures:  # a process span: it failed
+                    first = result.failures[0]
+                    span.set_attribute("error.type", _error_type(first.error, first.reason))
+                    span.set_status(
+                        Status(StatusCode.ERROR, f"{len(result.failures)} handler(s) failed")
+                    )
             for failure in result.failures:
                 if failure.reason is FailureReason.HANDLER_TIMEOUT:
                     self._timed_out(bus, tracer, state, event, failure)
@@ -252,7 +297,78 @@ class OtelPlugin:
             except ValueError:  # pragma: no cover - resumed in another context
                 logger.debug("otel: dispatch state reset in a foreign context")
             _otel_context.detach(token)
+            if span is not None:
+                span.end()
+
+    def _received_state(
+        self, bus: EventBus, tracer: Tracer, event: Event, received: _Received
+    ) -> tuple[_Dispatch, Span | None]:
+        """The dispatch of an event a transport brought from another process: no publish
+        span here (it was published there); the process spans continue the sender's trace.
+
+        Their parent is the sender's creation context (its ``send`` span) when no span is
+        current here, else the current span (the conventions advise against re-parenting
+        processing that happens within another span); either way they link to the creation
+        context. With ``trace_handlers=False``, one process span covers the dispatch (it is
+        returned, to be ended after it)."""
+        remote = received.remote
+        links = [Link(remote)] if remote is not None else []
+        if remote is not None and not get_current_span().get_span_context().is_valid:
+            parent = set_span_in_context(NonRecordingSpan(remote))
+        else:
+            parent = _otel_context.get_current()
+        if self.trace_handlers:
+            return _Dispatch(parent, links), None
+        span = tracer.start_span(
+            f"process {event.event_type}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes=self._event_attributes(bus, event, "process"),
+        )
+        return _Dispatch(set_span_in_context(span), links), span
+
+    # ------------------------------------------------------------------ across processes
+    @hookimpl
+    def on_transport_send(
+        self, bus: EventBus, event: Event, transport: str
+    ) -> dict[str, str] | None:
+        """A ``send <event_type>`` PRODUCER span, child of the current span, ended at once
+        (the event was handed to the transport); its context, injected by the global
+        propagator (W3C ``traceparent``/``tracestate`` by default), is the creation context
+        the receiving process continues."""
+        tracer = self._tracer
+        if tracer is None:
+            return None
+        attributes = self._event_attributes(bus, event, "send", "send")
+        attributes["aperion_bus.transport"] = transport
+        span = tracer.start_span(
+            f"send {event.event_type}", kind=SpanKind.PRODUCER, attributes=attributes
+        )
+        try:
+            headers: dict[str, str] = {}
+            _propagate.inject(headers, context=set_span_in_context(span))
+        finally:
             span.end()
+        return headers or None
+
+    @hookimpl
+    def on_transport_receive(
+        self, event: Event, headers: dict[str, str]
+    ) -> contextlib.AbstractContextManager[None] | None:
+        if self._tracer is None:
+            return None
+        return self._receiving(event, headers)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _receiving(event: Event, headers: dict[str, str]) -> Iterator[None]:
+        remote = get_current_span(_propagate.extract(headers)).get_span_context()
+        token = _received.set(_Received(event.event_id, remote if remote.is_valid else None))
+        try:
+            yield
+        finally:
+            _received.reset(token)
 
     def _timed_out(
         self,
@@ -275,6 +391,7 @@ class OtelPlugin:
             f"process {event.event_type}",
             context=state.ctx,
             kind=SpanKind.CONSUMER,
+            links=state.links,
             attributes=self._handler_attributes(bus, event, subscription),
         )
         hs = _HandlerSpan(span)
@@ -289,13 +406,14 @@ class OtelPlugin:
         if tracer is None or not self.trace_handlers:
             yield
             return
+        state = _current.get()
         span = tracer.start_span(
             f"process {event.event_type}",
             kind=SpanKind.CONSUMER,
+            links=state.links if state is not None else None,
             attributes=self._handler_attributes(bus, event, subscription),
         )
         hs = _HandlerSpan(span)
-        state = _current.get()
         if state is not None:
             state.spans[subscription.id] = hs
         token = _otel_context.attach(set_span_in_context(span))
