@@ -253,7 +253,7 @@ def docs_source(url: str) -> Path | None:
         return None
     path = url[len(DOCS_SITE):].split("#", 1)[0].strip("/")
     docs = ROOT / "docs"
-    candidates = [docs / "index.md"] if not path else [docs / f"{path}.md", docs / path / "index.md"]
+    candidates = [docs / f"{path}.md", docs / path / "index.md"] if path else [docs / "index.md"]
     return next((c for c in candidates if c.is_file()), None)
 
 
