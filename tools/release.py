@@ -21,7 +21,7 @@ Rules it checks (``check``), for every distribution (core/, plugins/*, contrib/*
   link into the docs site names a page that exists in docs/.
 - CHANGELOG.md starts with ``## [Unreleased]``; release sections are
   ``## [NAME VERSION, ...] - YYYY-MM-DD`` followed by a ``Distributions: NAME VERSION, ...``
-  line; no distribution's version is below the last one released.
+  paragraph; no distribution's version is below the last one released.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import argparse
 import datetime as _dt
 import re
 import sys
+import textwrap
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,7 @@ KERNEL = "aperion-bus"
 VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 REQUIREMENT = re.compile(r'"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]"]*\])?([^";]*)(;[^"]*)?"')
 RELEASE_HEADING = re.compile(r"^## \[(?!Unreleased\])([^\]]+)\] - (\d{4}-\d{2}-\d{2})$", re.M)
-DISTRIBUTIONS_LINE = re.compile(r"^Distributions: (.+)$", re.M)
+DISTRIBUTIONS_LINE = re.compile(r"^Distributions: ([^\n]+(?:\n[^\n#]+)*)", re.M)
 MD_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)[^)]*\)")
 
 
@@ -282,7 +283,7 @@ def released(changelog: str) -> list[tuple[str, dict[str, str]]]:
         line = DISTRIBUTIONS_LINE.search(changelog, m.end(), end)
         versions: dict[str, str] = {}
         if line:
-            for item in line.group(1).rstrip(".").split(","):
+            for item in line.group(1).strip().rstrip(".").split(","):
                 parts = item.strip().strip("`").split()
                 if len(parts) == 2:
                     versions[normalize(parts[0])] = parts[1]
@@ -299,7 +300,7 @@ def check_changelog(known: dict[str, Dist], changelog: str) -> list[str]:
     for m in RELEASE_HEADING.finditer(changelog):
         end = changelog.find("\n## ", m.end())
         if not DISTRIBUTIONS_LINE.search(changelog[m.end(): end if end != -1 else None]):
-            problems.append(f"CHANGELOG.md: release {m.group(0)!r} has no 'Distributions:' line")
+            problems.append(f"CHANGELOG.md: release {m.group(0)!r} has no 'Distributions:' list")
     last: dict[str, str] = {}
     for _date, versions in reversed(sections):  # oldest first
         for name, version in versions.items():
@@ -387,7 +388,10 @@ def cut(date: str, root: Path = ROOT) -> str:
     if at == -1:
         raise SystemExit("release.py: error: CHANGELOG.md has no '## [Unreleased]' section")
     heading = f"## [{release_heading(new, known)}] - {date}"
-    listing = "Distributions: " + ", ".join(f"{known[n].name} {v}" for n, v in new.items()) + "."
+    pairs = ", ".join(f"{known[n].name}\N{NO-BREAK SPACE}{v}" for n, v in new.items())
+    listing = textwrap.fill(
+        f"Distributions: {pairs}.", width=95, break_on_hyphens=False, break_long_words=False
+    ).replace("\N{NO-BREAK SPACE}", " ")
     text = text[: at + len(head)] + f"\n{heading}\n\n{listing}\n" + text[at + len(head):]
     path.write_text(text)
     return heading
