@@ -17,6 +17,9 @@ import sys
 import zlib
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from release import report
+
 ROOT = Path(__file__).resolve().parent.parent
 DIRECTIVE = re.compile(r"^::: ([\w.]+)\s*$", re.M)
 
@@ -73,14 +76,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: check_api_docs.py SITE_DIR", file=sys.stderr)
         return 2
-    problems = missing_names(Path(argv[0]))
-    if problems:
-        print("the API reference is incomplete:", file=sys.stderr)
-        for p in problems:
-            print(f"  {p}", file=sys.stderr)
-        return 1
-    print(f"API reference: every public name of {len(documented_modules())} modules documented")
-    return 0
+    return report(
+        "check_api_docs",
+        missing_names(Path(argv[0])),
+        f"every public name of {len(documented_modules())} modules documented",
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from packaging.requirements import Requirement
-from release import Dist, normalize, workspace
+from release import Dist, normalize, report, workspace
 
 SDIST_TOP = {"PKG-INFO", "pyproject.toml", "README.md", "LICENSE", ".gitignore", "src", "tests"}
 URL_LABELS = ("Homepage", "Documentation", "Repository", "Issues", "Changelog")
@@ -239,13 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             problems += check_sdist(dist, found["sdist"][0])
     if not args.no_import and wheels:
         problems += check_imports(dists, wheels)
-    for p in problems:
-        print(p, file=sys.stderr)
-    if problems:
-        print(f"check_dists: {len(problems)} problem(s)", file=sys.stderr)
-        return 1
-    print(f"check_dists: {len(wheels)} wheels and sdists complete")
-    return 0
+    return report("check_dists", problems, f"{len(wheels)} wheels and sdists complete")
 
 
 if __name__ == "__main__":

@@ -336,6 +336,18 @@ def check(root: Path = ROOT) -> list[str]:
 # --- commands -------------------------------------------------------------------------------
 
 
+def report(tool: str, problems: list[str], success: str) -> int:
+    """Print each problem on stderr and a count (exit status 1), or ``success`` (0)."""
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        print(f"{tool}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{tool}: {success}")
+    return 0
+
+
+
 def bump(pairs: list[tuple[str, str]], root: Path = ROOT) -> list[str]:
     """Set each named distribution's version and rewrite every sibling bound; the changed
     files, relative to ``root``."""
@@ -407,14 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--date", default=_dt.date.today().isoformat())
     args = parser.parse_args(argv)
     if args.command == "check":
-        problems = check()
-        for p in problems:
-            print(p, file=sys.stderr)
-        if problems:
-            print(f"release.py: {len(problems)} problem(s)", file=sys.stderr)
-            return 1
-        print(f"release.py: {len(workspace())} distributions in step")
-        return 0
+        return report("release.py", check(), f"{len(workspace())} distributions in step")
     if args.command == "bump":
         if len(args.pairs) % 2:
             parser.error("bump takes NAME VERSION pairs")
