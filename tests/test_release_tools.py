@@ -161,7 +161,7 @@ def test_check_changelog_names_each_problem(tmp_path: Path) -> None:
     )
     assert release.check_changelog(known, text) == [
         "CHANGELOG.md: the first section is not '## [Unreleased]'",
-        "CHANGELOG.md: release '## [aperion-bus 0.0.9] - 2026-12-01' has no 'Distributions:' line",
+        "CHANGELOG.md: release '## [aperion-bus 0.0.9] - 2026-12-01' has no 'Distributions:' list",
         "CHANGELOG.md: aperion-bus 0.1.0 released after 0.2.0",
     ]
 
