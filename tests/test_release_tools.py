@@ -288,3 +288,23 @@ def test_check_api_docs_names_every_public_name_missing_from_the_site(tmp_path: 
              for n in __import__(m, fromlist=["__all__"]).__all__]
     write_inventory(tmp_path, every)
     assert check_api_docs.missing_names(tmp_path) == []
+
+
+# --- tools/griffe_sphinx_roles.py -----------------------------------------------------------
+
+
+def test_docstring_roles_become_links_to_public_objects_and_code_otherwise() -> None:
+    import griffe
+
+    roles = load("griffe_sphinx_roles")
+    pkg = griffe.load(
+        "aperion_bus",
+        extensions=griffe.load_extensions(roles.SphinxRoles),
+        search_paths=[str(ROOT / "core" / "src")],
+    )
+    on_drop = pkg["HookSpecs"].members["on_drop"].docstring.value
+    assert "[`DeliveryFailed`][aperion_bus._errors.DeliveryFailed]" in on_drop
+    assert "[`EventBus.report_drop`][aperion_bus._bus.EventBus.report_drop]" in on_drop
+    assert ":class:" not in on_drop and ":meth:" not in on_drop
+    # a constant of a private module is not on the site: code, not a link that would break
+    assert "at most `MAX_PAYLOAD_DEPTH` (200)" in pkg["Event"].docstring.value
