@@ -164,6 +164,13 @@ def test_check_changelog_names_each_problem(tmp_path: Path) -> None:
         "CHANGELOG.md: release '## [aperion-bus 0.0.9] - 2026-12-01' has no 'Distributions:' list",
         "CHANGELOG.md: aperion-bus 0.1.0 released after 0.2.0",
     ]
+    newer = (
+        "## [Unreleased]\n\n## [aperion-bus 0.2.0] - 2026-12-03\n\n"
+        "Distributions: aperion-bus 0.2.0.\n"
+    )
+    assert release.check_changelog(known, newer) == [
+        "aperion-bus: version 0.1.0 is below 0.2.0, already released"
+    ]
 
 
 def test_check_readme_refuses_relative_links_and_missing_docs_pages(tmp_path: Path) -> None:
