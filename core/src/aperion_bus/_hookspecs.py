@@ -126,7 +126,7 @@ class HookSpecs:
         ``reason`` is ``"rejected"`` (an ``on_emit``/``on_enqueue`` hook raised ``error``),
         ``"discarded"`` (``PendingQueue.discard_oldest``), ``"shutdown"`` (the bus was shut
         down without draining it), ``"dead_letter"`` (a transport gave up on it:
-        ``error`` is a :class:`DeliveryFailed`, see :meth:`EventBus.report_dead_letter`), or
+        ``error`` is a :class:`DeliveryFailed`, see :meth:`EventBus.report_drop`), or
         the reason given to :class:`DropEvent`. Users: dlq, metrics, structlog, backpressure.
         """
 

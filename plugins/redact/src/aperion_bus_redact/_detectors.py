@@ -199,6 +199,7 @@ class Detector:
 
 # ---------------------------------------------------------------------------------- validators
 def luhn_ok(digits: str) -> bool:
+    """Whether ``digits`` (ASCII digits only) pass the Luhn checksum of card numbers."""
     total = 0
     parity = len(digits) % 2
     for i, ch in enumerate(digits):
@@ -226,6 +227,8 @@ _IBAN_LENGTHS: Final = {
 
 
 def iban_ok(compact: str) -> bool:
+    """Whether ``compact`` (an IBAN, upper case, no spaces) has its country's length and a
+    valid ISO 7064 mod-97 check."""
     if _IBAN_LENGTHS.get(compact[:2]) != len(compact):
         return False
     rearranged = compact[4:] + compact[:4]
@@ -236,6 +239,8 @@ def iban_ok(compact: str) -> bool:
 
 
 def ssn_ok(area: str, group: str, serial: str) -> bool:
+    """Whether a US social security number's three parts can be issued: no 000, 666 or 9xx
+    area, no 00 group, no 0000 serial."""
     return (
         area != "000"
         and area != "666"
@@ -253,6 +258,8 @@ def _b64url_decode(part: str) -> bytes | None:
 
 
 def jwt_ok(token: str) -> bool:
+    """Whether ``token``'s first part decodes (base64url) to a JSON object with an ``alg``:
+    a JSON Web Token header."""
     header = _b64url_decode(token.split(".", 1)[0])
     if header is None:
         return False
