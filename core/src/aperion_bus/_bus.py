@@ -38,7 +38,7 @@ from ._patterns import check_event_type, normalize_patterns
 from ._plugins import load_config, register_plugins, subscribe_handler_entry_points
 from ._registry import EMPTY, Registry
 from ._threads import HandlerThreads, LoopThread
-from ._timeouts import Abandoned, Watch, finish_in_time, timeout_error
+from ._timeouts import Abandoned, Runners, Watch, finish_in_time, timeout_error
 from ._types import (
     DispatchResult,
     Handler,
@@ -145,6 +145,10 @@ class EventBus(Dispatcher):
         self._plans = self._registry.plans  # emit's hot-path lookup
         self._plans_get = self._plans.get
         self._threads = HandlerThreads(max_handler_threads, f"{name}-handler")
+        #: the runners of waited emits under the timeout (see _timeouts.Runners)
+        self._runners = Runners(
+            self.handler_timeout or 1.0, max_handler_threads, f"{name}-waited"
+        )
         self._loop_thread = LoopThread(f"{name}-loop")
         self._worker = Worker(name, self._dropped_reason)
         self._queue_append = self._worker.queue.append
@@ -170,6 +174,10 @@ class EventBus(Dispatcher):
         self._inline = self._inline_async and self.handler_timeout is None
         #: handlers may be called bare (no handler or dispatch hook): the lean loops
         self._lean = not (self._handler_hooked or dispatch_hooked)
+        #: a waited emit may take a runner directly (a timeout, no hook)
+        self._watched = self._lean and not (h.on_emit or h.on_audit) and bool(handler_timeout)
+        self._idle_runners_pop = self._runners.idle.pop
+        self._idle_runners_append = self._runners.idle.append
         #: a background emit goes straight to the queue (nothing to run on the way)
         self._bg_direct = not (h.on_emit or h.on_enqueue)
         #: a background event with no handler still needs queuing (audit, dispatch hooks)
@@ -362,12 +370,21 @@ class EventBus(Dispatcher):
         if not wait_for_handlers:
             return self._emit_event(event, False, plan)
         if not (self._inline and plan.plain):
-            if self._lean and plan.plain and not self._hooks.on_emit and not self._hooks.on_audit:
-                tok = _scope_set(event)  # under a timeout, no hook: the lean watched path
+            if self._watched and plan.plain:  # under a timeout, no hook: _wait_watched
                 try:
+                    runner = self._idle_runners_pop()
+                except IndexError:
                     self._wait_watched(event, plan)
-                finally:
-                    _scope_reset(tok)
+                    return eid
+                runner.job = (event, _copy_context(), plan.pairs)
+                runner.go.release()
+                if runner.done.acquire(True, self._runners.timeout):
+                    if runner.failures is None:
+                        self._idle_runners_append(runner)
+                    else:
+                        self._runner_done(event, plan, runner)
+                else:
+                    self._runner_late(event, plan, runner)
                 return eid
             return self._emit_event(event, True, plan)
         # the hot path: a plain plan, nothing on the way; one handler without a loop. The
@@ -987,6 +1004,7 @@ class EventBus(Dispatcher):
         call_each("on_shutdown", self._hooks.on_shutdown, (self,), self._plugin_failed)
         self._loop_thread.stop()
         self._threads.shutdown()
+        self._runners.close()
         return drained
 
     async def aclose(self, timeout: float | None = None) -> bool:

@@ -31,7 +31,7 @@ from ._event import Event, _make_event
 from ._hooks import HookSet, Started, call_each, finish_wrappers, start_wrappers
 from ._registry import Plan, Registry
 from ._threads import HandlerThreads, LoopThread
-from ._timeouts import Abandoned, Watch, await_in_time, timeout_error
+from ._timeouts import Abandoned, Runner, Runners, Watch, await_in_time, timeout_error
 from ._types import DispatchResult, FailureReason, Handler, HandlerFailure, HandlerOutcome
 from ._types import Subscription as Sub
 
@@ -62,6 +62,7 @@ class Dispatcher:
     _hooks: HookSet
     _registry: Registry
     _threads: HandlerThreads
+    _runners: Runners
     _loop_thread: LoopThread
     _worker: Worker
     _closed: bool
@@ -242,41 +243,63 @@ class Dispatcher:
         return watch.failures
 
     def _wait_watched(self, event: Event, plan: Plan) -> None:
-        """A waited emit under a timeout (plain plan, no hook): the handlers run on a runner
-        thread while this thread watches; the event's scope is set."""
-        timeout = self.handler_timeout
-        assert timeout is not None
-        subs: Sequence[Sub] = plan.subs
-        pairs: Sequence[tuple[Sub, Handler]] = plan.pairs
-        result: DispatchResult | None = None
-        while True:
-            watch = Watch(timeout)
-            watch.state = (event, subs, None, None, result)
-            run = partial(_copy_context().run, self._lean_runner, event, pairs, watch)
-            self._threads.submit(run)
-            over = watch.wait()
-            if over is None:
-                if watch.failures:
-                    if result is None:
-                        result = DispatchResult(event, 0)
-                    result.failures.extend(watch.failures)
-                break
-            result, rest = self._after_overrun(watch, over)
-            pairs = [(s, s.fn) for s in rest if s.fn is not None]
-            subs = rest
-        if result is not None:
-            result.handled += len(pairs)
-            if result.failures:
-                self._finish(result, None)
-
-    def _lean_runner(
-        self, event: Event, pairs: Sequence[tuple[Sub, Handler]], watch: Watch
-    ) -> None:
+        """A waited emit under a timeout (plain plan, no hook): the handlers run on a parked
+        runner thread while this thread sleeps on it (see :mod:`._timeouts`). Emit inlines
+        the common case (an idle runner, done in time)."""
+        runners = self._runners
         try:
-            self._watched_loop(event, pairs, watch)
-        except Abandoned:
+            runner = runners.idle.pop()
+        except IndexError:
+            spawned = runners.spawn()
+            if spawned is None:  # as many runners busy as allowed: the general watched path
+                self._in_scope(self._wait_pooled, event, plan.subs)
+                return
+            runner = spawned
+        runner.job = (event, _copy_context(), plan.pairs)
+        runner.go.release()
+        if runner.done.acquire(True, runners.timeout):
+            self._runner_done(event, plan, runner)
+        else:
+            self._runner_late(event, plan, runner)
+
+    def _runner_done(self, event: Event, plan: Plan, runner: Runner) -> None:
+        failures = runner.failures
+        runner.failures = None
+        self._runners.idle.append(runner)
+        if failures:
+            self._in_scope(self._finish, DispatchResult(event, len(plan.pairs), failures), None)
+
+    def _runner_late(self, event: Event, plan: Plan, runner: Runner) -> None:
+        """The emitter's first sleep on ``runner`` ended before the job: watch it on."""
+        over = runner.overrun()
+        if over is None:
+            self._runner_done(event, plan, runner)
             return
-        watch.done()
+        # a handler ran over: its runner is left to it; report it, run the rest on the pool
+        subs = plan.subs
+        pos = subs.index(over)
+        result = DispatchResult(event, pos, list(runner.failures or ()))
+        self._overran(event, over, result, self._runners.timeout)
+        self._in_scope(self._wait_pooled, event, subs[pos + 1 :], result)
+
+    def _in_scope(self, fn: Callable[..., Any], *args: Any) -> None:
+        """``fn(*args)`` with ``args[0]``'s event as the scope (for what it emits)."""
+        event = args[0] if isinstance(args[0], Event) else args[0].event
+        tok = _scope.set(event)
+        try:
+            fn(*args)
+        finally:
+            _scope.reset(tok)
+
+    def _wait_pooled(
+        self, event: Event, subs: Sequence[Sub], result: DispatchResult | None = None
+    ) -> None:
+        """Sync handlers under the timeout on the shared handler threads, then the report."""
+        if result is None:
+            result = DispatchResult(event)
+        self._run_timed(event, subs, result)
+        if result.failures:
+            self._finish(result, None)
 
     def _after_overrun(
         self, watch: Watch, over: Sub
