@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 import time
@@ -64,7 +65,7 @@ def run_flow(bus: EventBus, requests: int = 12) -> None:
             raise RuntimeError(HOSTILE_ERROR)
 
     def slow(event: Event) -> None:
-        time.sleep(0.25)
+        time.sleep(0.15)
 
     bus.subscribe(login, "user.login")
     bus.subscribe(store, "chat.message")
@@ -82,11 +83,10 @@ def run_flow(bus: EventBus, requests: int = 12) -> None:
         bus.emit("order.created", {"order": 1}, wait_for_handlers=True)
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+def make_project(tmp: Path, mp: pytest.MonkeyPatch) -> Project:
     """Files made by a real bus (audit with rotation and handler records, a SQLite DLQ), and
     a config whose handler entry point ``ship`` fails while ``broken`` exists."""
-    site = tmp_path / "site"
+    site = tmp / "site"
     dist = site / "inspector_test_handlers-0.1.dist-info"
     dist.mkdir(parents=True)
     (site / "inspector_test_handlers.py").write_text(HANDLERS)
@@ -96,26 +96,32 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     (dist / "entry_points.txt").write_text(
         "[aperion_bus.handlers]\ninspectortest = inspector_test_handlers\n"
     )
-    monkeypatch.syspath_prepend(str(site))
+    mp.syspath_prepend(str(site))
+    mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
     refresh_entry_points()
-    work = tmp_path / "work"
+    work = tmp / "work"
     work.mkdir()
     log, dlq = work / "events.jsonl", work / "dlq.sqlite3"
     config = work / "aperion-bus.toml"
     config.write_text(
         'handlers = ["inspectortest"]\n\n[bus]\nhandler_timeout = 0.1\n\n'
-        f'[plugins.audit]\npath = "{log.as_posix()}"\nmax_size_bytes = 20000\nmax_files = 20\n'
+        f'[plugins.audit]\npath = "{log.as_posix()}"\nmax_size_bytes = 20000\nmax_files = 50\n'
         f'record_handlers = true\n\n[plugins.dlq]\npath = "{dlq.as_posix()}"\n'
     )
-    monkeypatch.setenv("INSPECTOR_TEST_BROKEN", str(work / "broken"))
+    mp.setenv("INSPECTOR_TEST_BROKEN", str(work / "broken"))
     (work / "broken").touch()
     bus = EventBus.from_config(config)
     try:
         run_flow(bus)
-        time.sleep(0.3)  # the timed-out handler finishes
+        time.sleep(0.2)  # the timed-out handler finishes
     finally:
         bus.shutdown()
-    yield Project(work, config, log, dlq)
+    return Project(work, config, log, dlq)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    yield make_project(tmp_path, monkeypatch)
     sys.modules.pop("inspector_test_handlers", None)
     refresh_entry_points()
 

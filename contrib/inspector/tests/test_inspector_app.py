@@ -170,7 +170,7 @@ def test_handlers_view_has_percentiles_rates_and_charts(project: Project) -> Non
     assert store[1:5] == ["24", "12", "0", "50.0%"]  # calls, failed, timed out, rate
     slow = next(v for k, v in rows.items() if k.endswith(".slow"))
     assert slow[1:5] == ["1", "0", "1", "100.0%"]
-    assert body.count("<svg") == len(rows) and body.count('class="p99"') == len(rows)
+    assert body.count("<svg") == len(rows) and body.count('<polyline class="p99"') == len(rows)
 
 
 # ------------------------------------------------------------------ dead letters
@@ -263,3 +263,12 @@ def test_without_files_the_pages_say_what_to_configure(tmp_path: pytest.TempPath
     client = client_for(insp)
     assert "No audit log" in client.get("/").text
     assert "No dead-letter file configured" in client.get("/dlq").text
+
+
+def test_the_public_api() -> None:
+    import aperion_bus_inspector
+
+    assert aperion_bus_inspector.__all__ == [
+        "Filters", "IndexFileError", "Inspector", "LogIndex", "create_app", "index_path_for",
+    ]
+    assert all(hasattr(aperion_bus_inspector, n) for n in aperion_bus_inspector.__all__)

@@ -138,3 +138,21 @@ def test_live_follow_loses_nothing_across_rotations(tmp_path: Path) -> None:
         finally:
             s.stop()
     assert got == list(range(300))
+
+
+@pytest.mark.slow
+def test_the_demo_ends_with_the_command_that_opens_its_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--dir", "demo"]) == 0
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    command = lines[lines.index("== look at it in a browser") + 1].split()
+    assert command[:2] == ["aperion-bus", "--config"] and command[3:] == ["inspect"]
+    s = start("--config", command[2])
+    try:
+        assert s.info["log"] == str(tmp_path / "demo" / "events.jsonl")
+        assert "user.login" in s.client.get("/").text
+        assert "chat store unavailable" in s.client.get("/dlq").text
+    finally:
+        s.stop()

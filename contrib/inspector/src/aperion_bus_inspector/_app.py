@@ -51,7 +51,8 @@ _CSP: Final = (
 _SECURITY_HEADERS: Final = {
     "content-security-policy": _CSP,
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # not no-referrer: a browser then sends `Origin: null` with the forms, refused below
+    "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
     "cache-control": "no-store",
 }
@@ -606,10 +607,20 @@ def _chart(h: HandlerStats, width: int = 480, height: int = 120) -> dict[str, An
         (i * step + 1, b.failure_rate * height, b.failure_rate, b.calls)
         for i, b in enumerate(h.buckets)
     ]
+
+    def y(v: float) -> str:
+        return f"{height - v / top * (height - 10):.1f}"
+
+    dots = [
+        (f"{i * step + step / 2:.1f}", y(b.p50), y(b.p99), b)
+        for i, b in enumerate(h.buckets)
+        if b.calls
+    ]
     return {
         "width": width, "height": height, "step": step, "top": top,
         "p50": line([b.p50 for b in h.buckets]),
         "p95": line([b.p95 for b in h.buckets]),
         "p99": line([b.p99 for b in h.buckets]),
         "bars": bars,
+        "dots": dots,
     }
