@@ -16,7 +16,8 @@ Measured, in interleaved rounds (medians):
   ``GET /request?cid=...``; target <= 1 s;
 - incremental: 10,000 records appended, then ``refresh()``.
 
-    uv run --all-packages --all-groups python benchmarks/inspector_index.py [--records N] [--rounds R]
+    uv run --all-packages --all-groups python benchmarks/inspector_index.py \
+        [--records N] [--rounds R]
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def main() -> int:
             return index.refresh()
 
     n_read = read_once()  # warm the page cache: both sides read from memory
-    reads, builds = [], []
+    reads: list[float] = []
+    builds: list[float] = []
     for r in range(args.rounds):
         order = [("read", read_once), ("build", build)]
         for name, fn in order if r % 2 == 0 else reversed(order):
@@ -113,7 +115,8 @@ def main() -> int:
     assert n_indexed == n_read, (n_indexed, n_read)
     print(f"records: {n_read:,}; index file {sidecar.stat().st_size / 1e6:,.0f} MB")
     print(f"read once (iter_records): {read_s:.2f} s")
-    print(f"build the index:          {build_s:.2f} s  ratio {build_s / read_s:.2f}x (target <= 2x)")
+    ratio = build_s / read_s
+    print(f"build the index:          {build_s:.2f} s  ratio {ratio:.2f}x (target <= 2x)")
 
     cid = f"req-{args.records // 4:08d}"
 
@@ -142,11 +145,12 @@ def main() -> int:
         r = client.get("/request", params={"cid": cid})
         assert r.status_code == 200 and "chat.message" in r.text
 
-    rows = []
-    for name, fn in [("first page (index)", first_page), ("GET /", http_first_page),
-                     ("correlation lookup (index)", lookup), ("GET /request?cid=", http_lookup)]:
-        t = statistics.median(timed(fn) for _ in range(5))
-        rows.append((name, t))
+    views: list[tuple[str, Callable[[], None]]] = [
+        ("first page (index)", first_page), ("GET /", http_first_page),
+        ("correlation lookup (index)", lookup), ("GET /request?cid=", http_lookup),
+    ]
+    for name, view in views:
+        t = statistics.median(timed(view) for _ in range(5))
         print(f"{name:28} {t * 1000:8.1f} ms (target <= 1000 ms)")
 
     insp.close()

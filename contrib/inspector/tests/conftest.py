@@ -97,7 +97,8 @@ def make_project(tmp: Path, mp: pytest.MonkeyPatch) -> Project:
         "[aperion_bus.handlers]\ninspectortest = inspector_test_handlers\n"
     )
     mp.syspath_prepend(str(site))
-    mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    # the inspector's own process (CLI and browser tests) finds the handler there too
+    mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.getenv("PYTHONPATH")])))
     refresh_entry_points()
     work = tmp / "work"
     work.mkdir()

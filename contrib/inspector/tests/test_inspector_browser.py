@@ -35,7 +35,7 @@ if not Path(CHROMIUM).exists():
         raise RuntimeError(f"{CHROMIUM} is missing: CI must install chromium (see .ci/run)")
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,12 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
     pg = context.new_page()
     pg.set_default_timeout(10_000)
     dialogs: list[str] = []
-    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    pg.on("dialog", on_dialog)
     pg.goto(str(server.info["url"]))
     yield pg
     context.close()
@@ -185,9 +190,9 @@ def test_live_follow_across_rotations(page: Page, project: Project, tmp_path: Pa
     expect(pg.locator("#follow-status")).to_have_text("following")
     plugin = AuditPlugin(path=project.log, max_size_bytes=20000, max_files=50)
     with EventBus(plugins=[plugin]) as bus:
-        for i in range(120):  # ~10 rotations while the page follows
+        for i in range(120):  # 10 rotations while the page follows
             with CorrelationContext(f"live-{i}"):
-                bus.emit("live.tick", {"n": i, "pad": "p" * 100}, wait_for_handlers=True)
+                bus.emit("live.tick", {"n": i, "pad": "p" * 1600}, wait_for_handlers=True)
             if i == 60:
                 bus.emit("live.<b>bold</b>\x1b", {"x": "<script>alert(1)</script>"},
                          wait_for_handlers=True)
@@ -197,4 +202,5 @@ def test_live_follow_across_rotations(page: Page, project: Project, tmp_path: Pa
     assert ns == list(range(119, -1, -1))  # every one, newest first, none twice
     assert "live.<b>bold</b>\\x1b" in types(pg)
     assert pg.locator("#rows b, #rows script").count() == 0
+    assert plugin.stats()["rotations"] >= 10
     shot(pg, "live", tmp_path)
