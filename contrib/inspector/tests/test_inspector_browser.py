@@ -89,6 +89,12 @@ def shot(pg: Page, name: str, tmp_path: Path) -> None:
         shutil.copy(path, DOCS_IMAGES / path.name)
 
 
+def go(pg: Page, selector: str) -> None:
+    """Click what leads to another page, and wait for that page."""
+    with pg.expect_navigation():
+        pg.locator(selector).first.click()
+
+
 def types(pg: Page) -> list[str]:
     return pg.locator("#rows td.etype").all_inner_texts()
 
@@ -105,23 +111,24 @@ def test_events_filters_pages_and_escapes(page: Page, server: Server, tmp_path: 
     assert pg.locator("#rows script, #rows img, #rows svg").count() == 0
     shot(pg, "events", tmp_path)
     pg.fill("input[name=type]", "user.*")
-    pg.click("#filters button")
+    go(pg, "#filters button")
     assert set(types(pg)) == {"user.login"} and len(types(pg)) == 12
-    pg.click("text=clear")
+    go(pg, "text=clear")
     first = pg.locator("#rows tr").first.get_attribute("data-id")
-    pg.click("#older")
-    assert pg.locator("#newest").is_visible()
+    go(pg, "#older")
+    expect(pg.locator("#newest")).to_be_visible()
     assert int(pg.locator("#rows tr").first.get_attribute("data-id") or 0) < int(first or 0)
     pg.fill("input[name=q]", "user7")
-    pg.click("#filters button")
+    go(pg, "#filters button")
     assert types(pg) == ["user.login"]
 
 
 def test_request_view_from_a_correlation_link(page: Page, tmp_path: Path) -> None:
     pg = page
     pg.fill("input[name=cid]", "req-2")
-    pg.click("#filters button")
-    pg.locator("#rows a", has_text="req-2").first.click()
+    go(pg, "#filters button")
+    with pg.expect_navigation():
+        pg.locator("#rows a", has_text="req-2").first.click()
     assert pg.locator("#cid").inner_text() == "req-2"
     assert "4 events · 3 handler calls" in pg.locator("#request-summary").inner_text()
     failed = pg.locator(".wf-row.call.error")
@@ -137,12 +144,14 @@ def test_request_view_from_a_correlation_link(page: Page, tmp_path: Path) -> Non
 def test_hostile_request_and_record(page: Page, tmp_path: Path) -> None:
     pg = page
     pg.fill("input[name=cid]", HOSTILE_CID)
-    pg.click("#filters button")
+    go(pg, "#filters button")
     assert types(pg)[-1].startswith("evil.")
-    pg.locator("#rows a", has_text="onerror").first.click()
+    with pg.expect_navigation():
+        pg.locator("#rows a", has_text="onerror").first.click()
     assert pg.locator("#cid").inner_text() == HOSTILE_CID.replace("\u202e", "\\u202e")
     shot(pg, "hostile", tmp_path)
-    pg.locator(".wf-row.event a", has_text="evil.").click()
+    with pg.expect_navigation():
+        pg.locator(".wf-row.event a", has_text="evil.").click()
     text = pg.locator("#record-json").inner_text()
     assert HOSTILE_PAYLOAD["html"] in text and "\\u001b[31m" in text  # JSON-escaped
     assert pg.locator("#record-json *").count() == 0  # nothing in it became an element
@@ -150,7 +159,7 @@ def test_hostile_request_and_record(page: Page, tmp_path: Path) -> None:
 
 def test_handlers_view(page: Page, tmp_path: Path) -> None:
     pg = page
-    pg.click("#nav-handlers")
+    go(pg, "#nav-handlers")
     rows = pg.locator("#handler-table tbody tr")
     assert rows.count() >= 4
     assert pg.locator("figure.chart svg").count() == rows.count()
@@ -160,24 +169,25 @@ def test_handlers_view(page: Page, tmp_path: Path) -> None:
 
 def test_dead_letters_show_retry_delete_purge(page: Page, tmp_path: Path) -> None:
     pg = page
-    pg.click("#nav-dlq")
+    go(pg, "#nav-dlq")
     assert pg.locator("#dlq tbody tr").count() >= 12
     shot(pg, "dead-letters", tmp_path)
     pg.select_option("select[name=reason]", "handler_error")
     pg.fill("input[name=type]", "order.*")
-    pg.click("#dlq-filters button")
+    go(pg, "#dlq-filters button")
     assert pg.locator("#dlq tbody tr").count() == 1
-    pg.locator("#dlq tbody a").first.click()
+    with pg.expect_navigation():
+        pg.locator("#dlq tbody a").first.click()
     assert "ConnectionError: carrier down" in pg.locator("#traceback").inner_text()
     assert pg.locator("#attempts").inner_text() == "1"
     shot(pg, "dead-letter", tmp_path)
-    pg.click("#retry button")  # the handler is still broken
+    go(pg, "#retry button")  # the handler is still broken
     assert "failed again" in pg.locator("#done").inner_text()
     assert pg.locator("#attempts").inner_text() == "2"
-    pg.click("#delete button")
+    go(pg, "#delete button")
     assert "deleted" in pg.locator("#done").inner_text()
     pg.fill("input[name=older_than_hours]", "0")
-    pg.click("#purge button")
+    go(pg, "#purge button")
     assert pg.locator("#done").inner_text() == "Purged."
     assert "no dead letters" in pg.locator("#dlq").inner_text()
 
@@ -185,7 +195,7 @@ def test_dead_letters_show_retry_delete_purge(page: Page, tmp_path: Path) -> Non
 def test_live_follow_across_rotations(page: Page, project: Project, tmp_path: Path) -> None:
     pg = page
     pg.fill("input[name=type]", "live.*")
-    pg.click("#filters button")
+    go(pg, "#filters button")
     pg.check("#follow")
     expect(pg.locator("#follow-status")).to_have_text("following")
     plugin = AuditPlugin(path=project.log, max_size_bytes=20000, max_files=50)

@@ -155,7 +155,7 @@ def test_the_demo_ends_with_the_command_that_opens_its_files(
     s = start("--config", command[2])
     try:
         assert s.info["log"] == str(tmp_path / "demo" / "events.jsonl")
-        assert "user.login" in s.client.get("/").text
+        assert "req-alice" in s.client.get("/", params={"type": "user.login"}).text
         assert "chat store unavailable" in s.client.get("/dlq").text
     finally:
         s.stop()
