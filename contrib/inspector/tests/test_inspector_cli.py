@@ -159,3 +159,24 @@ def test_the_demo_ends_with_the_command_that_opens_its_files(
         assert "chat store unavailable" in s.client.get("/dlq").text
     finally:
         s.stop()
+
+
+def test_the_stream_resumes_after_the_last_event_id(server: Server) -> None:
+    headers = {"last-event-id": "5"}
+    with server.client.stream("GET", "/api/stream", headers=headers) as r:
+        ids = []
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                ids.append(int(line[4:]))
+                if len(ids) == 3:
+                    break
+    assert ids == [6, 7, 8]  # what the reconnecting page had not seen, in order
+
+
+def test_an_index_file_of_another_program_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "events.jsonl.inspector.sqlite").write_text("not a database\n" * 100)
+    assert main(["inspect", "--log", str(tmp_path / "events.jsonl"), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("aperion-bus: error: cannot use the index file ") and err.count("\n") == 1

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
 import fnmatch
 import hashlib
 import json
@@ -20,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode
 import jinja2
 from anyio import to_thread
 from aperion_bus import FailureReason
-from aperion_bus._cli_output import escape, json_document, json_escape
+from aperion_bus._cli_output import escape, format_time, json_document, json_escape
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (
@@ -111,16 +110,6 @@ class Inspector:
 
 
 # ---------------------------------------------------------------------- formatting
-def _when(ts: object) -> str:
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
-        return "?"
-    try:
-        t = _dt.datetime.fromtimestamp(ts, _dt.UTC)
-    except (OverflowError, OSError, ValueError):
-        return "?"
-    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
-
-
 def _dur(seconds: object) -> str:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         return "?"
@@ -168,7 +157,8 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        when=_when, dur=_dur, t=_text, tml=_text_lines, compact=_compact, pretty=_pretty, pct=_pct
+        when=format_time, dur=_dur, t=_text, tml=_text_lines, compact=_compact, pretty=_pretty,
+        pct=_pct,
     )
     return env
 
@@ -549,7 +539,7 @@ def row_json(row: Row, rec: dict[str, Any]) -> dict[str, Any]:
     page's script puts them in with ``textContent``, never as HTML)."""
     return {
         "id": row.id,
-        "time": _when(row.ts),
+        "time": format_time(row.ts),
         "event_type": _text(row.event_type),
         "source": _text(row.source),
         "correlation_id": _text(row.correlation_id),
