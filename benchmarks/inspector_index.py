@@ -2,9 +2,10 @@
 once, then the first page and a correlation-id lookup.
 
 The log is written by a real bus with the audit plugin (rotation on: 64 MB files), once, and
-cached under ``/tmp/aperion-inspector-bench-<records>/`` (delete it to write it again). Each
+cached under ``/tmp/aperion-inspector-bench-v2-<records>/`` (delete it to write it again). Each
 request is a ``user.login`` whose handler emits a ``chat.message`` (causation ids), under its
-own correlation id, with ~300-byte payloads.
+own correlation id, with ~300-byte payloads, and the audit plugin's handler records on (a
+record per handler call: half the records).
 
 Measured, in interleaved rounds (medians):
 - read once: ``aperion_bus_audit.iter_records`` over every file (each record decoded), the
@@ -14,6 +15,7 @@ Measured, in interleaved rounds (medians):
   newest 50 records; and ``GET /`` through the app (template rendered); target <= 1 s;
 - correlation lookup: the records of one correlation id and its causation tree; and
   ``GET /request?cid=...``; target <= 1 s;
+- the handlers view: percentiles and failure rates of the newest 200,000 handler calls;
 - incremental: 10,000 records appended, then ``refresh()``.
 
     uv run --all-packages --all-groups python benchmarks/inspector_index.py \
@@ -39,28 +41,35 @@ FILE_SIZE = 64 * 1024 * 1024
 
 
 def write_log(log: Path, records: int) -> None:
-    """``records`` records from a real bus: requests of a login and the message it causes."""
-    plugin = AuditPlugin(path=log, max_size_bytes=FILE_SIZE, max_files=1000)
+    """About ``records`` records from a real bus with handler records on: per request a login,
+    its handler's record, the message that handler emits and its handler's record (one in
+    fifty of those handlers fails: a ``system.handler_error`` record and its own)."""
+    plugin = AuditPlugin(path=log, max_size_bytes=FILE_SIZE, max_files=1000, record_handlers=True)
     with EventBus(plugins=[plugin]) as bus:
 
         def welcome(event: Event) -> None:
             bus.emit("chat.message", {
                 "text": f"welcome back, {event.payload['username']}",
-                "channel": "general", "tags": ["greeting", "auto"], "meta": "m" * 60,
+                "channel": "general", "tags": ["greeting", "auto"], "n": event.payload["n"],
             }, wait_for_handlers=True)
 
+        def store(event: Event) -> None:
+            if event.payload.get("n", 0) % 50 == 0:
+                raise ConnectionError("chat store unavailable")
+
         bus.subscribe(welcome, "user.login")
+        bus.subscribe(store, "chat.message")
         t0 = time.perf_counter()
-        for i in range(records // 2):
+        for i in range(records // 4):
             with CorrelationContext(f"req-{i:08d}"):
                 bus.emit("user.login", {
                     "username": f"user{i % 5000}", "ip": f"10.0.{i % 250}.{i % 200}",
                     "agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0", "session": i,
-                    "flags": {"mfa": i % 2 == 0, "new_device": i % 7 == 0}, "note": "n" * 80,
+                    "flags": {"mfa": i % 2 == 0, "new_device": i % 7 == 0}, "n": i,
                 }, source="web", wait_for_handlers=True)
-            if i % 50_000 == 0 and i and sys.stderr.isatty():
-                rate = i * 2 / (time.perf_counter() - t0)
-                print(f"\r  writing: {i * 2:,} records ({rate:,.0f}/s)", end="", file=sys.stderr)
+            if i % 25_000 == 0 and i and sys.stderr.isatty():
+                rate = i * 4 / (time.perf_counter() - t0)
+                print(f"\r  writing: {i * 4:,} records ({rate:,.0f}/s)", end="", file=sys.stderr)
         if sys.stderr.isatty():
             print(file=sys.stderr)
 
@@ -76,7 +85,7 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    work = Path(f"/tmp/aperion-inspector-bench-{args.records}")
+    work = Path(f"/tmp/aperion-inspector-bench-v2-{args.records}")
     log = work / "events.jsonl"
     done = work / "complete"
     if not done.exists():
@@ -118,7 +127,7 @@ def main() -> int:
     ratio = build_s / read_s
     print(f"build the index:          {build_s:.2f} s  ratio {ratio:.2f}x (target <= 2x)")
 
-    cid = f"req-{args.records // 4:08d}"
+    cid = f"req-{args.records // 8 + 1:08d}"  # a request without a failure
 
     def first_page() -> None:
         with LogIndex(log) as index:
@@ -130,7 +139,7 @@ def main() -> int:
         with LogIndex(log) as index:
             index.refresh()
             view = build_request(cid, index.correlation(cid))
-            assert len(view.nodes) == 2 and view.nodes[1].depth == 1
+            assert len(view.nodes) == 2 and view.nodes[1].depth == 1 and view.calls == 2
 
     from starlette.testclient import TestClient
 
@@ -145,9 +154,14 @@ def main() -> int:
         r = client.get("/request", params={"cid": cid})
         assert r.status_code == 200 and "chat.message" in r.text
 
+    def http_handlers() -> None:
+        r = client.get("/handlers")
+        assert r.status_code == 200 and "store" in r.text
+
     views: list[tuple[str, Callable[[], None]]] = [
         ("first page (index)", first_page), ("GET /", http_first_page),
         ("correlation lookup (index)", lookup), ("GET /request?cid=", http_lookup),
+        ("GET /handlers", http_handlers),
     ]
     for name, view in views:
         t = statistics.median(timed(view) for _ in range(5))

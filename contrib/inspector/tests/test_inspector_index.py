@@ -134,3 +134,15 @@ def test_a_file_that_is_not_an_index_is_refused(tmp_path: Path) -> None:
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(IndexFileError, match="cannot use the index file"):
         LogIndex(tmp_path / "events.jsonl")
+
+
+def test_a_reopened_index_reads_records_before_any_refresh(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    with EventBus(plugins=[AuditPlugin(path=log, max_size_bytes=3000, max_files=50)]) as bus:
+        _emit(bus, 40)
+        with LogIndex(log) as index:
+            index.refresh()
+        _emit(bus, 40, start=40)  # rotations: the indexed files have other names now
+    with LogIndex(log) as again:
+        assert _ns(again) == list(range(40))  # found by identity, not by the old names
+        assert again.refresh() == 40 and _ns(again) == list(range(80))

@@ -451,21 +451,11 @@ class LogIndex:
 
     def _lines(self, rows: list[Row]) -> Iterator[tuple[Row, dict[str, Any], str]]:
         fds: dict[int, int | None] = {}
-        paths = self._paths
         try:
             for row in rows:
                 fd = fds.get(row.file, -1)
                 if fd == -1:
-                    fd = None
-                    where = paths.get(row.file)
-                    if where is not None:
-                        with contextlib.suppress(OSError):
-                            fd = os.open(where[0], _FLAGS)
-                            st = os.fstat(fd)
-                            if (st.st_dev, st.st_ino) != where[1:]:
-                                os.close(fd)  # renamed since the last refresh
-                                fd = self._find(row.file)
-                    fds[row.file] = fd
+                    fd = fds[row.file] = self._open_file(row.file)
                 if fd is None:
                     continue
                 data = os.pread(fd, row.len, row.off)
@@ -480,10 +470,20 @@ class LogIndex:
                 if fd is not None:
                     os.close(fd)
 
-    def _find(self, fid: int) -> int | None:
-        """A descriptor of the file ``fid`` wherever rotation put it, or None."""
+    def _open_file(self, fid: int) -> int | None:
+        """A descriptor of the indexed file ``fid``, wherever rotation put it, or None (the
+        file is gone: its rows go at the next refresh)."""
         where = self._paths.get(fid)
-        if where is None:
+        if where is not None:
+            with contextlib.suppress(OSError):
+                fd = os.open(where[0], _FLAGS)
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) == where[1:]:
+                    return fd
+                os.close(fd)  # renamed since the last refresh
+        with self._lock:
+            known = self._db.execute("SELECT dev, ino FROM files WHERE id=?", (fid,)).fetchone()
+        if known is None:
             return None
         for p in log_files(self.log):
             try:
@@ -491,7 +491,8 @@ class LogIndex:
             except OSError:
                 continue
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) == where[1:]:
+            if (st.st_dev, st.st_ino) == tuple(known):
+                self._paths = {**self._paths, fid: (p, st.st_dev, st.st_ino)}
                 return fd
             os.close(fd)
         return None
