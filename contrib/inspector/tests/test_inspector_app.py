@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 
 import pytest
 from aperion_bus_dlq import DeadLetterQueue
@@ -272,3 +273,11 @@ def test_the_public_api() -> None:
         "Filters", "IndexFileError", "Inspector", "LogIndex", "create_app", "index_path_for",
     ]
     assert all(hasattr(aperion_bus_inspector, n) for n in aperion_bus_inspector.__all__)
+
+
+def test_bad_inspector_arguments_are_clear_errors(tmp_path: pytest.TempPathFactory) -> None:
+    with pytest.raises(ValueError, match="token must be a string of at least 16 characters"):
+        Inspector(log=None, token="")
+    with pytest.raises(TypeError, match="log must be a path or None, got int"):
+        Inspector(log=3)  # type: ignore[arg-type]
+    assert Inspector(log="events.jsonl").log == Path("events.jsonl")  # type: ignore[arg-type]

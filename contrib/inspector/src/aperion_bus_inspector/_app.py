@@ -7,6 +7,7 @@ import asyncio
 import fnmatch
 import hashlib
 import json
+import os
 import secrets
 import threading
 import time
@@ -80,6 +81,17 @@ class Inspector:
     _refreshed: float = field(default=0.0, init=False, repr=False)
     _refresh_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.token, str) or len(self.token) < 16:
+            raise ValueError("token must be a string of at least 16 characters (the default is "
+                             "a random one: secrets.token_urlsafe(24))")
+        for name in ("log", "dlq", "config", "index_path"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"{name} must be a path or None, got {type(value).__name__}")
+            if value is not None:
+                setattr(self, name, Path(value))
+
     @property
     def cookie(self) -> str:
         """The token cookie's name: one per run, so two inspectors on one host do not clash."""
@@ -87,8 +99,11 @@ class Inspector:
 
     @property
     def index(self) -> LogIndex | None:
+        """The log's index (opened on first use), or None without a log."""
         if self._index is None and self.log is not None:
-            self._index = LogIndex(self.log, self.index_path)
+            with self._refresh_lock:
+                if self._index is None:
+                    self._index = LogIndex(self.log, self.index_path)
         return self._index
 
     def refresh(self, force: bool = False) -> int:
