@@ -48,7 +48,12 @@ def start(*args: str, cwd: Path | None = None) -> Server:
     if not line:
         proc.wait(10)
         raise AssertionError(f"inspect did not start: {proc.stderr.read() if proc.stderr else ''}")
-    return Server(proc, json.loads(line))
+    try:
+        return Server(proc, json.loads(line))
+    except BaseException:
+        proc.terminate()  # never leave a server behind a failed start
+        proc.wait(10)
+        raise
 
 
 @pytest.fixture
