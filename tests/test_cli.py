@@ -214,7 +214,7 @@ def test_help_names_no_file_the_wheel_lacks_and_lists_plugin_commands(work: Path
         assert proc.returncode == 0
         assert b"docs/" not in proc.stdout and b".md" not in proc.stdout, proc.stdout
     top = run("--help", cwd=work).stdout
-    for name in (b"log", b"dlq", b"metrics", b"plugins", b"config", b"demo"):
+    for name in (b"log", b"dlq", b"metrics", b"inspect", b"plugins", b"config", b"demo"):
         assert name in top
 
 

@@ -46,6 +46,8 @@ def test_demo_runs_and_writes_only_under_its_directory(
     assert main(["demo", "--dir", "demo-out"]) == 0
     out = capsys.readouterr().out
     assert "user.login" in out
+    config = workdir / "demo-out" / "aperion-bus.toml"
+    assert out.rstrip().splitlines()[-3].strip() == f"aperion-bus --config {config} inspect"
     assert Path.cwd() == workdir
     assert {p.name for p in workdir.iterdir()} == {"demo-out"}
 

@@ -12,6 +12,7 @@ Also: :func:`out` (print that stops quietly on a closed pipe is handled by ``mai
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import sys
 import time
@@ -26,6 +27,7 @@ __all__ = [
     "confirm",
     "escape",
     "format_rows",
+    "format_time",
     "json_document",
     "json_escape",
     "json_line",
@@ -96,6 +98,18 @@ def json_line(value: Any) -> str:
 def json_document(value: Any) -> str:
     """One indented JSON document (for summaries), safe for a terminal."""
     return json_escape(json.dumps(value, ensure_ascii=False, indent=2, default=repr))
+
+
+def format_time(ts: object) -> str:
+    """Seconds since the epoch as ``2026-05-01 12:00:00.123Z`` (UTC, milliseconds); ``?`` for
+    a value that is not a time (a record's ``timestamp`` may be anything)."""
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        return "?"
+    try:
+        t = _dt.datetime.fromtimestamp(ts, _dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return "?"
+    return t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
 def format_rows(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterable[str]:

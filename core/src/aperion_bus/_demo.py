@@ -8,6 +8,7 @@ are missing.
 from __future__ import annotations
 
 import collections
+import importlib.util
 import json
 import threading
 import time
@@ -200,3 +201,7 @@ def _summary(
     print("\n== trace one request end to end")
     config = workdir / "aperion-bus.toml"
     print(f"  aperion-bus --config {config} log query --correlation-id req-alice")
+    print("\n== look at it in a browser")
+    if importlib.util.find_spec("aperion_bus_inspector") is None:
+        print("  pip install aperion-bus-inspector, then:")
+    print(f"  aperion-bus --config {config} inspect")

@@ -163,7 +163,8 @@ def test_the_public_api_is_the_library_not_the_cli_helpers() -> None:
     import aperion_bus_audit
 
     assert set(aperion_bus_audit.__all__) == {
-        "DIR_MODE", "FILE_MODE", "HAVE_FLOCK", "SCHEMA_VERSION", "SymlinkError",
+        "DIR_MODE", "FILE_MODE", "HANDLER_RECORD_TYPE", "HAVE_FLOCK", "SCHEMA_VERSION",
+        "SymlinkError",
         "AuditLogWarning", "AuditPlugin", "LogWriter",
         "clear_log", "follow_records", "get_events", "get_records", "iter_records",
         "lock_path", "log_files", "record_to_event", "rotated_path",

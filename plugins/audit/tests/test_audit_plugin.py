@@ -328,6 +328,7 @@ def test_stats_key(log: Path) -> None:
         ({"fsync_interval": 0}, "fsync_interval", "a number of seconds > 0"),
         ({"fsync_interval": float("inf")}, "fsync_interval", "a number of seconds > 0"),
         ({"lock": "yes"}, "lock", "true or false"),
+        ({"record_handlers": 1}, "record_handlers", "true or false"),
     ],
 )
 def test_bad_settings_are_config_errors(settings: dict[str, Any], key: str, expected: str) -> None:

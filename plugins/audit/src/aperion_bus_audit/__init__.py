@@ -16,7 +16,7 @@ from ._files import (
     log_files,
     rotated_path,
 )
-from ._plugin import AuditPlugin
+from ._plugin import HANDLER_RECORD_TYPE, AuditPlugin
 from ._reader import (
     AuditLogWarning,
     clear_log,
@@ -31,6 +31,7 @@ from ._writer import SCHEMA_VERSION, LogWriter
 __all__ = [
     "DIR_MODE",
     "FILE_MODE",
+    "HANDLER_RECORD_TYPE",
     "HAVE_FLOCK",
     "SCHEMA_VERSION",
     "AuditLogWarning",

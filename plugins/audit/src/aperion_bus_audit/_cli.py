@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from aperion_bus import hookimpl, load_config
-from aperion_bus._cli_output import escape, format_rows, json_document, json_line
+from aperion_bus._cli_output import escape, format_rows, format_time, json_document, json_line
 
 from ._reader import query_records, tail_records
 
@@ -74,16 +74,6 @@ def _cell(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-def _when(ts: object) -> str:
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
-        return "?"
-    try:
-        t = _dt.datetime.fromtimestamp(ts, _dt.UTC)
-    except (OverflowError, OSError, ValueError):
-        return "?"
-    return t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-
-
 def _payload(value: object) -> str:
     text = escape(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr))
     if len(text) > _PAYLOAD_WIDTH:
@@ -96,7 +86,7 @@ _COLUMNS: Final = ("time (UTC)", "event_type", "event_id", "correlation_id", "so
 
 def _row(r: dict[str, Any]) -> tuple[str, ...]:
     return (
-        _when(r.get("timestamp")),
+        format_time(r.get("timestamp")),
         _cell(r.get("event_type")),
         _cell(r.get("event_id")),
         _cell(r.get("correlation_id")),
@@ -308,7 +298,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
         print(json_document(doc))
         return 0
     t0 = min(_num(r.get("timestamp")) for r in records)
-    print(f"request {escape(args.correlation_id)}: {len(records)} records, from {_when(t0)}")
+    print(f"request {escape(args.correlation_id)}: {len(records)} records, from {format_time(t0)}")
     for line in _trace_lines(roots, t0):
         print(escape(line))
     return 0

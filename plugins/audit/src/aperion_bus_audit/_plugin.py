@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from aperion_bus import ConfigError, Event, hookimpl
+from aperion_bus import (
+    ConfigError,
+    Event,
+    FailureReason,
+    HandlerOutcome,
+    hookimpl,
+    new_event_id,
+)
 from aperion_bus.settings import Settings
 
 from . import _reader
@@ -17,7 +25,10 @@ from ._writer import FSYNC_MODES, FsyncMode, LogWriter
 if TYPE_CHECKING:
     from aperion_bus import EventBus
 
-__all__ = ["AuditPlugin"]
+__all__ = ["HANDLER_RECORD_TYPE", "AuditPlugin"]
+
+#: The ``event_type`` of the records ``record_handlers = true`` writes: one per handler call.
+HANDLER_RECORD_TYPE = "audit.handler"
 
 
 class AuditPlugin:
@@ -31,7 +42,10 @@ class AuditPlugin:
     (each record reaches the disk: safe from a power cut, slow) or ``"interval"`` (at most
     every ``fsync_interval`` seconds, checked when a record is written, and at shutdown).
     ``lock``: take the sidecar ``<path>.lock`` file lock for every record, so that several
-    processes can share the log (default True). A bad setting raises
+    processes can share the log (default True). ``record_handlers``: also write one
+    ``audit.handler`` record per handler call (its handler, duration, outcome, failure
+    reason; the error text through ``bus.scrub``), for tools such as the inspector's request
+    view (default False: without it the plugin adds nothing to a handler call). A bad setting raises
     :class:`aperion_bus.ConfigError` naming the setting, its value and what is expected.
     """
 
@@ -43,6 +57,7 @@ class AuditPlugin:
         fsync: FsyncMode = "never",
         fsync_interval: float = 1.0,
         lock: bool = True,
+        record_handlers: bool = False,
     ) -> None:
         s = Settings("audit")
         self.path: Path = s.path("path", path)
@@ -51,12 +66,18 @@ class AuditPlugin:
         fsync = cast(FsyncMode, s.choice("fsync", fsync, FSYNC_MODES))
         fsync_interval = s.number("fsync_interval", fsync_interval, gt=0, unit="seconds")
         lock = s.boolean("lock", lock)
+        record_handlers = s.boolean("record_handlers", record_handlers)
         self.max_size_bytes = max_size_bytes
         self.max_files = max_files
         self.fsync: FsyncMode = fsync
         self.fsync_interval = float(fsync_interval)
         self.lock = lock
+        self.record_handlers = record_handlers
         self._writer: LogWriter | None = None
+        if record_handlers:
+            # an instance attribute: the kernel finds an ``on_handler`` implementation only
+            # when the setting is on, so a bus without it pays nothing per handler call
+            self.on_handler = self._handler_hook()
 
     def __repr__(self) -> str:
         return f"<AuditPlugin path={str(self.path)!r} max_size_bytes={self.max_size_bytes}>"
@@ -92,6 +113,17 @@ class AuditPlugin:
         if w is None:
             w = self.writer
         w.write_record(record)
+
+    def _handler_hook(self) -> Any:
+        write = self.write
+
+        @hookimpl
+        def on_handler(
+            bus: EventBus, event: Event, subscription: Any, outcome: HandlerOutcome
+        ) -> None:
+            write(handler_record(bus, event, outcome))
+
+        return on_handler
 
     @hookimpl
     def on_stats(self) -> dict[str, Any]:
@@ -154,3 +186,42 @@ class AuditPlugin:
     def log_files(self) -> list[Path]:
         """The log's files that exist, newest first."""
         return log_files(self.path)
+
+
+def handler_record(bus: EventBus, event: Event, outcome: HandlerOutcome) -> dict[str, Any]:
+    """The ``audit.handler`` record of one handler call of ``event``: a record with the event
+    fields (so every reader takes it), caused by ``event`` and in its correlation; its payload
+    holds ``handler``, ``subscription_id``, ``event_id``/``event_type`` of the handled event,
+    ``started`` (Unix seconds), ``duration`` (seconds), ``outcome`` (``"ok"``, ``"error"``,
+    ``"timeout"``), ``reason`` and ``error`` (``"Type: message"``, scrubbed) or None."""
+    now = time.time()
+    error = outcome.error
+    reason = outcome.reason
+    if error is None:
+        result, text = "ok", None
+    else:
+        result = "timeout" if reason is FailureReason.HANDLER_TIMEOUT else "error"
+        try:
+            message = str(error)
+        except Exception:
+            message = "<str() failed>"
+        text = bus.scrub(f"{type(error).__name__}: {message}" if message else type(error).__name__)
+    return {
+        "event_type": HANDLER_RECORD_TYPE,
+        "payload": {
+            "handler": outcome.subscription.name,
+            "subscription_id": outcome.subscription.id,
+            "event_id": event.event_id,
+            "event_type": event.event_type,
+            "started": now - outcome.duration,
+            "duration": outcome.duration,
+            "outcome": result,
+            "reason": None if reason is None else reason.value,
+            "error": text,
+        },
+        "timestamp": now,
+        "event_id": new_event_id(),
+        "source": "audit",
+        "correlation_id": event.correlation_id,
+        "causation_id": event.event_id,
+    }
