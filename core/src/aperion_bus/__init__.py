@@ -25,6 +25,7 @@ from ._correlation import (
     reset_correlation_id,
     set_correlation_id,
 )
+from ._defaults import add_default_plugin, default_plugins, remove_default_plugin
 from ._errors import (
     AperionBusError,
     BusClosedError,
@@ -45,14 +46,11 @@ from ._plugins import (
     PLUGIN_GROUP,
     BusConfig,
     EntryPointInfo,
-    add_default_plugin,
-    default_plugins,
     handler,
     installed_handlers,
     installed_plugins,
     load_config,
     refresh_entry_points,
-    remove_default_plugin,
 )
 from ._types import (
     DispatchResult,

@@ -1,8 +1,12 @@
-"""The :class:`EventBus` facade: construction, subscriptions, emit, life cycle.
+"""The :class:`EventBus` facade: construction and ``emit`` (with its inline fast paths).
 
-Where things live: subscriptions and plans in :mod:`._registry`, handler calls and the
-dispatch loops in :mod:`._dispatch`, timeouts in :mod:`._timeouts`, the background queue in
-:mod:`._worker`, hook plumbing in :mod:`._hooks`, discovery and config in :mod:`._plugins`.
+The bus is assembled from parts, one room per concern: subscriptions
+(:mod:`._subscriptions`, over the plans of :mod:`._registry`), the slower emit paths and the
+bus's calls into plugins (:mod:`._emitting`), background dispatch (:mod:`._background`, over
+the queue of :mod:`._worker`), pending work, stats and shutdown (:mod:`._lifecycle`), the
+dispatch engine (:mod:`._dispatch`, :mod:`._adispatch`, :mod:`._reporting`), timeouts
+(:mod:`._timeouts`), hook plumbing (:mod:`._hooks`), discovery and config
+(:mod:`._plugins`, :mod:`._config`). Their shared state is declared in :mod:`._base`.
 """
 
 from __future__ import annotations
@@ -10,44 +14,39 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
-import inspect
 import logging
 import os
 import struct
 import threading
 import time
-import traceback
-import weakref
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, TypeVar
 
-import attrs
 import pluggy
 
 from . import _event as _ev
-from ._correlation import _scope, _scope_event
-from ._dispatch import HANDLER_ERROR_EVENT, Dispatcher
-from ._errors import BusClosedError, DropEvent, EventForwarded
-from ._event import Event, _make_event, _MutableEvent
-from ._hooks import HookSet, call_each
+from ._background import Background
+from ._correlation import _scope
+from ._dispatch import HANDLER_ERROR_EVENT
+from ._emitting import Emitting, _check_payload
+from ._event import Event, _MutableEvent
+from ._hooks import HookSet
 from ._hookspecs import PROJECT_NAME, HookSpecs
-from ._patterns import check_event_type, normalize_patterns
+from ._lifecycle import Lifecycle
+from ._patterns import check_event_type
 from ._plugins import load_config, register_plugins, subscribe_handler_entry_points
 from ._registry import EMPTY, Registry
+from ._subscriptions import Subscriptions
 from ._threads import HandlerThreads, LoopThread
-from ._timeouts import Abandoned, Runners, Watch, finish_in_time, timeout_error
+from ._timeouts import Runners
 from ._types import (
     DispatchResult,
-    Handler,
     HandlerFailure,
-    HandlerOutcome,
-    Subscription,
     handler_name,
 )
-from ._worker import Bg, Item, PendingQueue, Worker, bg_of, loop_of, new_bg, set_bg, with_loop
+from ._types import FailureReason as _FR
+from ._worker import Worker, with_loop
 
 __all__ = ["HANDLER_ERROR_EVENT", "EventBus"]
 
@@ -65,22 +64,9 @@ _pack_id: Final = _ev._pack_id
 _StructError: Final = struct.error
 
 
-def _is_async_callable(handler: object) -> bool:
-    if inspect.iscoroutinefunction(handler):
-        return True
-    call = getattr(handler, "__call__", None)  # noqa: B004 - an async __call__
-    return call is not None and inspect.iscoroutinefunction(call)
 
 
-def _check_payload(payload: object) -> dict[str, Any]:
-    if payload is None:
-        return {}
-    if not isinstance(payload, dict):
-        raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
-    return payload
-
-
-class EventBus(Dispatcher):
+class EventBus(Subscriptions, Emitting, Background, Lifecycle):
     """An in-process event bus.
 
     ``EventBus()`` is the bare kernel: it loads no plugin by itself. ``plugins`` takes entry
@@ -209,89 +195,6 @@ class EventBus(Dispatcher):
         """
         config = load_config(Path(path) if path is not None else None)
         return cls(**{**config.bus_kwargs(), **overrides})
-
-    def get_plugin(self, name: str) -> Any:
-        """The plugin object registered under ``name``, or None."""
-        return self.plugin_manager.get_plugin(name)
-
-    @property
-    def plugin_names(self) -> list[str]:
-        return [n for n, _ in self.plugin_manager.list_name_plugin()]
-
-    # ------------------------------------------------------------------ subscriptions
-    def subscribe(
-        self,
-        handler: Handler,
-        event_types: str | Iterable[str],
-        priority: int = 100,
-        *,
-        weak: bool = False,
-    ) -> str:
-        """Call ``handler(event)`` for every event matching ``event_types``; returns the id.
-
-        Higher ``priority`` runs first; equal priorities run in subscription order.
-        ``weak=True`` holds the handler through a weak reference: when it (or, for a bound
-        method, its object) is collected, the subscription removes itself.
-        """
-        if not callable(handler):
-            raise TypeError(f"handler must be callable, got {type(handler).__name__}")
-        patterns = normalize_patterns(event_types)
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise TypeError(f"priority must be an int, got {type(priority).__name__}")
-        if self._closed:
-            raise BusClosedError("the bus is shut down; it accepts no subscriptions")
-        make_ref = (lambda sub_id: self._weak_ref(handler, sub_id)) if weak else None
-        sub = self._registry.add(
-            patterns, priority, self._handler_names(handler), _is_async_callable(handler),
-            make_ref,
-            None if weak else handler,
-        )
-        return sub.id
-
-    def _weak_ref(self, handler: Handler, sub_id: str) -> weakref.ref[Handler]:
-        self_ref = weakref.ref(self)
-
-        def gone(_: object) -> None:
-            bus = self_ref()
-            if bus is not None:
-                bus.unsubscribe(sub_id)
-
-        try:
-            if inspect.ismethod(handler):
-                return weakref.WeakMethod(handler, gone)
-            return weakref.ref(handler, gone)
-        except TypeError as exc:
-            raise TypeError(
-                f"weak=True needs a handler that supports weak references: {exc}"
-            ) from None
-
-    def on(self, event_types: str | Iterable[str], priority: int = 100) -> Callable[[_F], _F]:
-        """Decorator form of :meth:`subscribe`; returns the function unchanged."""
-        normalize_patterns(event_types)  # fail at decoration time, not later
-
-        def decorate(fn: _F) -> _F:
-            self.subscribe(fn, event_types, priority)
-            return fn
-
-        return decorate
-
-    def unsubscribe(self, subscription_id: str) -> bool:
-        """Remove a subscription; True if it existed.
-
-        An event whose dispatch already began may still call it (it resolved its handlers).
-        """
-        return self._registry.remove(subscription_id)
-
-    def subscriptions(self) -> list[Subscription]:
-        """The live subscriptions, in subscription order."""
-        return sorted(self._registry.subs.values(), key=lambda s: s.seq)
-
-    def get_subscription(self, subscription_id: str) -> Subscription | None:
-        return self._registry.subs.get(subscription_id)
-
-    def handlers_for(self, event_type: str) -> list[Subscription]:
-        """The subscriptions an event of ``event_type`` would call, in call order."""
-        return list(self._registry.plan(check_event_type(event_type)).subs)
 
     # ------------------------------------------------------------------ emitting
     def emit(
@@ -448,600 +351,8 @@ class EventBus(Dispatcher):
             _scope_reset(tok)
         return event.event_id
 
-    async def emit_async(
-        self,
-        event_type: str,
-        payload: dict[str, Any] | None = None,
-        source: str | None = None,
-        correlation_id: str | None = None,
-    ) -> str:
-        """Emit an event and run its handlers on the running loop; returns when all are done.
-
-        Async handlers are awaited in priority order (cancelled at ``handler_timeout``); sync
-        handlers are called in this thread (or, with a timeout, on a watched pool thread).
-        """
-        event = self._new_event(event_type, payload, source, correlation_id)
-        plan = self._plans.get(event_type)
-        timeout = self.handler_timeout
-        if (
-            plan is None
-            or not plan.strong
-            or not self._inline_async
-            or (timeout is not None and not plan.all_async)
-        ):
-            return await self._aemit_event(event)
-        # the common case, inline: no plugin on the path, no weak handler; under a timeout
-        # only async handlers (a coroutine that returns without suspending gets no timer)
-        tok = _scope_set(event)
-        try:
-            failures = None
-            for sub, fn in plan.pairs:
-                t0 = _perf()
-                error: Exception | None = None
-                reason = _ERR
-                try:
-                    if not sub.is_async:
-                        fn(event)
-                    elif timeout is None:
-                        await fn(event)
-                    else:  # the first step bare: no timer for a coroutine that never suspends
-                        coro = fn(event)
-                        try:
-                            pending = coro.send(None)
-                        except StopIteration:
-                            pass
-                        else:
-                            if await finish_in_time(coro, pending, timeout, t0):
-                                error, reason = timeout_error(sub, timeout, False), _TMO
-                except Exception as exc:
-                    error = exc
-                if error is not None:
-                    if failures is None:
-                        failures = []
-                    failures.append(HandlerFailure(event, sub, error, reason, _perf() - t0))
-            if failures:
-                await self._afinish(DispatchResult(event, len(plan.pairs), failures), None)
-        finally:
-            _scope_reset(tok)
-        return event.event_id
-
-    async def _aemit_event(self, event: Event) -> str:
-        if self._hooks.on_emit:
-            accepted = self._run_on_emit(event, True)
-            if accepted is None:
-                return event.event_id
-            event = accepted
-        if self._hooks.on_audit:
-            self._audit(event)
-        plan = self._registry.plan(event.event_type)
-        tok = _scope_set(event)
-        try:
-            await self._adispatch(event, plan)
-        finally:
-            _scope_reset(tok)
-        return event.event_id
-
-    def dispatch(self, event: Event) -> DispatchResult:
-        """Dispatch an existing event now, in this thread, and return the result.
-
-        For events made elsewhere (another process, a retry): the event keeps its id,
-        correlation and causation ids. ``on_emit`` is not run (it ran where the event was
-        emitted); ``on_audit``, the handlers, the ``on_dispatch``/``on_handler`` hooks and the
-        failure reporting run as for ``emit(..., wait_for_handlers=True)``.
-        """
-        if not isinstance(event, Event):
-            raise TypeError(f"dispatch() takes an Event, got {type(event).__name__}")
-        check_event_type(event.event_type)
-        if self._state != "open":
-            self._refuse_when_closed()
-        if self._hooks.on_audit:
-            self._audit(event)
-        tok = _scope_set(event)
-        try:
-            result = self._dispatch(event, self._registry.plan(event.event_type), want=True)
-        finally:
-            _scope_reset(tok)
-        assert result is not None
-        return result
-
-    def call_handler(self, subscription: Subscription, event: Event) -> HandlerOutcome:
-        """Run one subscription's handler on ``event`` now, as a dispatch would, and return
-        the outcome.
-
-        The handler runs inside the event's scope, under ``handler_timeout`` and the
-        ``on_handler`` hooks. A failure is returned, not reported: no ``on_handler_error``,
-        no ``system.handler_error``. Retries (the DLQ) use it. Raises ``LookupError`` if a
-        weakly held handler is gone.
-        """
-        if not isinstance(subscription, Subscription):
-            raise TypeError(f"expected a Subscription, got {type(subscription).__name__}")
-        if not isinstance(event, Event):
-            raise TypeError(f"expected an Event, got {type(event).__name__}")
-        fn = subscription.handler
-        if fn is None:
-            raise LookupError(f"handler {subscription.name} was garbage-collected")
-        result = DispatchResult(event)
-        tok = _scope_set(event)
-        try:
-            if subscription.is_async:
-                self._run_async_batch(event, [subscription], result, None, None)
-            elif self.handler_timeout is not None:
-                self._run_timed(event, [subscription], result)
-            else:
-                return self._call(event, subscription, fn, None)
-        finally:
-            _scope_reset(tok)
-        if result.failures:
-            f = result.failures[0]
-            return HandlerOutcome(subscription, f.duration, f.error, f.reason)
-        if not result.handled:
-            raise LookupError(f"handler {subscription.name} was garbage-collected")
-        return HandlerOutcome(subscription, 0.0)
-
-    def _new_event(
-        self,
-        event_type: str,
-        payload: dict[str, Any] | None,
-        source: str | None,
-        correlation_id: str | None,
-    ) -> Event:
-        """Check emit's arguments and stamp a new event."""
-        if type(event_type) is not str or event_type not in self._plans:
-            check_event_type(event_type)
-        if type(payload) is not dict:
-            payload = _check_payload(payload)
-        if source is not None and type(source) is not str:
-            raise TypeError(f"source must be a str or None, got {type(source).__name__}")
-        scope = _scope_get()
-        if correlation_id is None:
-            correlation_id = scope.correlation_id
-        elif type(correlation_id) is not str:
-            raise TypeError(
-                f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
-            )
-        if self._state != "open":
-            self._refuse_when_closed()
-        return self._restamp(
-            _make_event(event_type, payload, source, correlation_id, scope.event_id)
-        )
-
-    def _custom_id(self, ts: float) -> str:
-        assert self._event_ids is not None
-        eid = self._event_ids(ts)
-        if type(eid) is not str or not eid:
-            raise TypeError(f"event_ids must return a non-empty str, got {eid!r}")
-        return eid
-
-    def _restamp(self, event: Event) -> Event:
-        """``event`` with an id from ``event_ids`` (when the bus has one)."""
-        if self._event_ids is None:
-            return event
-        return attrs.evolve(event, event_id=self._custom_id(event.timestamp))
-
-    def _refuse_when_closed(self) -> None:
-        """Once ``shutdown()`` began, handlers of events being drained may still emit (what
-        they emit is drained too); anyone else is refused."""
-        if self._state == "building":
-            raise RuntimeError(
-                "the bus is being built: its handlers= callables (and handler entry points) "
-                "may subscribe but not emit, as no plugin has started yet; emit once "
-                "EventBus(...) has returned"
-            )
-        if self._closed or _scope_event(_scope_get()) is None:
-            raise BusClosedError("the bus is shut down; it accepts no events")
-
-    # ------------------------------------------------------------------ hooks on the emit path
-    def _run_on_emit(self, event: Event, wait: bool) -> Event | None:
-        """Run on_emit; returns the (maybe replaced) event, or None if it was dropped."""
-        for caller, plugin in self._hooks.on_emit:
-            try:
-                replaced = caller(self, event, wait)
-            except EventForwarded:
-                self._count("events_forwarded")
-                return None
-            except DropEvent as drop:
-                self._dropped(event, drop.reason, None)
-                return None
-            except Exception as exc:
-                self._dropped(event, "rejected", exc)
-                raise
-            if replaced is not None:
-                if not isinstance(replaced, Event):
-                    exc2 = TypeError(
-                        f"plugin {plugin!r}: on_emit must return an Event or None, "
-                        f"got {type(replaced).__name__}"
-                    )
-                    self._dropped(event, "rejected", exc2)
-                    raise exc2
-                check_event_type(replaced.event_type)
-                event = replaced
-        return event
-
-    def _audit(self, event: Event) -> None:
-        record: dict[str, Any] = event.to_dict()
-        for caller, plugin in self._hooks.on_audit:
-            try:
-                out = caller(self, record)
-            except Exception as exc:
-                # Fail closed: the record does not go on to the implementations after this
-                # one. A redactor that fails must not let the writer store the original.
-                self._plugin_failed("on_audit", plugin, exc)
-                self._count("audit_records_lost")
-                return
-            if out is not None:
-                record = out
-
-    #: what :meth:`scrub` returns when a scrubbing implementation fails (fail closed)
-    SCRUB_FAILED: Final = "[UNSCRUBBED: scrubbing failed]"
-
-    def scrub(self, value: Any) -> Any:
-        """``value`` as it may leave the bus outside the audit log (span attributes, error
-        text, log lines): passed through every ``on_scrub`` implementation (the redact plugin
-        redacts it as it redacts audit records); unchanged when none is installed. Never
-        raises: if an implementation fails, :attr:`SCRUB_FAILED` is returned instead."""
-        for caller, plugin in self._hooks.on_scrub:
-            try:
-                out = caller(self, value)
-            except Exception as exc:
-                self._plugin_failed("on_scrub", plugin, exc)
-                return self.SCRUB_FAILED
-            if out is not None:
-                value = out
-        return value
-
-    def report_drop(self, event: Event, reason: str, error: BaseException | None = None) -> None:
-        """Report that ``event`` will not be dispatched (``on_drop``; counted in the stats).
-
-        For transports and other components that take events off the bus: a publish that
-        finally failed, an entry given up on after its deliveries (reason ``"dead_letter"``
-        with a :class:`DeliveryFailed` as ``error``: the DLQ plugin keeps it). Never raises
-        because of an ``on_drop`` implementation.
-        """
-        if not isinstance(event, Event):
-            raise TypeError(f"report_drop() takes an Event, got {type(event).__name__}")
-        if not isinstance(reason, str) or not reason:
-            raise ValueError(f"reason must be a non-empty str, got {reason!r}")
-        self._dropped(event, reason, error)
-
-    def _dropped(self, event: Event, reason: str, error: BaseException | None) -> None:
-        self._count("events_rejected" if reason == "rejected" else "events_dropped")
-        call_each("on_drop", self._hooks.on_drop, (self, event, reason, error), self._plugin_failed)
-
-    def _dropped_reason(self, event: Event, reason: str) -> None:
-        self._dropped(event, reason, None)
-
-    def _plugin_failed(self, hook: str, plugin: str, exc: BaseException) -> None:
-        self._count("plugin_errors")
-        if not self._hooks.on_scrub:
-            logger.error("plugin %r failed in %s: %r", plugin, hook, exc, exc_info=exc)
-            return
-        # a scrubber is installed: the exception's text and its traceback may quote event
-        # data, so they are logged scrubbed (a failing scrubber itself: its type alone)
-        scrub = hook != "on_scrub"
-        trace = ""
-        if scrub:
-            text = "".join(traceback.format_exception(exc))
-            scrubbed = self.scrub(text)
-            trace = "\n" + (scrubbed if isinstance(scrubbed, str) else "[UNSCRUBBED]")
-        logger.error(
-            "plugin %r failed in %s: %s%s", plugin, hook, self._error_text(exc, scrub), trace
-        )
-
-    def _count(self, key: str, n: int = 1) -> None:
-        with self._count_lock:
-            self._counts[key] += n
-
-    # ------------------------------------------------------------------ background work
-    def _enqueue(self, event: Event) -> None:
-        set_bg(event, new_bg())
-        item: Item = event
-        worker = self._worker
-        hooks = self._hooks.on_enqueue
-        if not hooks:
-            worker.put(item)
-            return
-        bus = self
-
-        def admit(queue: PendingQueue) -> None:
-            for caller, _plugin in hooks:
-                caller(bus, event, queue)
-            worker.put(item)
-
-        drops: list[Event] = []
-        try:
-            drops = worker.admit(event, admit)
-        except DropEvent as drop:
-            self._dropped(event, drop.reason, None)
-        except BusClosedError:
-            raise
-        except Exception as exc:
-            self._dropped(event, "rejected", exc)
-            raise
-        finally:
-            for dropped in drops:
-                self._dropped(dropped, "discarded", None)
-
-    def _run_item(
-        self,
-        event: Event,
-        loop: asyncio.AbstractEventLoop | None,
-        watch: Watch | None,
-        audited: bool = False,
-    ) -> None:
-        """Dispatch one background event (inside the emitter's copied context)."""
-        _scope_set(event)  # the context is a copy: no reset needed
-        if self._hooks.on_audit and not audited:
-            self._audit(event)
-        plan = self._plans.get(event.event_type) or self._registry.plan(event.event_type)
-        if not (self._lean and plan.plain):
-            self._dispatch(event, plan, watch, loop)
-            return
-        if watch is None:
-            res = self._run_plain(event, plan)
-            if res is not None:
-                self._finish(res, None)
-            return
-        watch.state = (event, plan.subs, loop, None, None)
-        watch.failures = None
-        failures = self._watched_loop(event, plan.pairs, watch)
-        if failures:
-            self._finish(DispatchResult(event, len(plan.pairs), failures), None)
-
-    def _run_plain_item(self, event: Event, bg: Bg) -> None:
-        """:meth:`_run_item` with no timeout, its common case inline (one plain handler)."""
-        loop = loop_of(bg)
-        _scope_set(event)  # the context is a copy: no reset needed
-        if self._hooks.on_audit:
-            self._audit(event)
-        plan = self._plans_get(event.event_type) or self._registry.plan(event.event_type)
-        one = plan.one
-        if one is None or not self._lean or not plan.plain:
-            self._run_item(event, loop, None, True)
-            return
-        t0 = _perf()
-        try:
-            one[1](event)
-        except Exception as exc:
-            failure = HandlerFailure(event, one[0], exc, _ERR, _perf() - t0)
-            self._finish(DispatchResult(event, 1, [failure]), None)
-
-    def _consume_plain(self) -> None:
-        """The worker with no timeout: take queued events and dispatch them, in order.
-
-        One plain handler is called right here, in the event's context (no frame of ours
-        between this loop and the handler). ``worker.busy`` stays 1 from one event to the
-        next and drops to 0 only when the queue is empty, so ``pending`` (queued + busy)
-        never reads 0 while an event is in hand."""
-        worker = self._worker
-        popleft = worker.queue.popleft
-        run_item = self._run_plain_item
-        run_plain = self._run_plain
-        plans_get = self._plans_get
-        bare = self._lean and not self._hooks.on_audit
-        new_context = contextvars.Context
-        worker.consumers.add(threading.get_ident())
-        worker.busy = 1
-        try:
-            while True:
-                try:
-                    event: Any = popleft()
-                except IndexError:
-                    worker.busy = 0
-                    event = worker.next_item()  # idle: waits (busy 1 again), None: closing
-                    if event is None:
-                        return
-                ctx = event._bg
-                if ctx is None:  # emitted in an empty context: a fresh one
-                    ctx = new_context()
-                else:
-                    set_bg(event, None)
-                plan = plans_get(event.event_type)
-                try:
-                    if bare and plan is not None and plan.solo is not None:
-                        ctx.run(_scope_set, event)  # the event's own context: no reset
-                        t0 = _perf()
-                        try:
-                            ctx.run(plan.solo, event)
-                        except Exception as exc:
-                            failure = HandlerFailure(
-                                event, plan.subs[0], exc, _ERR, _perf() - t0
-                            )
-                            ctx.run(self._finish, DispatchResult(event, 1, [failure]), None)
-                    elif bare and plan is not None and plan.plain:
-                        ctx.run(_scope_set, event)
-                        res = ctx.run(run_plain, event, plan)
-                        if res is not None:
-                            ctx.run(self._finish, res, None)
-                    else:
-                        ctx.run(run_item, event, ctx)
-                except BaseException as exc:  # never let the worker die
-                    logger.error(
-                        "background dispatch of %s failed: %s",
-                        event.event_id,
-                        self._error_text(exc),
-                    )
-                if worker.waiters:
-                    worker.notify()
-        finally:
-            worker.busy = 0
-            worker.consumers.discard(threading.get_ident())
-
-    def _consume(self, watch: Watch, resume: Any = None) -> None:
-        """The consumer of the background queue under a timeout: a runner watched by the
-        worker thread (see :meth:`_watch_queue`)."""
-        worker = self._worker
-        me = threading.get_ident()
-        worker.consumers.add(me)
-        try:
-            if resume is not None:
-                ctx, args = resume
-                ctx.run(self._resume, *args, watch)
-                worker.finished()
-            while True:
-                event = worker.next_item()
-                if event is None:
-                    break
-                ctx, loop = bg_of(event)
-                try:
-                    ctx.run(self._run_item, event, loop, watch)
-                except Abandoned:
-                    raise
-                except BaseException as exc:  # never let the consumer die
-                    logger.error(
-                        "background dispatch of %s failed: %s",
-                        event.event_id,
-                        self._error_text(exc),
-                    )
-                worker.finished()
-        except Abandoned:
-            return
-        finally:
-            worker.consumers.discard(me)
-        watch.done()
-
-    def _watch_queue(self) -> None:
-        """The worker under a timeout: it watches a runner that consumes the queue (no
-        hand-off per event); when a handler runs over it reports the timeout and starts a
-        fresh runner with the rest of that event, then the rest of the queue."""
-        timeout = self.handler_timeout
-        assert timeout is not None
-        worker = self._worker
-        worker.consumers.add(threading.get_ident())
-        resume: Any = None
-        while True:
-            watch = Watch(timeout)
-            self._threads.submit(partial(self._consume, watch, resume))
-            over = watch.wait()
-            if over is None:
-                return
-            event, _subs, loop, started, _result = watch.state
-            result, rest = self._after_overrun(watch, over)
-            resume = (contextvars.copy_context(), (event, rest, result, loop, started))
-
-    def _resume(
-        self,
-        event: Event,
-        rest: tuple[Subscription, ...],
-        result: DispatchResult,
-        loop: asyncio.AbstractEventLoop | None,
-        started: Any,
-        watch: Watch,
-    ) -> None:
-        """The rest of an event whose handler ran over, on a fresh runner."""
-        _scope_set(event)
-        watch.state = (event, rest, loop, started, result)
-        self._run_subs(event, rest, result, watch, loop)
-        self._finish(result, started)
-
-    def in_worker_thread(self) -> bool:
-        """True when called from a thread that dispatches this bus's background events (the
-        worker, or under a timeout its runner), e.g. from a handler."""
-        return self._worker.in_consumer()
-
-    def wait_for_pending(self, timeout: float | None = None) -> bool:
-        """Block until every queued event has been dispatched; False on timeout."""
-        return self._worker.wait_below(1, timeout)
-
-    def get_pending_count(self) -> int:
-        """Background events queued or being dispatched."""
-        return self._worker.pending
-
-    # ------------------------------------------------------------------ stats and life cycle
-    def get_stats(self) -> dict[str, Any]:
-        """Counts and settings of the bus, merged with what each plugin's ``on_stats`` gives."""
-        reg = self._registry
-        with self._count_lock:
-            counts = dict(self._counts)
-        stats: dict[str, Any] = {
-            "active_subscriptions": len(reg.subs),
-            "total_subscriptions": reg.total,
-            "event_types_subscribed": sorted(reg.by_pattern),
-            "pending_events": self._worker.pending,
-            "handler_timeout": self.handler_timeout,
-            "handler_errors": counts.get("handler_errors", 0),
-            "handler_timeouts": counts.get("handler_timeouts", 0),
-            "events_dropped": counts.get("events_dropped", 0),
-            "events_rejected": counts.get("events_rejected", 0),
-            "events_forwarded": counts.get("events_forwarded", 0),
-            "plugin_errors": counts.get("plugin_errors", 0),
-            "audit_records_lost": counts.get("audit_records_lost", 0),
-            "plugins": self.plugin_names,
-            "closed": self._closed,
-        }
-        for caller, plugin in self._hooks.on_stats:
-            try:
-                extra = caller(self)
-            except Exception as exc:
-                self._plugin_failed("on_stats", plugin, exc)
-                continue
-            if extra:
-                stats.update(extra)
-        return stats
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def shutdown(self, timeout: float | None = None) -> bool:
-        """Stop accepting events, drain the queue, then shut the plugins down.
-
-        Waits up to ``timeout`` seconds (None: as long as it takes) for queued events; the
-        ones still queued then are dropped (``on_drop`` reason ``"shutdown"``). Every event
-        whose ``emit`` returned is either dispatched or reported dropped. Returns True if
-        everything was drained. Calling it again does nothing and returns True.
-        """
-        with self._count_lock:
-            if self._state in ("closing", "closed"):
-                return True
-            self._state = "closing"
-        call_each("on_closing", self._hooks.on_closing, (self,), self._plugin_failed)
-        self._registry.frozen = True
-        self._registry.plans.clear()
-        self._registry.older.clear()
-        drained = self._worker.close(timeout, wait=not self._worker.in_consumer())
-        self._closed = True
-        self._state = "closed"
-        call_each("on_shutdown", self._hooks.on_shutdown, (self,), self._plugin_failed)
-        self._loop_thread.stop()
-        self._threads.shutdown()
-        self._runners.close()
-        return drained
-
-    async def aclose(self, timeout: float | None = None) -> bool:
-        """:meth:`shutdown` without blocking the running loop (its handlers may need it)."""
-        return await asyncio.get_running_loop().run_in_executor(None, self.shutdown, timeout)
-
-    def __enter__(self) -> EventBus:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.shutdown()
-
-    async def __aenter__(self) -> EventBus:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        return (
-            f"<EventBus {self.name!r} subscriptions={len(self._registry.subs)} "
-            f"plugins={self.plugin_names} pending={self._worker.pending}>"
-        )
-
-
-from ._types import FailureReason as _FR  # noqa: E402
 
 _ERR: Final = _FR.HANDLER_ERROR
 _TMO: Final = _FR.HANDLER_TIMEOUT
 _perf: Final = time.perf_counter
+_monotonic: Final = time.monotonic

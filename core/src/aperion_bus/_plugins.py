@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
 import types
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
@@ -23,11 +22,11 @@ from ._config import (
     CONFIG_ENV,
     CONFIG_FILE,
     BusConfig,
-    disabled_by_env,
     find_config_file,
     load_config,
     parse_config,
 )
+from ._defaults import register_defaults as _register_defaults
 from ._entry_points import (
     HANDLER_GROUP,
     PLUGIN_GROUP,
@@ -54,16 +53,13 @@ __all__ = [
     "_BUS_KEYS",
     "_TOP_KEYS",
     "BusConfig",
-    "DefaultPluginFactory",
     "EntryPointInfo",
     "PluginSkippedWarning",
     "PluginStatus",
     "_entry_points",
     "_load",
     "_lookup",
-    "add_default_plugin",
     "build_plugin",
-    "default_plugins",
     "find_config_file",
     "handler",
     "installed_handlers",
@@ -74,7 +70,6 @@ __all__ = [
     "refresh_entry_points",
     "register",
     "register_plugins",
-    "remove_default_plugin",
     "subscribe_handler_entry_points",
 ]
 
@@ -241,69 +236,7 @@ def register_plugins(
     unused = sorted(set(settings) - used)
     if unused:
         raise ConfigError(f"settings given for plugins that are not active: {', '.join(unused)}")
-    _register_defaults(pm)
-
-
-# ---------------------------------------------------------------------------- default plugins
-#: Makes a bus's default plugin: called with the plugin objects the bus already has (its own
-#: ``plugins``), returns the plugin to add, or None to add none to this bus.
-DefaultPluginFactory = Callable[[Sequence[object]], object | None]
-_defaults: dict[str, DefaultPluginFactory] = {}
-_defaults_lock = threading.Lock()
-
-
-def add_default_plugin(name: str, factory: DefaultPluginFactory) -> None:
-    """Give every bus built from now on, in this process, a plugin made by ``factory``.
-
-    This is for instrumentation that must reach buses it did not build, such as the
-    OpenTelemetry instrumentor of ``aperion-bus-otel`` (``opentelemetry-instrument``); an
-    application composes its plugins with ``EventBus(plugins=...)`` or a config file instead.
-    Each new bus calls ``factory`` once, after its own plugins are registered, with those
-    plugin objects, and registers what it returns under ``name`` (None: nothing, say because
-    the bus already has an equivalent plugin). A bus that already has a plugin named ``name``
-    skips the factory, and so does every bus while ``APERION_BUS_DISABLE_PLUGINS`` names it.
-    A bus built before the call is not changed (its hooks are fixed when it is built). A
-    factory that raises, or returns a plugin that cannot be registered, fails the bus's
-    construction with that error, as a bad plugin would.
-
-    ``name`` taken by another factory: ``ValueError``; undo with :func:`remove_default_plugin`.
-    """
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"name must be a non-empty str, got {name!r}")
-    if not callable(factory):
-        raise TypeError(f"factory must be callable, got {type(factory).__name__}")
-    with _defaults_lock:
-        if name in _defaults:
-            raise ValueError(f"a default plugin named {name!r} is already added")
-        _defaults[name] = factory
-
-
-def remove_default_plugin(name: str) -> bool:
-    """Stop giving new buses the default plugin ``name``; False if there was none. Buses that
-    have it keep it: the plugin itself decides what it still does (the OpenTelemetry
-    instrumentor's stops recording)."""
-    with _defaults_lock:
-        return _defaults.pop(name, None) is not None
-
-
-def default_plugins() -> list[str]:
-    """The names of the default plugins that a bus built now would get (if it lacks them)."""
-    with _defaults_lock:
-        return list(_defaults)
-
-
-def _register_defaults(pm: pluggy.PluginManager) -> None:
-    if not _defaults:
-        return
-    with _defaults_lock:
-        factories = list(_defaults.items())
-    off = disabled_by_env()
-    for name, factory in factories:
-        if pm.has_plugin(name) or name in off:
-            continue
-        plugin = factory([p for _, p in pm.list_name_plugin()])
-        if plugin is not None:
-            register(pm, plugin, name)
+    _register_defaults(pm, register)
 
 
 @attrs.frozen
