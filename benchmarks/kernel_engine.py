@@ -85,6 +85,42 @@ def run():
             once()
         q.put(None)
         return None, t0
+    if case == "bg-floor":
+        # the least any background path must add to a waited emit: a C queue, a context
+        # copy, the scope set in it, the handlers called in it on another thread (no event
+        # is built here: this is the hand-off alone)
+        import contextvars
+        from aperion_bus._correlation import _scope
+        hs = handlers(k)
+        q = queue.SimpleQueue()
+        scope_set = _scope.set
+        copy = contextvars.copy_context
+        def worker():
+            get = q.get
+            while True:
+                item = get()
+                if item is None:
+                    return
+                ev, ctx = item
+                ctx.run(scope_set, ev)
+                for h in hs:
+                    ctx.run(h, ev)
+        t = threading.Thread(target=worker, daemon=True)
+        t.start()
+        put = q.put
+        t0 = time.perf_counter()
+        for _ in range(n):
+            put((payload, copy()))
+        q.put(None)
+        t.join()
+        return None, t0
+    if case == "direct":  # the same handlers called in a loop, for the floor's own share
+        hs = handlers(k)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            for h in hs:
+                h(payload)
+        return None, t0
     if case in ("async", "async-t30"):
         bus = EventBus(handler_timeout=30 if case == "async-t30" else None)
         for _ in range(k):
@@ -222,6 +258,30 @@ bus.shutdown()
     return float(proc.stdout.strip())
 
 
+def event_floor_bytes(n: int = 20_000) -> float:
+    """Memory one Event (its id and timestamp included) holds, built as emit builds it."""
+    code = r"""
+import tracemalloc, sys
+from aperion_bus import EventBus
+n = int(sys.argv[1])
+bus = EventBus()
+payload = {"user": "alice"}
+keep = []
+bus.subscribe(keep.append, "user.login")
+tracemalloc.start()
+keep.append(None); keep.pop()
+before = tracemalloc.get_traced_memory()[0]
+for _ in range(n):
+    bus.emit("user.login", payload, wait_for_handlers=True)
+after = tracemalloc.get_traced_memory()[0]
+print((after - before) / n - 8)  # less the list's slot
+bus.shutdown()
+"""
+    proc = subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True,
+                          check=True)
+    return float(proc.stdout.strip())
+
+
 def main() -> None:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: nothing measured (apt-get install valgrind)")
@@ -230,6 +290,9 @@ def main() -> None:
     ins = {}
     for k in (1, 10):
         for case in ("waited", "background", "waited-t30", "background-t30", "handoff"):
+            ins[case, k] = per_event(case, k)
+    for k in (1, 10):
+        for case in ("bg-floor", "direct"):
             ins[case, k] = per_event(case, k)
     ins["async", 10] = per_event("async", 10)
     ins["async-t30", 10] = per_event("async-t30", 10)
@@ -273,6 +336,17 @@ def main() -> None:
         print(f"Context switches per background event, {k} handler(s): {context_switches(k):.4f}"
               " (target < 0.01)")
     print(f"Memory per pending background event: {pending_bytes():.0f} B (target <= 200)")
+    print("\nFloors: the least a background path adds to a waited emit, with no event built and"
+          " no bookkeeping (a SimpleQueue, a context copy, the scope set in it, the handlers"
+          " called in it on the worker thread):")
+    for k in (1, 10):
+        handoff = ins["bg-floor", k] - ins["direct", k]
+        floor = (ins["waited", k] + handoff) / ins["waited", k]
+        print(f"- {k} handler(s): the hand-off alone {handoff:,.0f} instructions; waited emit + "
+              f"hand-off = {floor:.2f}x a waited emit (the bus: "
+              f"{ins['background', k] / ins['waited', k]:.2f}x)")
+    print("- an Event object, its id and timestamp held while queued: "
+          f"{event_floor_bytes():.0f} B (the bus: see above)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from ._correlation import _scope
 from ._dispatch import Dispatcher
 from ._errors import BusClosedError, DropEvent
 from ._event import Event
+from ._registry import Plan
 from ._timeouts import Abandoned, Watch
 from ._types import (
     DispatchResult,
@@ -100,6 +101,15 @@ class Background(Dispatcher):
                 self._finish(res, None)
             return
         watch.state = (event, plan.subs, loop, None, None)
+        watch.failures = None
+        failures = self._watched_loop(event, plan.pairs, watch)
+        if failures:
+            self._finish(DispatchResult(event, len(plan.pairs), failures), None)
+
+    def _watched_event(self, event: Event, plan: Plan, watch: Watch) -> None:
+        """Plain handlers of one background event under ``watch`` (in its context)."""
+        _scope_set(event)  # the context is a copy: no reset needed
+        watch.state = (event, plan.subs, None, None, None)
         watch.failures = None
         failures = self._watched_loop(event, plan.pairs, watch)
         if failures:
@@ -223,7 +233,8 @@ class Background(Dispatcher):
                         watch.state = (event, plan.subs, None, None, None)
                         watch.failures = None
                         token = [monotonic() + timeout]
-                        watch.current = (sub, token)
+                        watch.sub = sub
+                        watch.token = token
                         try:
                             ctx.run(plan.solo, event)
                         except Exception as exc:
@@ -241,6 +252,8 @@ class Background(Dispatcher):
                                 token.pop()
                             except IndexError:
                                 raise Abandoned from None
+                    elif bare and plan is not None and plan.plain:
+                        ctx.run(self._watched_event, event, plan, watch)
                     else:
                         ctx.run(self._run_item, event, loop_of(ctx), watch)
                 except Abandoned:

@@ -274,6 +274,8 @@ class EventBus(Subscriptions, Emitting, Background, Lifecycle):
             return self._emit_event(event, False, plan)
         if not (self._inline and plan.plain):
             if self._watched and plan.plain:  # under a timeout, no hook: _wait_watched
+                if not plan.pairs:
+                    return eid  # no handler, nothing that looks: no hand-off
                 try:
                     runner = self._idle_runners_pop()
                 except IndexError:

@@ -125,7 +125,8 @@ class Dispatcher(AsyncDispatch):
         monotonic = time.monotonic
         for sub, fn in pairs:
             token = [monotonic() + timeout]
-            watch.current = (sub, token)
+            watch.sub = sub
+            watch.token = token
             try:
                 fn(event)
             except Exception as exc:
@@ -263,7 +264,8 @@ class Dispatcher(AsyncDispatch):
                 continue
             # timed, lean: the watch protocol inlined (Watch.begin / Watch.end)
             token = [time.monotonic() + watch.timeout]
-            watch.current = (sub, token)
+            watch.sub = sub
+            watch.token = token
             try:
                 fn(event)
             except Exception as exc:

@@ -99,13 +99,12 @@ class Emitting(Dispatcher):
                         await fn(event)
                     else:  # the first step bare: no timer for a coroutine that never suspends
                         coro = fn(event)
-                        try:
-                            pending = coro.send(None)
-                        except StopIteration:
-                            pass
-                        else:
+                        # a for loop ends a coroutine's first step without a StopIteration
+                        # object (send() raises one); the body runs only if it suspended
+                        for pending in coro.__await__():
                             if await finish_in_time(coro, pending, timeout, t0):
                                 error, reason = timeout_error(sub, timeout, False), _TMO
+                            break
                 except Exception as exc:
                     error = exc
                 if error is not None:

@@ -76,12 +76,15 @@ def timeout_error(sub: Subscription, timeout: float, sync: bool) -> TimeoutError
 class Watch:
     """A runner executing handlers one at a time, watched against ``timeout`` per handler."""
 
-    __slots__ = ("current", "failures", "finished", "state", "timeout")
+    __slots__ = ("failures", "finished", "state", "sub", "timeout", "token")
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        #: (subscription, [deadline]) of the call in progress, or of the last one
-        self.current: tuple[Subscription, list[float]] | None = None
+        #: the call in progress (or the last one): its subscription and its token, written
+        #: in that order by the runner; the watcher reads the token, and the subscription
+        #: only once it claimed the token (the runner is then still in that call)
+        self.sub: Subscription | None = None
+        self.token: list[float] = []
         self.finished = threading.Lock()
         self.finished.acquire()
         #: what the runner dispatches now (set by the dispatcher, read by the watcher when a
@@ -93,7 +96,8 @@ class Watch:
     # ------------------------------------------------------------------ runner side
     def begin(self, sub: Subscription, allowance: float | None = None) -> list[float]:
         token = [_monotonic() + (self.timeout if allowance is None else allowance)]
-        self.current = (sub, token)
+        self.sub = sub
+        self.token = token
         return token
 
     @staticmethod
@@ -118,21 +122,19 @@ class Watch:
         timeout = self.timeout
         end = None if limit is None else _monotonic() + limit
         while True:
-            cur = self.current
+            token = self.token
             remaining = timeout
-            if cur is not None:
-                sub, token = cur
-                try:
-                    remaining = token[0] - _monotonic()
-                except IndexError:  # settled: nothing is timed until the next begin
-                    pass
-                else:
-                    if remaining <= 0:
-                        try:
-                            token.pop()
-                        except IndexError:  # settled just now, in time
-                            continue
-                        return sub
+            try:
+                remaining = token[0] - _monotonic()
+            except IndexError:  # settled: nothing is timed until the next begin
+                pass
+            else:
+                if remaining <= 0:
+                    try:
+                        token.pop()
+                    except IndexError:  # settled just now, in time
+                        continue
+                    return self.sub
             if end is not None:
                 left = end - _monotonic()
                 if left <= 0:
@@ -323,11 +325,9 @@ async def await_in_time(coro: Coroutine[Any, Any, Any], timeout: float | None) -
         await coro
         return False
     start = _perf()
-    try:
-        pending = coro.send(None)
-    except StopIteration:
-        return False
-    return await finish_in_time(coro, pending, timeout, start)
+    for pending in coro.__await__():  # the first step (no StopIteration object when it ends)
+        return await finish_in_time(coro, pending, timeout, start)
+    return False
 
 
 async def finish_in_time(
