@@ -7,6 +7,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -245,6 +246,55 @@ def test_check_dists_passes_a_built_distribution_and_names_each_defect(tmp_path:
         f"{name}: no {info}/licenses/LICENSE",
         f"{name}: Version is ['0.1.1'], want '0.1.0'",
     ]
+
+
+@pytest.mark.slow
+def test_check_dists_wants_the_package_data_in_the_wheel_and_the_sdist(tmp_path: Path) -> None:
+    """The inspector's templates and static files are part of its package: a wheel or an
+    sdist without one of them is refused, naming it."""
+    dist = release.workspace()["aperion-bus-inspector"]
+    files = check_dists.source_files(dist)
+    data = {f"aperion_bus_inspector/{name}" for name in ("templates/base.html",
+                                                          "static/inspector.js")}
+    assert data <= files and "aperion_bus_inspector/_app.py" in files
+    out = tmp_path / "dist"
+    subprocess.run(["uv", "build", "-q", "-o", str(out), str(dist.directory)], check=True)
+    wheel = next(out.glob("*.whl"))
+    sdist = next(out.glob("*.tar.gz"))
+    assert check_dists.check_wheel(dist, wheel) == []
+    assert check_dists.check_sdist(dist, sdist) == []
+
+    bad_wheel = tmp_path / wheel.name
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(bad_wheel, "w") as dst:
+        for item in src.namelist():
+            if item not in data:
+                dst.writestr(item, src.read(item))
+    assert check_dists.check_wheel(dist, bad_wheel) == [
+        f"{wheel.name}: {name} missing" for name in sorted(data)
+    ]
+    bad_sdist = tmp_path / sdist.name
+    with tarfile.open(sdist) as src, tarfile.open(bad_sdist, "w:gz") as dst:
+        for member in src.getmembers():
+            if not member.name.endswith("/templates/base.html"):
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    assert check_dists.check_sdist(dist, bad_sdist) == [
+        f"{sdist.name}: src/aperion_bus_inspector/templates/base.html missing"
+    ]
+
+
+def test_source_files_outside_git_are_every_file_but_byte_code(tmp_path: Path) -> None:
+    """Without git (an unpacked sdist), every file of src/ is wanted but caches and byte code."""
+    pkg = tmp_path / "src" / "aperion_bus_fake"
+    for name in ("__init__.py", "py.typed", "templates/page.html", "__pycache__/x.cpython-311.pyc",
+                 "stale.pyc"):
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text("")
+    fake = release.Dist("aperion-bus-fake", tmp_path, "0.1.0", {})
+    assert check_dists.source_files(fake) == {
+        "aperion_bus_fake/__init__.py",
+        "aperion_bus_fake/py.typed",
+        "aperion_bus_fake/templates/page.html",
+    }
 
 
 def test_check_dists_imports_every_module_from_the_installed_wheel(tmp_path: Path) -> None:
