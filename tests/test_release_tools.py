@@ -172,6 +172,18 @@ def test_check_changelog_names_each_problem(tmp_path: Path) -> None:
     assert release.check_changelog(known, newer) == [
         "aperion-bus: version 0.1.0 is below 0.2.0, already released"
     ]
+    # an entry about a distribution the release did not publish (it landed in the wrong section)
+    misplaced = (
+        "## [Unreleased]\n\n## [aperion-bus 0.1.0] - 2026-12-03\n\n"
+        "Distributions: aperion-bus 0.1.0.\n\n### Added\n- aperion-bus: fine\n"
+        "- aperion-bus-x (issue 3): new\n- The kernel: fine\n- aperion-bus-gone: removed since\n"
+    )
+    assert release.check_changelog(known, misplaced) == [
+        "CHANGELOG.md: release '## [aperion-bus 0.1.0] - 2026-12-03' has an entry about "
+        "aperion-bus-x, which it did not release (new entries go under '## [Unreleased]')"
+    ]
+    fixed = misplaced.replace("aperion-bus 0.1.0.", "aperion-bus 0.1.0, aperion-bus-x 0.1.0.")
+    assert release.check_changelog(known, fixed) == []
 
 
 def test_check_readme_refuses_relative_links_and_missing_docs_pages(tmp_path: Path) -> None:
