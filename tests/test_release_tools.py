@@ -12,6 +12,7 @@ import zipfile
 import zlib
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -227,15 +228,21 @@ def test_check_metadata_names_what_is_missing() -> None:
 # --- tools/check_dists.py -------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_check_dists_passes_a_built_distribution_and_names_each_defect(tmp_path: Path) -> None:
-    dist = release.workspace()["aperion-bus-backpressure"]
+def build_clean(dist: Any, tmp_path: Path) -> tuple[Path, Path]:
+    """The wheel and sdist of ``dist``, built into ``tmp_path/dist``; check_dists passes them."""
     out = tmp_path / "dist"
     subprocess.run(["uv", "build", "-q", "-o", str(out), str(dist.directory)], check=True)
     wheel = next(out.glob("*.whl"))
     sdist = next(out.glob("*.tar.gz"))
     assert check_dists.check_wheel(dist, wheel) == []
     assert check_dists.check_sdist(dist, sdist) == []
+    return wheel, sdist
+
+
+@pytest.mark.slow
+def test_check_dists_passes_a_built_distribution_and_names_each_defect(tmp_path: Path) -> None:
+    dist = release.workspace()["aperion-bus-backpressure"]
+    wheel, _sdist = build_clean(dist, tmp_path)
 
     # the same wheel with a test module, without its LICENSE and with its version changed
     bad = tmp_path / wheel.name
@@ -269,12 +276,7 @@ def test_check_dists_wants_the_package_data_in_the_wheel_and_the_sdist(tmp_path:
     data = {f"aperion_bus_inspector/{name}" for name in ("templates/base.html",
                                                           "static/inspector.js")}
     assert data <= files and "aperion_bus_inspector/_app.py" in files
-    out = tmp_path / "dist"
-    subprocess.run(["uv", "build", "-q", "-o", str(out), str(dist.directory)], check=True)
-    wheel = next(out.glob("*.whl"))
-    sdist = next(out.glob("*.tar.gz"))
-    assert check_dists.check_wheel(dist, wheel) == []
-    assert check_dists.check_sdist(dist, sdist) == []
+    wheel, sdist = build_clean(dist, tmp_path)
 
     bad_wheel = tmp_path / wheel.name
     with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(bad_wheel, "w") as dst:
