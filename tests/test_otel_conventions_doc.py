@@ -34,7 +34,7 @@ def table(header_start: str) -> list[list[str]]:
 
 def code(cell: str) -> str:
     (found,) = re.findall(r"`([^`]+)`", cell)
-    return found
+    return str(found)
 
 
 def spans() -> dict[str, list[ReadableSpan]]:

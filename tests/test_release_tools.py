@@ -7,10 +7,12 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 import zlib
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -171,6 +173,18 @@ def test_check_changelog_names_each_problem(tmp_path: Path) -> None:
     assert release.check_changelog(known, newer) == [
         "aperion-bus: version 0.1.0 is below 0.2.0, already released"
     ]
+    # an entry about a distribution the release did not publish (it landed in the wrong section)
+    misplaced = (
+        "## [Unreleased]\n\n## [aperion-bus 0.1.0] - 2026-12-03\n\n"
+        "Distributions: aperion-bus 0.1.0.\n\n### Added\n- aperion-bus: fine\n"
+        "- aperion-bus-x (issue 3): new\n- The kernel: fine\n- aperion-bus-gone: removed since\n"
+    )
+    assert release.check_changelog(known, misplaced) == [
+        "CHANGELOG.md: release '## [aperion-bus 0.1.0] - 2026-12-03' has an entry about "
+        "aperion-bus-x, which it did not release (new entries go under '## [Unreleased]')"
+    ]
+    fixed = misplaced.replace("aperion-bus 0.1.0.", "aperion-bus 0.1.0, aperion-bus-x 0.1.0.")
+    assert release.check_changelog(known, fixed) == []
 
 
 def test_check_readme_refuses_relative_links_and_missing_docs_pages(tmp_path: Path) -> None:
@@ -214,15 +228,21 @@ def test_check_metadata_names_what_is_missing() -> None:
 # --- tools/check_dists.py -------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_check_dists_passes_a_built_distribution_and_names_each_defect(tmp_path: Path) -> None:
-    dist = release.workspace()["aperion-bus-backpressure"]
+def build_clean(dist: Any, tmp_path: Path) -> tuple[Path, Path]:
+    """The wheel and sdist of ``dist``, built into ``tmp_path/dist``; check_dists passes them."""
     out = tmp_path / "dist"
     subprocess.run(["uv", "build", "-q", "-o", str(out), str(dist.directory)], check=True)
     wheel = next(out.glob("*.whl"))
     sdist = next(out.glob("*.tar.gz"))
     assert check_dists.check_wheel(dist, wheel) == []
     assert check_dists.check_sdist(dist, sdist) == []
+    return wheel, sdist
+
+
+@pytest.mark.slow
+def test_check_dists_passes_a_built_distribution_and_names_each_defect(tmp_path: Path) -> None:
+    dist = release.workspace()["aperion-bus-backpressure"]
+    wheel, _sdist = build_clean(dist, tmp_path)
 
     # the same wheel with a test module, without its LICENSE and with its version changed
     bad = tmp_path / wheel.name
@@ -245,6 +265,50 @@ def test_check_dists_passes_a_built_distribution_and_names_each_defect(tmp_path:
         f"{name}: no {info}/licenses/LICENSE",
         f"{name}: Version is ['0.1.1'], want '0.1.0'",
     ]
+
+
+@pytest.mark.slow
+def test_check_dists_wants_the_package_data_in_the_wheel_and_the_sdist(tmp_path: Path) -> None:
+    """The inspector's templates and static files are part of its package: a wheel or an
+    sdist without one of them is refused, naming it."""
+    dist = release.workspace()["aperion-bus-inspector"]
+    files = check_dists.source_files(dist)
+    data = {f"aperion_bus_inspector/{name}" for name in ("templates/base.html",
+                                                          "static/inspector.js")}
+    assert data <= files and "aperion_bus_inspector/_app.py" in files
+    wheel, sdist = build_clean(dist, tmp_path)
+
+    bad_wheel = tmp_path / wheel.name
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(bad_wheel, "w") as dst:
+        for item in src.namelist():
+            if item not in data:
+                dst.writestr(item, src.read(item))
+    assert check_dists.check_wheel(dist, bad_wheel) == [
+        f"{wheel.name}: {name} missing" for name in sorted(data)
+    ]
+    bad_sdist = tmp_path / sdist.name
+    with tarfile.open(sdist) as src, tarfile.open(bad_sdist, "w:gz") as dst:
+        for member in src.getmembers():
+            if not member.name.endswith("/templates/base.html"):
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    assert check_dists.check_sdist(dist, bad_sdist) == [
+        f"{sdist.name}: src/aperion_bus_inspector/templates/base.html missing"
+    ]
+
+
+def test_source_files_outside_git_are_every_file_but_byte_code(tmp_path: Path) -> None:
+    """Without git (an unpacked sdist), every file of src/ is wanted but caches and byte code."""
+    pkg = tmp_path / "src" / "aperion_bus_fake"
+    for name in ("__init__.py", "py.typed", "templates/page.html", "__pycache__/x.cpython-311.pyc",
+                 "stale.pyc"):
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text("")
+    fake = release.Dist("aperion-bus-fake", tmp_path, "0.1.0", {})
+    assert check_dists.source_files(fake) == {
+        "aperion_bus_fake/__init__.py",
+        "aperion_bus_fake/py.typed",
+        "aperion_bus_fake/templates/page.html",
+    }
 
 
 def test_check_dists_imports_every_module_from_the_installed_wheel(tmp_path: Path) -> None:

@@ -6,14 +6,17 @@ For each distribution of the workspace (core/, plugins/*, contrib/*) there must 
 wheel and one sdist in DIST, at the pyproject's version, and:
 
 - wheel: only the import package and the ``.dist-info`` directory at the top (no ``tests/``,
-  no stray modules or data), no byte code, ``py.typed`` in the package, every module of the
-  source tree present, ``.dist-info/licenses/LICENSE``, the pyproject's entry points;
+  no stray modules or data), no byte code, ``py.typed`` in the package, every file of the
+  package's source tree present (modules and package data such as templates and static files;
+  not byte code, caches or what ``.gitignore`` excludes, which builds leave out),
+  ``.dist-info/licenses/LICENSE``, the pyproject's entry points;
 - METADATA (wheel) and PKG-INFO (sdist): Metadata-Version >= 2.4, ``License-Expression: MIT``,
   ``License-File: LICENSE``, Author, Keywords, the classifiers, the five Project-URLs,
   Requires-Python, a Markdown description, and every requirement of the pyproject (siblings
   with their bounds);
-- sdist: ``PKG-INFO``, ``pyproject.toml``, ``README.md``, ``LICENSE``, ``src/`` and
-  ``tests/`` (so a packager can run them), the build tool's ``.gitignore``, nothing else;
+- sdist: ``PKG-INFO``, ``pyproject.toml``, ``README.md``, ``LICENSE``, ``src/`` (every file of
+  the package's source tree, as in the wheel) and ``tests/`` (so a packager can run them), the
+  build tool's ``.gitignore``, nothing else;
 - unless ``--no-import``: every wheel installed together into a new virtual environment (with
   the extras, and pytest for the pytest plugin), every module of every wheel imported there
   from the installed files.
@@ -56,13 +59,24 @@ def import_package(dist: Dist) -> str:
     return found[0]
 
 
-def source_modules(dist: Dist) -> set[str]:
-    """The package's files that must be in the wheel (``.py`` and ``py.typed``)."""
+def source_files(dist: Dist) -> set[str]:
+    """The files of ``src/`` that must be in the wheel and the sdist, relative to ``src/``:
+    modules, ``py.typed`` and package data (templates, static files, ...), as a build takes
+    them: not byte code or caches, nor what ``.gitignore`` excludes (listed by git when the
+    distribution is in a git work tree, else every file but byte code and caches)."""
     src = dist.directory / "src"
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
+            cwd=src, capture_output=True, check=True,
+        ).stdout.decode().split("\0")
+        paths = [src / name for name in listed if name]
+    except (OSError, subprocess.CalledProcessError):  # no git, or not a git work tree
+        paths = list(src.rglob("*"))
     return {
         p.relative_to(src).as_posix()
-        for p in src.rglob("*")
-        if p.is_file() and (p.suffix == ".py" or p.name == "py.typed")
+        for p in paths
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
     }
 
 
@@ -129,7 +143,7 @@ def check_wheel(dist: Dist, path: Path) -> list[str]:
                      if "tests" in PurePosixPath(n).parts
                      or PurePosixPath(n).name.startswith(("test_", "conftest"))]
         have = {n for n in names if n.startswith(f"{pkg}/")}
-        problems += [f"{name}: {m} missing" for m in sorted(source_modules(dist) - have)]
+        problems += [f"{name}: {m} missing" for m in sorted(source_files(dist) - have)]
         if f"{info}/licenses/LICENSE" not in names:
             problems.append(f"{name}: no {info}/licenses/LICENSE")
         elif zf.read(f"{info}/licenses/LICENSE") != (dist.directory / "LICENSE").read_bytes():
@@ -166,7 +180,7 @@ def check_sdist(dist: Dist, path: Path) -> list[str]:
         problems += [f"{name}: {r}: byte code or cache" for r in rel
                      if r.suffix in (".pyc", ".pyo") or "__pycache__" in r.parts]
         have = {PurePosixPath(*r.parts[1:]).as_posix() for r in rel if r.parts[:1] == ("src",)}
-        problems += [f"{name}: src/{m} missing" for m in sorted(source_modules(dist) - have)]
+        problems += [f"{name}: src/{m} missing" for m in sorted(source_files(dist) - have)]
         pkg_info = tf.extractfile(f"{root}/PKG-INFO")
         if pkg_info is not None:
             problems += check_metadata(dist, parse_metadata(pkg_info.read().decode()), name)

@@ -21,7 +21,9 @@ Rules it checks (``check``), for every distribution (core/, plugins/*, contrib/*
   link into the docs site names a page that exists in docs/.
 - CHANGELOG.md starts with ``## [Unreleased]``; release sections are
   ``## [NAME VERSION, ...] - YYYY-MM-DD`` followed by a ``Distributions: NAME VERSION, ...``
-  paragraph; no distribution's version is below the last one released.
+  paragraph, and an entry of a release section that names a distribution (``- NAME: ...``,
+  ``- NAME (issue N): ...``) names one the release published; no distribution's version is
+  below the last one released.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 REQUIREMENT = re.compile(r'"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]"]*\])?([^";]*)(;[^"]*)?"')
 RELEASE_HEADING = re.compile(r"^## \[(?!Unreleased\])([^\]]+)\] - (\d{4}-\d{2}-\d{2})$", re.M)
 DISTRIBUTIONS_LINE = re.compile(r"^Distributions: ([^\n]+(?:\n[^\n#]+)*)", re.M)
+# the distribution an entry is about: its first word, as in "- aperion-bus-audit: ..."
+ENTRY_NAME = re.compile(r"^- `?([A-Za-z0-9][A-Za-z0-9._-]*)`?[:( ]", re.M)
 MD_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)[^)]*\)")
 
 
@@ -297,10 +301,19 @@ def check_changelog(known: dict[str, Dist], changelog: str) -> list[str]:
     if first is None or first.group(0) != "## [Unreleased]":
         problems.append("CHANGELOG.md: the first section is not '## [Unreleased]'")
     sections = released(changelog)
-    for m in RELEASE_HEADING.finditer(changelog):
+    for m, (_date, versions) in zip(RELEASE_HEADING.finditer(changelog), sections, strict=True):
         end = changelog.find("\n## ", m.end())
-        if not DISTRIBUTIONS_LINE.search(changelog[m.end(): end if end != -1 else None]):
+        body = changelog[m.end(): end if end != -1 else None]
+        if not DISTRIBUTIONS_LINE.search(body):
             problems.append(f"CHANGELOG.md: release {m.group(0)!r} has no 'Distributions:' list")
+            continue
+        for entry in ENTRY_NAME.findall(body):
+            name = normalize(entry)
+            if name in known and name not in versions:
+                problems.append(
+                    f"CHANGELOG.md: release {m.group(0)!r} has an entry about {known[name].name}, "
+                    "which it did not release (new entries go under '## [Unreleased]')"
+                )
     last: dict[str, str] = {}
     for _date, versions in reversed(sections):  # oldest first
         for name, version in versions.items():

@@ -162,6 +162,14 @@ def test_the_demo_ends_with_the_command_that_opens_its_files(
         assert s.info["log"] == str(tmp_path / "demo" / "events.jsonl")
         assert "req-alice" in s.client.get("/", params={"type": "user.login"}).text
         assert "chat store unavailable" in s.client.get("/dlq").text
+        # the demo's audit log has handler records: the request and handlers views are full
+        request = s.client.get("/request", params={"cid": "req-alice"}).text
+        assert ".welcome" in request and 'class="wf-row call error"' in request
+        report = s.client.get("/request", params={"cid": "req-report"}).text
+        assert 'class="wf-row call timeout"' in report and ">1 timed out<" in report
+        handlers = s.client.get("/handlers").text.split('id="handler-table"')[1]
+        for name in ("welcome", "store_message", "slow_report", "batch_item"):
+            assert f".{name}" in handlers
     finally:
         s.stop()
 

@@ -24,10 +24,15 @@ from ._plugins import installed_plugins
 __all__ = ["run_demo"]
 
 # The plugins the demo knows, with the settings it writes for them; {dir} is its directory.
+# audit: handler records on, so that `aperion-bus inspect` on the demo's files shows each
+# request's handler calls and the handlers' latency.
 _PLUGINS: dict[str, str] = {
     "validate": 'allowed_domains = ["user", "chat", "report", "system"]\n',
     "redact": "",
-    "audit": 'path = "{dir}/events.jsonl"\nmax_size_bytes = 1_000_000\nmax_files = 3\n',
+    "audit": (
+        'path = "{dir}/events.jsonl"\nmax_size_bytes = 1_000_000\nmax_files = 3\n'
+        "record_handlers = true\n"
+    ),
     "dlq": 'path = "{dir}/dead-letters.sqlite3"\n',
     "backpressure": 'max_pending_events = 20\noverflow_policy = "drop"\n',
     "metrics": "",

@@ -119,6 +119,7 @@ class Inspector:
             return index.refresh()
 
     def close(self) -> None:
+        """Close the index if it was opened (:meth:`index` opens it again)."""
         if self._index is not None:
             self._index.close()
             self._index = None

@@ -179,6 +179,7 @@ class LogIndex:
             )
 
     def close(self) -> None:
+        """Close the index file (the log is not touched)."""
         with self._lock:
             self._db.close()
 
@@ -371,10 +372,12 @@ class LogIndex:
             return [Row(*r) for r in self._db.execute(sql, args)]
 
     def count(self) -> int:
+        """How many records are indexed."""
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM records").fetchone()[0])
 
     def max_id(self) -> int:
+        """The id of the newest indexed record (0: none)."""
         with self._lock:
             row = self._db.execute("SELECT max(id) FROM records").fetchone()
         return int(row[0] or 0)
@@ -432,6 +435,8 @@ class LogIndex:
         return self.records(rows)
 
     def get(self, record_id: int) -> Record | None:
+        """The record with the index id ``record_id`` (its row and the record as the log holds
+        it), or None."""
         got = self.records(self._rows(f"SELECT {_COLUMNS} FROM records WHERE id = ?", (record_id,)))
         return got[0] if got else None
 
@@ -511,6 +516,7 @@ class LogIndex:
         return [(float(a), str(b), float(c), str(d)) for a, b, c, d in rows]
 
     def sources(self, limit: int = 50) -> list[str]:
+        """Up to ``limit`` distinct ``source`` values of the records, sorted."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT DISTINCT source FROM records WHERE source IS NOT NULL LIMIT ?", (limit,)
