@@ -215,8 +215,8 @@ class EventBus(Subscriptions, Emitting, Background, Lifecycle):
         an ``on_emit`` plugin (validation, backpressure) does.
         """
         try:
-            plan = self._plans_get(event_type)  # a miss costs no exception
-        except TypeError:  # unhashable: check_event_type says what is wrong
+            plan = self._plans[event_type]
+        except (KeyError, TypeError):  # unhashable: check_event_type says what is wrong
             plan = None
         if plan is None:  # not cached (nothing is once shutdown began)
             if not (
