@@ -4,159 +4,39 @@ Conventions (docs/cli.md): global options before or after the command; a closed 
 quietly with status 0; errors are one line on stderr, status 1 (failure) or 2 (usage, config).
 Plugin commands come from the ``aperion_bus.cli`` entry-point group (entry name = command
 name) and are imported only when that command runs.
+
+This module owns the entry point (:func:`main`: streams, warnings, errors and exit statuses)
+and the parser (global options, built-in and plugin subcommands); the built-in commands are in
+``_cli_commands``, the entry-point and version scan in ``_cli_discovery``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
-import re
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import pluggy
 
-import aperion_bus
-
+from ._cli_commands import _cmd_config_check, _cmd_demo, _cmd_plugins, _one_line
+from ._cli_discovery import CLI_GROUP, _command_entry_points, _dist_name, _version
 from ._cli_output import UsageError, escape
 from ._errors import AperionBusError, ConfigError, PluginLoadError, PluginNotFoundError
 from ._hookspecs import PROJECT_NAME, HookSpecs
-from ._plugins import (
-    PLUGIN_GROUP,
-    BusConfig,
-    PluginSkippedWarning,
-    _entry_points,
-    _load,
-    installed_handlers,
-    load_config,
-    plugin_statuses,
-)
+from ._plugins import PLUGIN_GROUP, PluginSkippedWarning, _entry_points, _load
 
 __all__ = ["CLI_GROUP", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main"]
 
-#: Entry-point group of plugin commands: ``log = "aperion_bus_audit._cli"`` (an object or
-#: module with an ``add_cli_commands`` hook implementation), loaded only for its command.
-CLI_GROUP = "aperion_bus.cli"
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 logger = logging.getLogger("aperion_bus")
-_NEWLINES = re.compile(r"\s*[\r\n]+\s*")
-
-
-def _config(args: argparse.Namespace) -> BusConfig:
-    return load_config(Path(args.config) if args.config else None)
-
-
-def _print_json(doc: object) -> None:
-    print(json.dumps(doc, indent=2, ensure_ascii=True))
-
-
-def _cmd_plugins(args: argparse.Namespace) -> int:
-    config = _config(args)
-    statuses = plugin_statuses(config)
-    active_handlers = set(config.handlers)
-    handler_rows = [
-        (info, "*" in active_handlers or info.name in active_handlers)
-        for info in installed_handlers()
-    ]
-    if args.json:
-        _print_json(
-            {
-                "config": str(config.source) if config.source else None,
-                "plugins": [s.as_dict() for s in statuses],
-                "handlers": [
-                    {
-                        "name": info.name,
-                        "distribution": info.distribution,
-                        "version": info.version,
-                        "active": on,
-                    }
-                    for info, on in handler_rows
-                ],
-            }
-        )
-        return 0
-    rows = [("kind", "name", "distribution", "version", "active", "why")]
-    for st in statuses:
-        rows.append(
-            (
-                "plugin",
-                st.name,
-                st.distribution or "-",
-                st.version or "-",
-                "yes" if st.active else "no",
-                _one_line(st.reason),
-            )
-        )
-    for info, on in handler_rows:
-        why = "listed" if on else "not listed"
-        rows.append(
-            ("handlers", info.name, info.distribution, info.version, "yes" if on else "no", why)
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    for row in rows:
-        print(escape("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()))
-    if len(rows) == 1 and not args.quiet:
-        print("(no plugins or handler entry points installed)")
-    return 0
-
-
-def _cmd_config_check(args: argparse.Namespace) -> int:
-    from ._bus import EventBus
-
-    source: str | None = args.config  # until the config file is found
-    skipped: list[str] = []
-    try:
-        config = _config(args)
-        source = str(config.source) if config.source else None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", PluginSkippedWarning)
-            bus = EventBus(**config.bus_kwargs())
-        for w in caught:
-            if issubclass(w.category, PluginSkippedWarning):
-                skipped.append(str(w.message))  # logged as a warning already
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    except AperionBusError as exc:
-        if args.json:
-            _print_json({"ok": False, "config": source, "error": str(exc)})
-        raise
-    try:
-        doc = {
-            "ok": True,
-            "config": source,
-            "plugins": bus.plugin_names,
-            "skipped": skipped,
-            "handlers": list(config.handlers),
-            "subscriptions": len(bus.subscriptions()),
-        }
-    finally:
-        bus.shutdown()
-    if args.json:
-        _print_json(doc)
-        return 0
-    print(f"config: {source or 'no config file (bare kernel)'}")
-    print(f"plugins: {', '.join(bus.plugin_names) or '(none)'}")
-    if skipped:
-        print(f"skipped: {len(skipped)} (see the warnings above)")
-    print(f"handler entry points: {', '.join(config.handlers) or '(none)'}")
-    print(f"subscriptions: {doc['subscriptions']}")
-    print("ok")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
-
-    return run_demo(Path(args.dir))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -205,102 +85,6 @@ def _walk(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
                 found.append(child)
                 found.extend(_walk(child))
     return found
-
-
-class _CommandEntry:
-    """One ``aperion_bus.cli`` entry point, found without importing ``importlib.metadata``
-    (its import alone costs about a tenth of the kernel's)."""
-
-    __slots__ = ("dist", "name", "value")
-
-    def __init__(self, name: str, value: str, dist: str | None) -> None:
-        self.name, self.value, self.dist = name, value, dist
-
-    def load(self) -> Any:
-        import importlib
-
-        module, _, attr = self.value.partition(":")
-        target: Any = importlib.import_module(module.strip())
-        for part in filter(None, attr.strip().split(".")):
-            target = getattr(target, part)
-        return target
-
-
-def _dist_info_dirs() -> Iterator[tuple[str, Path]]:
-    """(normalized distribution name, its .dist-info directory), first on sys.path wins."""
-    seen: set[str] = set()
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:
-            continue
-        for name in sorted(names):
-            if not name.endswith(".dist-info"):
-                continue
-            dist = _normalize(name[: -len(".dist-info")].rsplit("-", 1)[0])
-            if dist not in seen:
-                seen.add(dist)
-                yield dist, Path(entry or ".", name)
-
-
-def _normalize(name: str) -> str:
-    return name.replace("_", "-").replace(".", "-").lower()
-
-
-def _scan_group(group: str) -> dict[str, _CommandEntry] | None:
-    """The entry points of ``group`` read from the ``entry_points.txt`` files of the
-    distributions on sys.path; None when this Python's layout is not plain directories
-    (then importlib.metadata is asked)."""
-    found: dict[str, _CommandEntry] = {}
-    any_dist = False
-    for dist, path in _dist_info_dirs():
-        any_dist = True
-        try:
-            text = (path / "entry_points.txt").read_text(encoding="utf-8")
-        except OSError:
-            continue
-        section = None
-        for raw in text.splitlines():
-            line = raw.strip()
-            if not line or line.startswith(("#", ";")):
-                continue
-            if line.startswith("[") and line.endswith("]"):
-                section = line[1:-1].strip()
-            elif section == group and "=" in line:
-                name, _, value = line.partition("=")
-                found.setdefault(name.strip(), _CommandEntry(name.strip(), value.strip(), dist))
-    return found if any_dist else None
-
-
-def _command_entry_points() -> dict[str, Any]:
-    """``aperion_bus.cli`` entry points by command name (not loaded)."""
-    fast = _scan_group(CLI_GROUP)
-    if fast is not None:
-        return fast
-    return {name: eps[0] for name, eps in _entry_points(CLI_GROUP).items()}  # pragma: no cover
-
-
-def _dist_name(ep: Any) -> str | None:
-    if isinstance(ep, _CommandEntry):
-        return ep.dist
-    dist = getattr(ep, "dist", None)
-    return None if dist is None else _normalize(str(dist.name))
-
-
-def _version() -> str:
-    """The installed version of aperion-bus (read from its METADATA: no importlib.metadata)."""
-    for dist, path in _dist_info_dirs():
-        if dist == "aperion-bus":
-            try:
-                with (path / "METADATA").open(encoding="utf-8") as fh:
-                    for line in fh:
-                        if line.startswith("Version:"):
-                            return line.split(":", 1)[1].strip()
-                        if not line.strip():
-                            break
-            except OSError:
-                break
-    return str(aperion_bus.__version__)  # pragma: no cover - other layouts
 
 
 def _register_commands(
@@ -403,12 +187,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for child in _walk(parser):
         _add_global_options(child, top=False)
     return parser
-
-
-def _one_line(text: str) -> str:
-    """``text`` on one line, control characters escaped (it may quote a hostile value)."""
-    text = _NEWLINES.sub(" ", text.strip())
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class _WarningLine(logging.Handler):
