@@ -164,3 +164,92 @@ def test_background_timeout_without_timeouts_many_events_single_hand_off() -> No
         assert bus.wait_for_pending(5)
     # queued while the worker was busy: handed to a pool thread in one batch
     assert len(threads) <= 2
+
+
+def test_waited_emits_beyond_the_parked_runners_use_the_shared_pool() -> None:
+    """max_handler_threads=1: one runner; a second concurrent waited emit goes to the pool and
+    both complete with every handler run once."""
+    started = threading.Event()
+    gate = threading.Event()
+    seen: list[int] = []
+
+    def slow(event: Event) -> None:
+        if event.payload["i"] == 1:
+            started.set()
+            assert gate.wait(5)
+        seen.append(event.payload["i"])
+
+    with EventBus(handler_timeout=5, max_handler_threads=1) as bus:
+        bus.subscribe(slow, "t.x")
+        first = threading.Thread(target=bus.emit, args=("t.x", {"i": 1}, None, None, True))
+        first.start()
+        assert started.wait(5)  # the only runner is busy now
+        bus.emit("t.x", {"i": 2}, wait_for_handlers=True)  # not blocked behind the first
+        assert seen == [2]
+        gate.set()
+        first.join(5)
+        assert not first.is_alive()
+    assert sorted(seen) == [1, 2]
+
+
+def test_a_runner_left_to_a_late_handler_ends_with_it_and_the_next_emit_gets_another() -> None:
+    release = threading.Event()
+    done: list[str] = []
+
+    def late(event: Event) -> None:
+        if event.payload.get("late"):
+            release.wait(5)
+        done.append(threading.current_thread().name)
+
+    before = {t.name for t in threading.enumerate()}
+    with EventBus(handler_timeout=0.05, name="rq") as bus:
+        bus.subscribe(late, "t.x")
+        bus.emit("t.x", {"late": True}, wait_for_handlers=True)  # runs over: left to run
+        bus.emit("t.x", {}, wait_for_handlers=True)  # another runner serves this one
+        assert len(done) == 1 and done[0].startswith("rq-waited-")
+        release.set()
+        wait_until(lambda: len(done) == 2)
+        late_runner = done[1]
+        wait_until(lambda: late_runner not in {t.name for t in threading.enumerate()})
+    wait_until(lambda: {t.name for t in threading.enumerate()} <= before)
+
+
+def test_handlers_under_a_timeout_see_the_emitters_context_and_the_event_as_scope() -> None:
+    import contextvars
+
+    from aperion_bus import get_correlation_id
+
+    request: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="-")
+    seen: list[tuple[str, str | None]] = []
+    with EventBus(handler_timeout=5) as bus:
+        bus.subscribe(lambda e: seen.append((request.get(), get_correlation_id())), "t.x")
+        token = request.set("r-1")
+        try:
+            bus.emit("t.x", {}, correlation_id="c-1", wait_for_handlers=True)
+        finally:
+            request.reset(token)
+    assert seen == [("r-1", "c-1")]
+
+
+def test_a_runner_parked_after_shutdown_leaves() -> None:
+    """A waited emit in flight during shutdown() parks its runner afterwards: it still ends."""
+    started = threading.Event()
+    gate = threading.Event()
+
+    def held(event: Event) -> None:
+        started.set()
+        assert gate.wait(5)
+
+    bus = EventBus(handler_timeout=5, name="late-park")
+    bus.subscribe(held, "t.x")
+    emitter = threading.Thread(target=bus.emit, args=("t.x", {}, None, None, True))
+    emitter.start()
+    assert started.wait(5)
+    bus.shutdown()
+    gate.set()
+    emitter.join(5)
+    assert not emitter.is_alive()
+    wait_until(
+        lambda: not any(t.name.startswith("late-park-") for t in threading.enumerate()),
+        timeout=5,
+    )

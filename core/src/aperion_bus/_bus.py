@@ -81,7 +81,9 @@ class EventBus(Subscriptions, Emitting, Background, Lifecycle):
     (see ``docs/concepts.md``, "Timeouts"). An async handler over time is cancelled. A sync
     handler cannot be stopped: the bus stops waiting for it, records ``HANDLER_TIMEOUT`` and
     goes on with the next handler while the late one runs to its end on its own thread. With
-    a timeout set, sync handlers run on pool threads (at most ``max_handler_threads``).
+    a timeout set, sync handlers run on other threads: a waited emit's on a parked runner (at
+    most ``max_handler_threads`` of them), overflow and the rest of an event whose handler ran
+    over on a shared pool (at most ``max_handler_threads`` too).
 
     ``event_ids``: a callable making an event id from the event's timestamp, for ids in
     another format (aperion-event-bus 2.0 passes 1.2.1's ``evt_<ms>_<8 hex>``); it must

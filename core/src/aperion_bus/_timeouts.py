@@ -58,6 +58,8 @@ _monotonic: Final = time.monotonic
 _perf: Final = time.perf_counter
 _scope_set: Final = _scope.set
 _ERROR: Final = FailureReason.HANDLER_ERROR
+#: how often a parked runner looks whether its pool was closed
+_PARK_SLICE: Final = 0.5
 
 
 class Abandoned(BaseException):
@@ -168,8 +170,19 @@ class Runner:
     def _loop(self) -> None:
         go, done, timeout = self.go, self.done, self.pool.timeout
         monotonic = _monotonic
+        pool = self.pool
         while True:
-            go.acquire()
+            if not go.acquire(True, _PARK_SLICE):
+                # parked: leave once the pool is closed (a runner parked after close(), by
+                # an emit that was in flight then), unless an emitter just took it
+                if pool.closed:
+                    try:
+                        pool.idle.remove(self)
+                    except ValueError:  # taken: its job is coming
+                        continue
+                    pool.left()
+                    return
+                continue
             job = self.job
             if job is None:
                 return
@@ -269,12 +282,12 @@ class Runners:
         self.idle: collections.deque[Runner] = collections.deque()
         self._lock = threading.Lock()
         self._count = 0
-        self._closed = False
+        self.closed = False
 
     def spawn(self) -> Runner | None:
         """A new runner, or None when ``max_threads`` run (or once closed)."""
         with self._lock:
-            if self._closed or self._count >= self._max:
+            if self.closed or self._count >= self._max:
                 return None
             self._count += 1
             n = self._count
@@ -289,7 +302,7 @@ class Runners:
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
+            self.closed = True
         while True:
             try:
                 runner = self.idle.pop()
