@@ -20,7 +20,6 @@ from ._correlation import _scope
 from ._dispatch import Dispatcher
 from ._errors import BusClosedError, DropEvent
 from ._event import Event
-from ._registry import Plan
 from ._timeouts import Abandoned, Watch
 from ._types import (
     DispatchResult,
@@ -80,133 +79,48 @@ class Background(Dispatcher):
             for dropped in drops:
                 self._dropped(dropped, "discarded", None)
 
-    def _run_item(
-        self,
-        event: Event,
-        loop: asyncio.AbstractEventLoop | None,
-        watch: Watch | None,
-        audited: bool = False,
-    ) -> None:
-        """Dispatch one background event (inside the emitter's copied context)."""
-        _scope_set(event)  # the context is a copy: no reset needed
-        if self._hooks.on_audit and not audited:
-            self._audit(event)
-        plan = self._plans.get(event.event_type) or self._registry.plan(event.event_type)
-        if not (self._lean and plan.plain):
-            self._dispatch(event, plan, watch, loop)
-            return
-        if watch is None:
-            res = self._run_plain(event, plan)
-            if res is not None:
-                self._finish(res, None)
-            return
-        watch.state = (event, plan.subs, loop, None, None)
-        watch.failures = None
-        failures = self._watched_loop(event, plan.pairs, watch)
-        if failures:
-            self._finish(DispatchResult(event, len(plan.pairs), failures), None)
-
-    def _watched_event(self, event: Event, plan: Plan, watch: Watch) -> None:
-        """Plain handlers of one background event under ``watch`` (in its context)."""
-        _scope_set(event)  # the context is a copy: no reset needed
-        watch.state = (event, plan.subs, None, None, None)
-        watch.failures = None
-        failures = self._watched_loop(event, plan.pairs, watch)
-        if failures:
-            self._finish(DispatchResult(event, len(plan.pairs), failures), None)
-
-    def _run_plain_item(self, event: Event, bg: Bg) -> None:
-        """:meth:`_run_item` with no timeout, its common case inline (one plain handler)."""
-        loop = loop_of(bg)
-        _scope_set(event)  # the context is a copy: no reset needed
+    def _run_item(self, event: Event, bg: Bg, watch: Watch | None) -> None:
+        """Dispatch one background event (inside its context): what :meth:`_consume` does
+        not do inline (hooks, audit, async or weak handlers, several handlers under a
+        timeout)."""
+        _scope_set(event)  # the context is the event's own: no reset needed
         if self._hooks.on_audit:
             self._audit(event)
         plan = self._plans_get(event.event_type) or self._registry.plan(event.event_type)
-        one = plan.one
-        if one is None or not self._lean or not plan.plain:
-            self._run_item(event, loop, None, True)
+        if not (self._lean and plan.plain):
+            self._dispatch(event, plan, watch, loop_of(bg))
             return
-        t0 = _perf()
-        try:
-            one[1](event)
-        except Exception as exc:
-            failure = HandlerFailure(event, one[0], exc, _ERR, _perf() - t0)
-            self._finish(DispatchResult(event, 1, [failure]), None)
+        if watch is None:
+            res = self._run_plain(event, plan)
+        else:
+            watch.state = (event, plan.subs, None, None, None)
+            watch.failures = None
+            failures = self._watched_loop(event, plan.pairs, watch)
+            res = DispatchResult(event, len(plan.pairs), failures) if failures else None
+        if res is not None:
+            self._finish(res, None)
 
-    def _consume_plain(self) -> None:
-        """The worker with no timeout: take queued events and dispatch them, in order.
+    def _consume(self, watch: Watch | None = None, resume: Any = None) -> None:
+        """Take queued events and dispatch them, in order: without a timeout, the worker
+        thread itself; with one, a runner that the worker thread watches (see
+        :meth:`_watch_queue`; ``resume``: the rest of an event whose handler ran over).
 
-        One plain handler is called right here, in the event's context (no frame of ours
-        between this loop and the handler). ``worker.busy`` stays 1 from one event to the
-        next and drops to 0 only when the queue is empty, so ``pending`` (queued + busy)
-        never reads 0 while an event is in hand."""
-        worker = self._worker
-        popleft = worker.queue.popleft
-        run_item = self._run_plain_item
-        run_plain = self._run_plain
-        plans_get = self._plans_get
-        bare = self._lean and not self._hooks.on_audit
-        new_context = contextvars.Context
-        worker.consumers.add(threading.get_ident())
-        worker.busy = 1
-        try:
-            while True:
-                try:
-                    event: Any = popleft()
-                except IndexError:
-                    worker.busy = 0
-                    event = worker.next_item()  # idle: waits (busy 1 again), None: closing
-                    if event is None:
-                        return
-                ctx = event._bg
-                if ctx is None:  # emitted in an empty context: a fresh one
-                    ctx = new_context()
-                else:
-                    set_bg(event, None)
-                plan = plans_get(event.event_type)
-                try:
-                    if bare and plan is not None and plan.solo is not None:
-                        ctx.run(_scope_set, event)  # the event's own context: no reset
-                        t0 = _perf()
-                        try:
-                            ctx.run(plan.solo, event)
-                        except Exception as exc:
-                            failure = HandlerFailure(
-                                event, plan.subs[0], exc, _ERR, _perf() - t0
-                            )
-                            ctx.run(self._finish, DispatchResult(event, 1, [failure]), None)
-                    elif bare and plan is not None and plan.plain:
-                        ctx.run(_scope_set, event)
-                        res = ctx.run(run_plain, event, plan)
-                        if res is not None:
-                            ctx.run(self._finish, res, None)
-                    else:
-                        ctx.run(run_item, event, ctx)
-                except BaseException as exc:  # never let the worker die
-                    logger.error(
-                        "background dispatch of %s failed: %s",
-                        event.event_id,
-                        self._error_text(exc),
-                    )
-                if worker.waiters:
-                    worker.notify()
-        finally:
-            worker.busy = 0
-            worker.consumers.discard(threading.get_ident())
-
-    def _consume(self, watch: Watch, resume: Any = None) -> None:
-        """The consumer of the background queue under a timeout: a runner watched by the
-        worker thread (see :meth:`_watch_queue`). One plain handler is called right here
-        under the watch protocol (as :meth:`_consume_plain` does without a timeout)."""
+        Plain handlers (no hook, no audit) are called right here, in the event's context:
+        one with no frame of ours between this loop and the handler (under ``watch``, with
+        the watch protocol of :mod:`._timeouts` inlined). ``worker.busy`` stays 1 from one
+        event to the next and drops to 0 only when the queue is empty, so ``pending``
+        (queued + busy) never reads 0 while an event is in hand."""
         worker = self._worker
         me = threading.get_ident()
         worker.consumers.add(me)
         popleft = worker.queue.popleft
         plans_get = self._plans_get
+        run_plain = self._run_plain
+        run_item = self._run_item
         bare = self._lean and not self._hooks.on_audit
-        timeout = watch.timeout
-        monotonic = _monotonic
         new_context = contextvars.Context
+        monotonic = _monotonic
+        timeout = 0.0 if watch is None else watch.timeout
         try:
             if resume is not None:
                 ctx, args = resume
@@ -227,35 +141,47 @@ class Background(Dispatcher):
                     set_bg(event, None)
                 plan = plans_get(event.event_type)
                 try:
-                    if bare and plan is not None and plan.solo is not None:
+                    if not bare or plan is None or not plan.plain:
+                        ctx.run(run_item, event, ctx, watch)
+                    elif plan.solo is not None:
                         ctx.run(_scope_set, event)  # the event's own context: no reset
                         sub = plan.subs[0]
-                        watch.state = (event, plan.subs, None, None, None)
-                        watch.failures = None
-                        token = [monotonic() + timeout]
-                        watch.sub = sub
-                        watch.token = token
-                        try:
-                            ctx.run(plan.solo, event)
-                        except Exception as exc:
-                            end = monotonic()
+                        if watch is None:
+                            t0 = _perf()
                             try:
-                                deadline = token.pop()
-                            except IndexError:
-                                raise Abandoned from None
-                            failure = HandlerFailure(
-                                event, sub, exc, _ERR, end - deadline + timeout
-                            )
-                            ctx.run(self._finish, DispatchResult(event, 1, [failure]), None)
-                        else:
+                                ctx.run(plan.solo, event)
+                            except Exception as exc:
+                                failure = HandlerFailure(event, sub, exc, _ERR, _perf() - t0)
+                                ctx.run(self._finish, DispatchResult(event, 1, [failure]), None)
+                        else:  # Watched.run for one handler, without its frame
+                            watch.state = (event, plan.subs, None, None, None)
+                            watch.failures = None
+                            watch.sub = sub
+                            watch.token = token = [monotonic() + timeout]
                             try:
-                                token.pop()
-                            except IndexError:
-                                raise Abandoned from None
-                    elif bare and plan is not None and plan.plain:
-                        ctx.run(self._watched_event, event, plan, watch)
+                                ctx.run(plan.solo, event)
+                            except Exception as exc:
+                                end = monotonic()
+                                try:
+                                    deadline = token.pop()
+                                except IndexError:
+                                    raise Abandoned from None
+                                failure = HandlerFailure(
+                                    event, sub, exc, _ERR, end - deadline + timeout
+                                )
+                                ctx.run(self._finish, DispatchResult(event, 1, [failure]), None)
+                            else:
+                                try:
+                                    token.pop()
+                                except IndexError:
+                                    raise Abandoned from None
+                    elif watch is None:  # several plain handlers: the plain loop
+                        ctx.run(_scope_set, event)
+                        res = ctx.run(run_plain, event, plan)
+                        if res is not None:
+                            ctx.run(self._finish, res, None)
                     else:
-                        ctx.run(self._run_item, event, loop_of(ctx), watch)
+                        ctx.run(run_item, event, ctx, watch)
                 except Abandoned:
                     raise
                 except BaseException as exc:  # never let the consumer die
@@ -266,12 +192,13 @@ class Background(Dispatcher):
                     )
                 if worker.waiters:
                     worker.notify()
-        except Abandoned:
+        except Abandoned:  # the watcher gave up on this runner: the event stays in hand
             return
         finally:
             worker.consumers.discard(me)
         worker.busy = 0
-        watch.done()
+        if watch is not None:
+            watch.done()
 
     def _watch_queue(self) -> None:
         """The worker under a timeout: it watches a runner that consumes the queue (no

@@ -141,7 +141,7 @@ class EventBus(Subscriptions, Emitting, Background, Lifecycle):
         self._worker = Worker(name, self._dropped_reason)
         self._queue_append = self._worker.queue.append
         self._worker.target = (
-            self._consume_plain if self.handler_timeout is None else self._watch_queue
+            self._consume if self.handler_timeout is None else self._watch_queue
         )
         self._counts: collections.Counter[str] = collections.Counter()
         self._count_lock = threading.Lock()

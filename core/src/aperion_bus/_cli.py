@@ -24,7 +24,9 @@ from typing import Any, NoReturn
 import pluggy
 
 from ._cli_commands import _cmd_config_check, _cmd_demo, _cmd_plugins, _one_line
-from ._cli_discovery import CLI_GROUP, _command_entry_points, _dist_name, _version
+from ._cli_discovery import CLI_GROUP, _dist_name
+from ._cli_discovery import _command_entry_points as _command_entry_points  # re-exported
+from ._cli_discovery import _version as _version  # re-exported (tests patch them here)
 from ._cli_output import UsageError, escape
 from ._errors import AperionBusError, ConfigError, PluginLoadError, PluginNotFoundError
 from ._hookspecs import PROJECT_NAME, HookSpecs

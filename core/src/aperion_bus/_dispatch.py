@@ -118,33 +118,10 @@ class Dispatcher(AsyncDispatch):
     def _watched_loop(
         self, event: Event, pairs: Sequence[tuple[Sub, Handler]], watch: Watch
     ) -> list[HandlerFailure] | None:
-        """Strong sync handlers under ``watch``, no handler hook: the watch protocol inlined
-        (:meth:`Watch.begin` / :meth:`Watch.end`); failures go to ``watch.failures``, which
-        is returned."""
-        timeout = watch.timeout
-        monotonic = time.monotonic
-        for sub, fn in pairs:
-            token = [monotonic() + timeout]
-            watch.sub = sub
-            watch.token = token
-            try:
-                fn(event)
-            except Exception as exc:
-                end = monotonic()
-                try:
-                    deadline = token.pop()
-                except IndexError:
-                    raise Abandoned from None
-                failure = HandlerFailure(event, sub, exc, _ERROR, end - deadline + timeout)
-                if watch.failures is None:
-                    watch.failures = [failure]
-                else:
-                    watch.failures.append(failure)
-                continue
-            try:
-                token.pop()
-            except IndexError:
-                raise Abandoned from None
+        """Strong sync handlers under ``watch``, no handler hook (:meth:`Watched.run`);
+        failures go to ``watch.failures``, which is returned."""
+        if not watch.run(event, pairs, watch.timeout):
+            raise Abandoned
         return watch.failures
 
     def _wait_watched(self, event: Event, plan: Plan) -> None:

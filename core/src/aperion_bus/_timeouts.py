@@ -49,6 +49,7 @@ __all__ = [
     "Runner",
     "Runners",
     "Watch",
+    "Watched",
     "await_in_time",
     "finish_in_time",
     "timeout_error",
@@ -75,25 +76,105 @@ def timeout_error(sub: Subscription, timeout: float, sync: bool) -> TimeoutError
     return TimeoutError(f"handler {sub.name} exceeded handler_timeout={timeout}s (cancelled)")
 
 
-class Watch:
-    """A runner executing handlers one at a time, watched against ``timeout`` per handler."""
+class Watched:
+    """The watch protocol's shared state and both its sides (see the module's docstring):
+    the call in progress, written by the runner, and the failures so far."""
 
-    __slots__ = ("failures", "finished", "state", "sub", "timeout", "token")
+    __slots__ = ("failures", "sub", "token")
 
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
+    def __init__(self) -> None:
         #: the call in progress (or the last one): its subscription and its token, written
         #: in that order by the runner; the watcher reads the token, and the subscription
         #: only once it claimed the token (the runner is then still in that call)
         self.sub: Subscription | None = None
         self.token: list[float] = []
+        #: the failures so far of the handlers being run
+        self.failures: list[Any] | None = None
+
+    def _failed(self, event: Event, sub: Subscription, exc: Exception, duration: float) -> None:
+        failure = HandlerFailure(event, sub, exc, _ERROR, duration)
+        if self.failures is None:
+            self.failures = [failure]
+        else:
+            self.failures.append(failure)
+
+    def run(
+        self,
+        event: Event,
+        pairs: Sequence[tuple[Subscription, Handler]],
+        timeout: float,
+        scoped: bool = False,
+    ) -> bool:
+        """The runner's side: call the handlers in order, each under its deadline, failures
+        to ``failures``; False as soon as the watcher claimed a call (the runner must then
+        leave: a fresh one takes the rest). ``scoped``: set ``event`` as the scope first (in
+        a context of its own)."""
+        if scoped:
+            _scope_set(event)
+        monotonic = _monotonic
+        for sub, fn in pairs:
+            token = [monotonic() + timeout]
+            self.sub = sub
+            self.token = token
+            try:
+                fn(event)
+            except Exception as exc:
+                end = monotonic()
+                try:
+                    deadline = token.pop()
+                except IndexError:
+                    return False
+                self._failed(event, sub, exc, end - deadline + timeout)
+                continue
+            try:
+                token.pop()
+            except IndexError:
+                return False
+        return True
+
+    def _watch(
+        self, timeout: float, finished: threading.Lock, limit: float | None = None
+    ) -> Subscription | None:
+        """The watcher's side: sleep on ``finished`` until the runner is done (None) or a
+        call is past its deadline (its subscription, claimed). ``limit``: return None after
+        that many seconds even if the runner is not done."""
+        end = None if limit is None else _monotonic() + limit
+        while True:
+            token = self.token
+            remaining = timeout
+            try:
+                remaining = token[0] - _monotonic()
+            except IndexError:  # settled: nothing is timed until the next call
+                pass
+            else:
+                if remaining <= 0:
+                    try:
+                        token.pop()
+                    except IndexError:  # settled just now, in time
+                        continue
+                    return self.sub  # the runner is stuck in this call: sub is its
+            if end is not None:
+                left = end - _monotonic()
+                if left <= 0:
+                    return None
+                remaining = min(remaining, left)
+            if finished.acquire(True, max(remaining, 0.0)):
+                return None
+
+
+class Watch(Watched):
+    """A runner executing handlers one at a time, watched against ``timeout`` per handler."""
+
+    __slots__ = ("finished", "state", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
         self.finished = threading.Lock()
         self.finished.acquire()
         #: what the runner dispatches now (set by the dispatcher, read by the watcher when a
         #: handler runs over): (event, subscriptions, loop, started wrappers, result or None)
         self.state: Any = None
-        #: the failures so far of the event being dispatched, when ``state`` has no result
-        self.failures: list[Any] | None = None
 
     # ------------------------------------------------------------------ runner side
     def begin(self, sub: Subscription, allowance: float | None = None) -> list[float]:
@@ -121,38 +202,17 @@ class Watch:
         ``limit``: return None after that many seconds even if the runner is not done (the
         background worker uses it to look at the bus's state now and then).
         """
-        timeout = self.timeout
-        end = None if limit is None else _monotonic() + limit
-        while True:
-            token = self.token
-            remaining = timeout
-            try:
-                remaining = token[0] - _monotonic()
-            except IndexError:  # settled: nothing is timed until the next begin
-                pass
-            else:
-                if remaining <= 0:
-                    try:
-                        token.pop()
-                    except IndexError:  # settled just now, in time
-                        continue
-                    return self.sub
-            if end is not None:
-                left = end - _monotonic()
-                if left <= 0:
-                    return None
-                remaining = min(remaining, left)
-            if self.finished.acquire(timeout=max(remaining, 0.0)):
-                return None
+        return self._watch(self.timeout, self.finished, limit)
 
 
-class Runner:
+class Runner(Watched):
     """A parked daemon thread that runs one waited emit's handlers at a time, watched by the
     emitter (see the module's docstring)."""
 
-    __slots__ = ("done", "failures", "go", "job", "pool", "sub", "token")
+    __slots__ = ("done", "go", "job", "pool")
 
     def __init__(self, pool: Runners) -> None:
+        super().__init__()
         self.pool = pool
         self.go = threading.Lock()
         self.go.acquire()
@@ -161,11 +221,6 @@ class Runner:
         #: (event, context, (subscription, handler) pairs), or None to stop
         self.job: tuple[Event, contextvars.Context, Sequence[tuple[Subscription, Handler]]] | None
         self.job = None
-        #: failures of the job so far (the emitter reads them once done, or once it claimed
-        #: an overrun: the runner is then stuck in that handler), and resets them to None
-        self.failures: list[HandlerFailure] | None = None
-        self.sub: Subscription | None = None
-        self.token: list[float] = []
 
     def _loop(self) -> None:
         go, done, timeout = self.go, self.done, self.pool.timeout
@@ -188,8 +243,10 @@ class Runner:
                 return
             event, ctx, pairs = job  # (failures is None: the emitter reset it)
             if len(pairs) != 1:
-                in_time = ctx.run(self._run, event, pairs)  # in a copy of the emitter's context
-            else:  # one handler: _run without its frame (cheaper than the frame it saves)
+                # in a copy of the emitter's context; failures: the emitter reads them once
+                # done (or once it claimed an overrun) and resets them
+                in_time = ctx.run(self.run, event, pairs, timeout, True)
+            else:  # one handler: run() without its frame (cheaper than the frame it saves)
                 ctx.run(_scope_set, event)
                 sub, fn = pairs[0]
                 self.sub = sub
@@ -204,7 +261,7 @@ class Runner:
                     except IndexError:
                         in_time = False
                     else:
-                        self._failed(event, sub, exc, end - deadline)
+                        self._failed(event, sub, exc, end - deadline + timeout)
                 else:
                     try:
                         token.pop()
@@ -215,60 +272,10 @@ class Runner:
                 return
             done.release()
 
-    def _run(self, event: Event, pairs: Sequence[tuple[Subscription, Handler]]) -> bool:
-        """Call the handlers in order under the watch protocol; False if one ran over."""
-        _scope_set(event)  # a copy of the emitter's context: no reset
-        timeout = self.pool.timeout
-        monotonic = _monotonic
-        for sub, fn in pairs:
-            token = [monotonic() + timeout]
-            self.sub = sub
-            self.token = token
-            try:
-                fn(event)
-            except Exception as exc:
-                end = monotonic()
-                try:
-                    deadline = token.pop()
-                except IndexError:
-                    return False
-                self._failed(event, sub, exc, end - deadline)
-                continue
-            try:
-                token.pop()
-            except IndexError:
-                return False
-        return True
-
-    def _failed(self, event: Event, sub: Subscription, exc: Exception, late: float) -> None:
-        """Record a failed call that ended ``late`` seconds after its deadline (negative:
-        in time)."""
-        failure = HandlerFailure(event, sub, exc, _ERROR, late + self.pool.timeout)
-        if self.failures is None:
-            self.failures = [failure]
-        else:
-            self.failures.append(failure)
-
     def overrun(self) -> Subscription | None:
         """The emitter's side once its first sleep ended before the job: sleep on until the
         job is done (None) or a handler is past its deadline (its subscription, claimed)."""
-        timeout = self.pool.timeout
-        while True:
-            token = self.token
-            remaining = timeout
-            try:
-                remaining = token[0] - _monotonic()
-            except IndexError:  # settled: the next call starts its own deadline
-                pass
-            else:
-                if remaining <= 0:
-                    try:
-                        token.pop()
-                    except IndexError:  # settled just now, in time
-                        continue
-                    return self.sub  # the runner is stuck in this call: sub is its
-            if self.done.acquire(True, max(remaining, 0.0)):
-                return None
+        return self._watch(self.pool.timeout, self.done)
 
 
 class Runners:
