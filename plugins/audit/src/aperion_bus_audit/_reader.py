@@ -6,8 +6,8 @@ import contextlib
 import datetime as _dt
 import errno
 import fnmatch
+import io
 import json
-import mmap
 import os
 import re
 import stat
@@ -15,7 +15,7 @@ import threading
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 
 from aperion_bus import Event, EventDecodeError
 
@@ -209,61 +209,57 @@ def _needle(value: str | None) -> bytes | None:
     return b'"' + value.encode("ascii") + b'"'
 
 
-if hasattr(mmap, "MAP_SHARED"):  # POSIX
-    #: a window's pages are mapped in one go where the system can (Linux): no fault per page
-    _MAP_FLAGS: Final = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-
-    def _map(fd: int, length: int, offset: int) -> mmap.mmap:
-        return mmap.mmap(fd, length, _MAP_FLAGS, mmap.PROT_READ, offset=offset)
-
-else:  # Windows: no flags, no prot
-
-    def _map(fd: int, length: int, offset: int) -> mmap.mmap:
-        return mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=offset)
+def _read_back(fh: IO[bytes], buf: bytearray, start: int, k: int) -> bool:
+    """Read ``fh[start:start + k]`` into ``buf[:k]``; False if the file is shorter now."""
+    fh.seek(start)
+    view = memoryview(buf)
+    readinto = cast(io.BufferedIOBase, fh).readinto  # a binary file opened for reading
+    got = 0
+    while got < k:
+        n = readinto(view[got:k])
+        if not n:
+            return False
+        got += n
+    return True
 
 
 def _reverse_hits(fh: IO[bytes], size: int, needle: bytes) -> Iterator[tuple[bytes, bool]]:
     """The lines of ``fh[:size]`` that contain ``needle``, last to first, each with "is it
-    newline-terminated": the file is mapped back a window at a time (no copy into a buffer;
-    one window mapped at once, so memory stays bounded) and searched as raw bytes; only the
-    lines that contain ``needle`` are copied out."""
+    newline-terminated": the file is read back a window at a time into one reused buffer
+    (memory stays bounded; measured faster than mapping the file, whose page-table set-up
+    cost more than the copy) and searched as raw bytes; only the lines that contain
+    ``needle`` are copied out."""
     if size <= 0:
         return
     fh.seek(size - 1)
     last_torn = fh.read(1) != b"\n"
-    fd = fh.fileno()
-    gran = mmap.ALLOCATIONGRANULARITY
+    window = bytearray(min(max(_WINDOW, 1), size))
     end = size
     carry = b""  # the start of the line that goes on past ``end`` (up to its newline)
     at_eof = True
     while end > 0:
-        start = max(0, end - max(_WINDOW, 1)) // gran * gran  # mappings start on a page
+        start = max(0, end - len(window))
         k = end - start
-        try:
-            window = _map(fd, k, start)
-        except (OSError, ValueError):  # pragma: no cover - the file shrank (clear_log)
+        if not _read_back(fh, window, start, k):  # the file shrank (clear_log)
             return
-        try:
-            last_nl = window.rfind(b"\n", 0, k)
-            if last_nl == -1 and start > 0:  # one line longer than the window
-                carry = window[:k] + carry
-                end, at_eof = start, False
-                continue
-            tail = window[last_nl + 1 : k] + carry  # the line across the window's end
-            if needle in tail:
-                yield tail, not (at_eof and last_torn)
-            region = window.find(b"\n", 0, k) + 1 if start > 0 else 0
-            spans: list[tuple[int, int]] = []
-            i = window.find(needle, region, last_nl) if last_nl > region else -1
-            while i != -1:
-                s = window.rfind(b"\n", 0, i) + 1
-                e = window.find(b"\n", i, last_nl + 1)
-                spans.append((s, e))
-                i = window.find(needle, e, last_nl)
-            lines = [window[s:e] for s, e in reversed(spans)]
-            carry = window[: region - 1] if start > 0 else b""
-        finally:
-            window.close()
+        last_nl = window.rfind(b"\n", 0, k)
+        if last_nl == -1 and start > 0:  # one line longer than the window
+            carry = bytes(window[:k]) + carry
+            end, at_eof = start, False
+            continue
+        tail = bytes(window[last_nl + 1 : k]) + carry  # the line across the window's end
+        if needle in tail:
+            yield tail, not (at_eof and last_torn)
+        region = window.find(b"\n", 0, k) + 1 if start > 0 else 0
+        spans: list[tuple[int, int]] = []
+        i = window.find(needle, region, last_nl) if last_nl > region else -1
+        while i != -1:
+            s = window.rfind(b"\n", 0, i) + 1
+            e = window.find(b"\n", i, last_nl + 1)
+            spans.append((s, e))
+            i = window.find(needle, e, last_nl)
+        lines = [bytes(window[s:e]) for s, e in reversed(spans)]
+        carry = bytes(window[: region - 1]) if start > 0 else b""
         for line in lines:
             yield line, True
         end, at_eof = start, False
