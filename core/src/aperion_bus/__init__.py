@@ -2,8 +2,9 @@
 
 The public API is what ``__all__`` lists; modules whose names start with ``_`` are private.
 The dispatch engine (``EventBus``, ``HANDLER_ERROR_EVENT``, ``PendingQueue``, and asyncio
-with them) is imported on first use, so that tools that only read events (the command line,
-a plugin's helpers) start fast.
+with them) and plugin discovery and configuration (``load_config``, ``installed_plugins``,
+``add_default_plugin`` ...) are imported on first use, so that tools that only read events
+(the command line, a plugin's helpers) start fast.
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -11,6 +12,18 @@ from typing import Any as _Any
 
 if _TYPE_CHECKING:
     from ._bus import HANDLER_ERROR_EVENT, EventBus
+    from ._defaults import add_default_plugin, default_plugins, remove_default_plugin
+    from ._plugins import (
+        HANDLER_GROUP,
+        PLUGIN_GROUP,
+        BusConfig,
+        EntryPointInfo,
+        handler,
+        installed_handlers,
+        installed_plugins,
+        load_config,
+        refresh_entry_points,
+    )
     from ._worker import PendingQueue
 
 from ._correlation import (
@@ -25,7 +38,6 @@ from ._correlation import (
     reset_correlation_id,
     set_correlation_id,
 )
-from ._defaults import add_default_plugin, default_plugins, remove_default_plugin
 from ._errors import (
     AperionBusError,
     BusClosedError,
@@ -41,17 +53,6 @@ from ._errors import (
 )
 from ._event import Event, new_event_id
 from ._hookspecs import HookSpecs, hookimpl
-from ._plugins import (
-    HANDLER_GROUP,
-    PLUGIN_GROUP,
-    BusConfig,
-    EntryPointInfo,
-    handler,
-    installed_handlers,
-    installed_plugins,
-    load_config,
-    refresh_entry_points,
-)
 from ._types import (
     DispatchResult,
     FailureReason,
@@ -62,7 +63,24 @@ from ._types import (
 )
 
 #: names imported on first use, and the private module that holds each
-_LAZY = {"EventBus": "_bus", "HANDLER_ERROR_EVENT": "_bus", "PendingQueue": "_worker"}
+_LAZY = {
+    "EventBus": "_bus",
+    "HANDLER_ERROR_EVENT": "_bus",
+    "PendingQueue": "_worker",
+    # discovery and config (tomllib, entry points): not needed to read events
+    "HANDLER_GROUP": "_plugins",
+    "PLUGIN_GROUP": "_plugins",
+    "BusConfig": "_plugins",
+    "EntryPointInfo": "_plugins",
+    "handler": "_plugins",
+    "installed_handlers": "_plugins",
+    "installed_plugins": "_plugins",
+    "load_config": "_plugins",
+    "refresh_entry_points": "_plugins",
+    "add_default_plugin": "_defaults",
+    "default_plugins": "_defaults",
+    "remove_default_plugin": "_defaults",
+}
 
 
 def __getattr__(name: str) -> _Any:
