@@ -175,13 +175,23 @@ class Background(Dispatcher):
                                     token.pop()
                                 except IndexError:
                                     raise Abandoned from None
-                    elif watch is None:  # several plain handlers: the plain loop
+                    else:  # several plain handlers: the plain or the watched loop
                         ctx.run(_scope_set, event)
-                        res = ctx.run(run_plain, event, plan)
+                        if watch is None:
+                            res = ctx.run(run_plain, event, plan)
+                        else:
+                            watch.state = (event, plan.subs, None, None, None)
+                            watch.failures = None
+                            if not ctx.run(watch.run, event, plan.pairs, timeout):
+                                raise Abandoned
+                            failures = watch.failures
+                            res = (
+                                DispatchResult(event, len(plan.pairs), failures)
+                                if failures
+                                else None
+                            )
                         if res is not None:
                             ctx.run(self._finish, res, None)
-                    else:
-                        ctx.run(run_item, event, ctx, watch)
                 except Abandoned:
                     raise
                 except BaseException as exc:  # never let the consumer die
