@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from ._correlation import _scope
 from ._event import Event
 from ._hooks import Started, call_each, finish_wrappers, start_wrappers
 from ._registry import Plan
@@ -26,15 +25,13 @@ from ._types import Subscription as Sub
 if TYPE_CHECKING:
     pass
 
-__all__ = ["AsyncDispatch"]
 
+__all__ = ["AsyncDispatch"]
 logger = logging.getLogger("aperion_bus")
 
 _perf: Final = time.perf_counter
 _get_running_loop: Final = asyncio._get_running_loop
 _copy_context: Final = contextvars.copy_context
-_scope_set: Final = _scope.set
-_scope_reset: Final = _scope.reset
 _ERROR: Final = FailureReason.HANDLER_ERROR
 _TIMEOUT: Final = FailureReason.HANDLER_TIMEOUT
 _ASYNC_SLACK: Final = 1.0  # what a batch of async handlers may take beyond its timeouts

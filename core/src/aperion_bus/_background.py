@@ -39,11 +39,9 @@ _scope_set: Final = _scope.set
 _pack_id: Final = _ev._pack_id
 
 
-
 _ERR: Final = _FR.HANDLER_ERROR
 _perf: Final = time.perf_counter
 _monotonic: Final = time.monotonic
-
 
 
 class Background(Dispatcher):

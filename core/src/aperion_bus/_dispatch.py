@@ -27,6 +27,7 @@ from ._correlation import _scope
 from ._event import Event
 from ._hooks import finish_wrappers, start_wrappers
 from ._registry import Plan
+from ._reporting import HANDLER_ERROR_EVENT
 from ._timeouts import Abandoned, Runner, Watch
 from ._types import DispatchResult, FailureReason, Handler, HandlerFailure, HandlerOutcome
 from ._types import Subscription as Sub
@@ -34,20 +35,14 @@ from ._types import Subscription as Sub
 if TYPE_CHECKING:
     pass
 
+
 __all__ = ["HANDLER_ERROR_EVENT", "Dispatcher"]
-
-from ._reporting import HANDLER_ERROR_EVENT
-
 logger = logging.getLogger("aperion_bus")
 
 _perf: Final = time.perf_counter
 _get_running_loop: Final = asyncio._get_running_loop
 _copy_context: Final = contextvars.copy_context
-_scope_set: Final = _scope.set
-_scope_reset: Final = _scope.reset
 _ERROR: Final = FailureReason.HANDLER_ERROR
-_TIMEOUT: Final = FailureReason.HANDLER_TIMEOUT
-_ASYNC_SLACK: Final = 1.0  # what a batch of async handlers may take beyond its timeouts
 
 
 class Dispatcher(AsyncDispatch):

@@ -44,7 +44,6 @@ _scope_reset: Final = _scope.reset
 _pack_id: Final = _ev._pack_id
 
 
-
 _ERR: Final = _FR.HANDLER_ERROR
 _TMO: Final = _FR.HANDLER_TIMEOUT
 _perf: Final = time.perf_counter

@@ -6,7 +6,6 @@ A part of :class:`~aperion_bus.EventBus` (a base class of it); see :mod:`._bus`.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -17,15 +16,9 @@ from ._hooks import call_each
 
 __all__ = ["Lifecycle"]
 
-logger = logging.getLogger("aperion_bus")
-
 _F = TypeVar("_F", bound=Callable[..., Any])
 _get_running_loop: Final = asyncio._get_running_loop
 _pack_id: Final = _ev._pack_id
-
-
-
-
 
 
 class Lifecycle(Dispatcher):

@@ -7,13 +7,10 @@ after-parts, then a ``system.handler_error`` event per failure; and the outcome 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import time
 from typing import TYPE_CHECKING, Final
 
 from ._base import BusBase
-from ._correlation import _scope
 from ._event import Event, _make_event
 from ._hooks import Started, call_each, finish_wrappers, start_wrappers
 from ._timeouts import timeout_error
@@ -23,20 +20,14 @@ from ._types import Subscription as Sub
 if TYPE_CHECKING:
     pass
 
-__all__ = ["HANDLER_ERROR_EVENT", "Reporting"]
 
+__all__ = ["HANDLER_ERROR_EVENT", "Reporting"]
 logger = logging.getLogger("aperion_bus")
 
 #: The event type the bus emits for every handler failure.
 HANDLER_ERROR_EVENT: Final = "system.handler_error"
-_perf: Final = time.perf_counter
 _get_running_loop: Final = asyncio._get_running_loop
-_copy_context: Final = contextvars.copy_context
-_scope_set: Final = _scope.set
-_scope_reset: Final = _scope.reset
-_ERROR: Final = FailureReason.HANDLER_ERROR
 _TIMEOUT: Final = FailureReason.HANDLER_TIMEOUT
-_ASYNC_SLACK: Final = 1.0  # what a batch of async handlers may take beyond its timeouts
 
 
 class Reporting(BusBase):

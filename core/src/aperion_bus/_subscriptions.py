@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
@@ -23,14 +22,9 @@ from ._types import (
 
 __all__ = ["Subscriptions"]
 
-logger = logging.getLogger("aperion_bus")
-
 _F = TypeVar("_F", bound=Callable[..., Any])
 _get_running_loop: Final = asyncio._get_running_loop
 _pack_id: Final = _ev._pack_id
-
-
-
 
 
 def _is_async_callable(handler: object) -> bool:
