@@ -550,10 +550,10 @@ class RedisStreams:
                 return
 
     def _unpublished(self, items: list[_Item], error: BaseException, why: str) -> None:
-        """Report events that will not be published: counted, logged, ``on_drop``."""
+        """Report events that will not be published: logged, ``on_drop``, then counted (so
+        that once ``publish_dropped`` counts an event, every ``on_drop`` observer saw it)."""
         if not items:
             return
-        self._count("publish_dropped", len(items))
         logger.error(
             "redis: %d events not published to %s (%s): %s; event ids %s%s",
             len(items), self._url, why, _describe(error),
@@ -561,10 +561,10 @@ class RedisStreams:
             " ..." if len(items) > 10 else "",
         )
         bus = self._bus
-        if bus is None:
-            return
-        for _, _, ev, _ in items:
-            bus.report_drop(ev, UNPUBLISHED_REASON, error)
+        if bus is not None:
+            for _, _, ev, _ in items:
+                bus.report_drop(ev, UNPUBLISHED_REASON, error)
+        self._count("publish_dropped", len(items))
 
     async def _xadd_batch(self, batch: list[_Item]) -> list[tuple[_Item, BaseException]]:
         """XADD a batch in one pipeline; returns the entries the server refused (with its
