@@ -490,17 +490,18 @@ class LogIndex:
             known = self._db.execute("SELECT dev, ino FROM files WHERE id=?", (fid,)).fetchone()
         if known is None:
             return None
-        for p in log_files(self.log):
-            try:
-                fd = os.open(p, _FLAGS)
-            except OSError:
-                continue
+        # look for it among the log's files opened under the shared lock: listing the names
+        # and opening them one by one without it could miss a file that fast rotations
+        # renamed in between (its rows would then be skipped by a live follow)
+        found: int | None = None
+        for p, fd in self._snapshot():
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) == tuple(known):
+            if found is None and (st.st_dev, st.st_ino) == tuple(known):
                 self._paths = {**self._paths, fid: (p, st.st_dev, st.st_ino)}
-                return fd
-            os.close(fd)
-        return None
+                found = fd
+            else:
+                os.close(fd)
+        return found
 
     def handler_calls(self, limit: int = 200_000) -> list[tuple[float, str, float, str]]:
         """``(started, handler, duration, outcome)`` of the newest ``limit`` handler records,
