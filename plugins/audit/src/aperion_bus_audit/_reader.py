@@ -28,6 +28,7 @@ from ._files import (
     refuse_link,
     rotated_files,
 )
+from ._search import finder
 
 __all__ = [
     "AuditLogWarning",
@@ -227,13 +228,14 @@ def _reverse_hits(fh: IO[bytes], size: int, needle: bytes) -> Iterator[tuple[byt
     """The lines of ``fh[:size]`` that contain ``needle``, last to first, each with "is it
     newline-terminated": the file is read back a window at a time into one reused buffer
     (memory stays bounded; measured faster than mapping the file, whose page-table set-up
-    cost more than the copy) and searched as raw bytes; only the lines that contain
-    ``needle`` are copied out."""
+    cost more than the copy) and searched as raw bytes (``memmem``, see :mod:`._search`); only
+    the lines that contain ``needle`` are copied out."""
     if size <= 0:
         return
     fh.seek(size - 1)
     last_torn = fh.read(1) != b"\n"
     window = bytearray(min(max(_WINDOW, 1), size))
+    find = finder(window)
     end = size
     carry = b""  # the start of the line that goes on past ``end`` (up to its newline)
     at_eof = True
@@ -252,12 +254,12 @@ def _reverse_hits(fh: IO[bytes], size: int, needle: bytes) -> Iterator[tuple[byt
             yield tail, not (at_eof and last_torn)
         region = window.find(b"\n", 0, k) + 1 if start > 0 else 0
         spans: list[tuple[int, int]] = []
-        i = window.find(needle, region, last_nl) if last_nl > region else -1
+        i = find(needle, region, last_nl) if last_nl > region else -1
         while i != -1:
             s = window.rfind(b"\n", 0, i) + 1
             e = window.find(b"\n", i, last_nl + 1)
             spans.append((s, e))
-            i = window.find(needle, e, last_nl)
+            i = find(needle, e, last_nl)
         lines = [bytes(window[s:e]) for s, e in reversed(spans)]
         carry = bytes(window[: region - 1]) if start > 0 else b""
         for line in lines:
