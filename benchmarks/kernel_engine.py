@@ -60,7 +60,8 @@ def run():
             emit("user.login", payload, wait_for_handlers=wait)
         bus.wait_for_pending()
         return bus, t0
-    if case == "handoff":
+    if case in ("handoff", "handoff-timed"):  # -timed: the emitter's wait has a timeout
+        timed = case == "handoff-timed"
         hs = handlers(k)
         q = queue.SimpleQueue()
         def worker():
@@ -78,7 +79,10 @@ def run():
             done = threading.Lock()
             done.acquire()
             q.put((payload, done))
-            done.acquire()
+            if timed:
+                done.acquire(True, 30.0)
+            else:
+                done.acquire()
         once()
         t0 = time.perf_counter()
         for _ in range(n):
@@ -113,6 +117,19 @@ def run():
             put((payload, copy()))
         q.put(None)
         t.join()
+        return None, t0
+    if case in ("watch-call", "empty-loop"):  # what timing one call costs at the least
+        import collections
+        token = collections.deque()
+        clock = time.monotonic
+        t0 = time.perf_counter()
+        if case == "watch-call":  # read the clock, publish the deadline, settle it
+            for _ in range(n):
+                token.append(clock() + 30.0)
+                token.pop()
+        else:
+            for _ in range(n):
+                pass
         return None, t0
     if case == "direct":  # the same handlers called in a loop, for the floor's own share
         hs = handlers(k)
@@ -294,10 +311,14 @@ def main() -> None:
     for k in (1, 10):
         for case in ("bg-floor", "direct"):
             ins[case, k] = per_event(case, k)
+    watch_call = per_event("watch-call", 1, 50_000) - per_event("empty-loop", 1, 50_000)
+    for k in (1, 10):
+        ins["handoff-timed", k] = per_event("handoff-timed", k)
     ins["async", 10] = per_event("async", 10)
     ins["async-t30", 10] = per_event("async-t30", 10)
-    for case in ("hot", "exact-10000", "star-100000"):
-        ins[case, 1] = per_event(case, 1, 20_000)
+    # whole rounds of the types (each emitted as often as the others): 2 of 10,000, 1 of 100,000
+    for case, n in (("hot", 20_000), ("exact-10000", 20_000), ("star-100000", 100_000)):
+        ins[case, 1] = per_event(case, 1, n)
     ins["pair-1", 1] = per_event("pair-1", 1, 2_000)
     ins["pair-10000", 1] = per_event("pair-10000", 1, 2_000)
 
@@ -345,6 +366,20 @@ def main() -> None:
         print(f"- {k} handler(s): the hand-off alone {handoff:,.0f} instructions; waited emit + "
               f"hand-off = {floor:.2f}x a waited emit (the bus: "
               f"{ins['background', k] / ins['waited', k]:.2f}x)")
+    print(f"\nUnder a timeout, each handler's call is timed on its own (its deadline counts from"
+          f" its start): a clock read and an atomic publish/settle, at the least "
+          f"{watch_call:,.0f} instructions a handler (a deque append and pop, nothing more); a"
+          f" waited emit's wait has a timeout (the hand-off with `done.acquire(True, 30)`: "
+          f"{ins['handoff-timed', 1] - ins['handoff', 1]:+,.0f} instructions):")
+    for k in (1, 10):
+        waited = ins["waited", k] + ins["handoff-timed", k] - ins["direct", k] + k * watch_call
+        print(f"- waited under a timeout, {k} handler(s): waited emit + hand-off with a timed wait"
+              f" + {k} timed call(s) = {waited / ins['handoff', k]:.2f}x the bare hand-off (the"
+              f" bus: {ins['waited-t30', k] / ins['handoff', k]:.2f}x)")
+        bg = ins["waited", k] + ins["bg-floor", k] - ins["direct", k] + k * watch_call
+        print(f"- background under a timeout, {k} handler(s): waited emit + background hand-off +"
+              f" {k} timed call(s) = {bg / ins['waited', k]:.2f}x a waited emit (the bus: "
+              f"{ins['background-t30', k] / ins['waited', k]:.2f}x)")
     print("- an Event object, its id and timestamp held while queued: "
           f"{event_floor_bytes():.0f} B (the bus: see above)")
 

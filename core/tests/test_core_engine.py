@@ -387,6 +387,45 @@ def test_plan_cache_is_bounded_in_entries_and_bytes() -> None:
         assert len(got) == TYPE_CACHE_MAX + 101
 
 
+def test_a_full_cache_is_not_rotated_for_types_only_star_matches() -> None:
+    with EventBus() as bus:
+        got: list[Event] = []
+        bus.subscribe(got.append, "*")
+        for i in range(TYPE_CACHE_MAX + 10):
+            bus.emit(f"t{i}", {}, wait_for_handlers=True)
+        plans = bus._registry.plans
+        assert len(plans) == TYPE_CACHE_MAX and "t0" in plans
+        assert f"t{TYPE_CACHE_MAX + 5}" not in plans  # resolved on every emit, not kept
+        bus.emit(f"t{TYPE_CACHE_MAX + 5}", {"again": True}, wait_for_handlers=True)
+        assert got[-1].payload == {"again": True}
+        exact: list[Event] = []
+        bus.subscribe(exact.append, "late.type")
+        bus.emit("late.type", {}, wait_for_handlers=True)
+        # a type with a pattern of its own is cached, rotating the full generation out
+        assert set(plans) == {"late.type"}
+        assert [e.event_type for e in exact] == ["late.type"]
+        assert got[-1].event_type == "late.type"
+
+
+def test_a_failure_names_its_own_subscription_when_a_handler_is_subscribed_twice() -> None:
+    calls: list[Event] = []
+
+    def second_call_fails(event: Event) -> None:
+        calls.append(event)
+        if len(calls) % 2 == 0:
+            raise RuntimeError("the second call fails")
+
+    failures = Failures()
+    with EventBus(plugins=[failures]) as bus:
+        bus.subscribe(second_call_fails, "a.b", priority=3)
+        second = bus.subscribe(second_call_fails, "a.b", priority=2)
+        bus.subscribe(lambda e: None, "a.b", priority=1)
+        bus.emit("a.b", {}, wait_for_handlers=True)
+    assert len(calls) == 2
+    assert [f.subscription.id for f in failures.failures] == [second]
+    assert failures.failures[0].duration >= 0
+
+
 def test_subscribe_drops_only_the_plans_its_pattern_matches() -> None:
     with EventBus() as bus:
         bus.subscribe(lambda e: None, "*")

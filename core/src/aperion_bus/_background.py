@@ -154,7 +154,8 @@ class Background(Dispatcher):
                             watch.state = (event, plan.subs, None, None, None)
                             watch.failures = None
                             watch.sub = sub
-                            watch.token = token = [monotonic() + timeout]
+                            token = watch.token
+                            token.append(monotonic() + timeout)
                             try:
                                 ctx.run(plan.solo, event)
                             except Exception as exc:

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextvars
 import logging
+import operator
 import os
 import struct
 import threading
@@ -62,6 +63,7 @@ _scope_set: Final = _scope.set
 _scope_reset: Final = _scope.reset
 _pack_id: Final = _ev._pack_id
 _StructError: Final = struct.error
+_length_hint: Final = operator.length_hint
 
 
 
@@ -160,6 +162,7 @@ class EventBus(Subscriptions, Emitting, Background, Lifecycle):
             h.on_emit or h.on_audit or self._handler_hooked or dispatch_hooked
         )
         self._inline = self._inline_async and self.handler_timeout is None
+        self._registry.inline = self._inline  # no subscription yet: no plan to rebuild
         #: handlers may be called bare (no handler or dispatch hook): the lean loops
         self._lean = not (self._handler_hooked or dispatch_hooked)
         #: a waited emit may take a runner directly (a timeout, no hook)
@@ -217,8 +220,8 @@ class EventBus(Subscriptions, Emitting, Background, Lifecycle):
         an ``on_emit`` plugin (validation, backpressure) does.
         """
         try:
-            plan = self._plans[event_type]
-        except (KeyError, TypeError):  # unhashable: check_event_type says what is wrong
+            plan = self._plans[event_type]  # None when not cached (see _registry.Plans)
+        except TypeError:  # unhashable: check_event_type says what is wrong
             plan = None
         if plan is None:  # not cached (nothing is once shutdown began)
             if not (
@@ -272,7 +275,27 @@ class EventBus(Subscriptions, Emitting, Background, Lifecycle):
                 self._worker.attend(event)
             return eid
         event.__class__ = Event
-        if not wait_for_handlers:
+        if wait_for_handlers:
+            fn = plan.inline
+            if fn is not None:
+                # the hot path: one plain handler, nothing on the way (Registry.inline). The
+                # clock is read on failure only: a failure's duration counts from the event's
+                # timestamp (taken just above)
+                tok = _scope_set(event)
+                try:
+                    fn(event)
+                except Exception as exc:
+                    self._finish(
+                        DispatchResult(
+                            event, 1,
+                            [HandlerFailure(event, plan.subs[0], exc, _ERR, _time() - ts)],
+                        ),
+                        None,
+                    )
+                finally:
+                    _scope_reset(tok)
+                return eid
+        else:
             return self._emit_event(event, False, plan)
         if not (self._inline and plan.plain):
             if self._watched and plan.plain:  # under a timeout, no hook: _wait_watched
@@ -287,44 +310,35 @@ class EventBus(Subscriptions, Emitting, Background, Lifecycle):
                 runner.go.release()
                 if runner.done.acquire(True, self._runners.timeout):
                     if runner.failures is None:
-                        self._idle_runners_append(runner)
+                        self._idle_runners_append(runner)  # Runners.park, inlined
+                        if self._runners.closed:
+                            self._runners.stop_parked(runner)
                     else:
                         self._runner_done(event, plan, runner)
                 else:
                     self._runner_late(event, plan, runner)
                 return eid
             return self._emit_event(event, True, plan)
-        # the hot path: a plain plan, nothing on the way; one handler without a loop. The
-        # clock is read on failure only: a failure's duration counts from the event's
-        # timestamp (taken just above) or from the previous failure (see _run_plain)
-        one = plan.one
-        if one is None:
-            tok = _scope_set(event)
-            try:
-                failures = None
-                t0 = ts
-                for sub, fn in plan.pairs:
-                    try:
-                        fn(event)
-                    except Exception as exc:
-                        t1 = _time()
-                        if failures is None:
-                            failures = []
-                        failures.append(HandlerFailure(event, sub, exc, _ERR, t1 - t0))
-                        t0 = t1
-                if failures is not None:
-                    self._finish(DispatchResult(event, len(plan.pairs), failures), None)
-            finally:
-                _scope_reset(tok)
-            return eid
+        # several plain handlers (or none), nothing on the way: a failure's duration counts
+        # from the event's timestamp or from the previous failure (see _run_plain); its
+        # subscription is found by position (what the iterator has left)
+        fns = iter(plan.fns)
         tok = _scope_set(event)
         try:
-            one[1](event)
-        except Exception as exc:
-            self._finish(
-                DispatchResult(event, 1, [HandlerFailure(event, one[0], exc, _ERR, _time() - ts)]),
-                None,
-            )
+            failures = None
+            t0 = ts
+            for fn in fns:
+                try:
+                    fn(event)
+                except Exception as exc:
+                    t1 = _time()
+                    if failures is None:
+                        failures = []
+                    sub = plan.pairs[len(plan.fns) - 1 - _length_hint(fns)][0]
+                    failures.append(HandlerFailure(event, sub, exc, _ERR, t1 - t0))
+                    t0 = t1
+            if failures is not None:
+                self._finish(DispatchResult(event, len(plan.pairs), failures), None)
         finally:
             _scope_reset(tok)
         return eid

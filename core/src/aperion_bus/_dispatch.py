@@ -143,7 +143,7 @@ class Dispatcher(AsyncDispatch):
     def _runner_done(self, event: Event, plan: Plan, runner: Runner) -> None:
         failures = runner.failures
         runner.failures = None
-        self._runners.idle.append(runner)
+        self._runners.park(runner)
         if failures:
             self._in_scope(
                 event, self._finish, DispatchResult(event, len(plan.pairs), failures), None
@@ -238,9 +238,9 @@ class Dispatcher(AsyncDispatch):
                 result.handled += 1
                 continue
             # timed, lean: the watch protocol inlined (Watch.begin / Watch.end)
-            token = [time.monotonic() + watch.timeout]
             watch.sub = sub
-            watch.token = token
+            token = watch.token
+            token.append(time.monotonic() + watch.timeout)
             try:
                 fn(event)
             except Exception as exc:

@@ -34,9 +34,12 @@ TYPE_CACHE_MAX_LEN: Final = 256
 class Plan:
     """The subscriptions one event type resolves to, in call order, and what they need."""
 
-    __slots__ = ("all_async", "has_async", "one", "pairs", "plain", "solo", "strong", "subs")
+    __slots__ = (
+        "all_async", "fns", "has_async", "inline", "one", "pairs", "plain", "solo", "strong",
+        "subs",
+    )
 
-    def __init__(self, subs: tuple[Subscription, ...]) -> None:
+    def __init__(self, subs: tuple[Subscription, ...], inline: bool = False) -> None:
         self.subs = subs
         self.has_async = any(s.is_async for s in subs)
         self.all_async = all(s.is_async for s in subs)
@@ -51,10 +54,27 @@ class Plan:
         self.one = self.pairs[0] if len(self.pairs) == 1 else None
         #: the handler, when the plan is one plain (strong, sync) subscription
         self.solo: Handler | None = self.one[1] if self.one is not None and self.plain else None
+        #: the handlers of ``pairs`` (emit's loop: a failure's subscription is found by position)
+        self.fns: tuple[Handler, ...] = tuple(fn for _, fn in self.pairs)
+        #: ``solo``, on a bus whose waited emit calls it right there (see Registry.inline)
+        self.inline = self.solo if inline else None
 
 
 #: the plan of a type nothing matches
 EMPTY: Final = Plan(())
+
+
+class Plans(dict[str, Plan]):
+    """The plan cache's recent generation: ``plans[event_type]`` is the cached plan, or
+    None for a type not cached (``__missing__`` is ``dict.get``, a C method: no Python frame,
+    no ``KeyError``). emit subscripts it because a subscript of a dict is the cheapest lookup
+    there is, and before this a miss raised and caught a ``KeyError``: ~3,400 instructions,
+    as much as the rest of the miss (``benchmarks/kernel_engine.py``, 100,000 types under
+    ``*``). A subclass loses the interpreter's dict-subscript specialization: ~40
+    instructions on a hit."""
+
+    __slots__ = ()
+    __missing__ = dict.get
 
 
 def _order(s: Subscription) -> tuple[int, int]:
@@ -69,7 +89,7 @@ class Registry:
         self.subs: dict[str, Subscription] = {}
         self.by_pattern: dict[str, tuple[Subscription, ...]] = {}
         #: event type -> plan, the recent generation; read without a lock by emit
-        self.plans: dict[str, Plan] = {}
+        self.plans = Plans()
         #: the generation before: a type found here moves back to ``plans``
         self.older: dict[str, Plan] = {}
         #: matching patterns (in candidate order) -> plan
@@ -85,6 +105,9 @@ class Registry:
         self.gen = 0
         #: set once the bus is closing: plans are no longer cached
         self.frozen = False
+        #: the bus's waited emit may call a plan's one plain handler right there (no hook, no
+        #: timeout): plans then carry it as ``Plan.inline``; set before any subscription
+        self.inline = False
 
     # ------------------------------------------------------------------ reading
     def plan(self, event_type: str) -> Plan:
@@ -101,16 +124,16 @@ class Registry:
         if self.frozen:
             return None
         gen = self.gen
-        plan = self.older.get(event_type)
-        if plan is None:
-            if self.prefixes or event_type in self.by_pattern:
-                plan = self._resolve(event_type)
-            else:  # no "a.*" pattern, no exact one: only "*" can match (the common miss)
-                plan = self._catch_all
-                if plan is None:
-                    plan = self._resolve(event_type)
-                    if self.gen == gen:
-                        self._catch_all = plan
+        if self.prefixes or event_type in self.by_pattern:
+            plan = self.older.get(event_type) or self._resolve(event_type)
+        else:  # no "a.*" pattern, no exact one: only "*" can match (the common miss)
+            plan = self._catch_all or self._resolve_catch_all(event_type, gen)
+            if len(self.plans) >= TYPE_CACHE_MAX:
+                # the recent generation is full: such a type is not worth rotating the cache
+                # for (resolving it again is the two lookups above, and caching it cost more
+                # than that: 100,000 types under "*" round-robin measured 1.56x the hot type
+                # when each was cached, 1.3x when not)
+                return plan
         if len(event_type) <= TYPE_CACHE_MAX_LEN:
             # two generations of at most TYPE_CACHE_MAX types: when the recent one is full
             # it becomes the older one, so a type emitted now and then stays cached and any
@@ -121,6 +144,15 @@ class Registry:
             plans[event_type] = plan
             if self.gen != gen:  # a writer changed the subscriptions meanwhile: maybe stale
                 plans.pop(event_type, None)
+        return plan
+
+    def _resolve_catch_all(self, event_type: str, gen: int) -> Plan:
+        """The plan of ``event_type``, which no exact and no "a.*" pattern matches: kept as
+        ``_catch_all`` (any such type's plan) unless a writer changed the subscriptions
+        since ``gen``."""
+        plan = self._resolve(event_type)
+        if self.gen == gen:
+            self._catch_all = plan
         return plan
 
     def _rotate(self) -> None:
@@ -156,7 +188,7 @@ class Registry:
             for pattern in key:
                 for sub in by_pattern.get(pattern, ()):
                     found[sub.seq] = sub
-            plan = Plan(tuple(sorted(found.values(), key=_order)))
+            plan = Plan(tuple(sorted(found.values(), key=_order)), self.inline)
             if all(p in by_pattern for p in key):  # still current: keep it
                 self._interned[key] = plan
                 for pattern in key:
