@@ -269,6 +269,15 @@ class Emitting(Dispatcher):
         return event
 
     def _audit(self, event: Event) -> None:
+        """``event``'s record through ``on_audit``, then ``on_audit_flush``: the record is
+        stored before this returns (the worker's batches: :meth:`_audit_batch`)."""
+        self._audit_record(event)
+        flush = self._hooks.on_audit_flush
+        if flush:
+            call_each("on_audit_flush", flush, (self,), self._plugin_failed)
+
+    def _audit_record(self, event: Event) -> None:
+        """``event``'s record through the ``on_audit`` chain (no flush)."""
         record: dict[str, Any] = event.to_dict()
         for caller, plugin in self._hooks.on_audit:
             try:

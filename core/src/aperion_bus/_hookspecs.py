@@ -76,7 +76,22 @@ class HookSpecs:
         pass it on unchanged; the writer (audit, ``trylast``) stores what reaches it. An
         exception is logged and counted, and the record goes no further (fail closed: a
         redactor that fails must not let the writer store the original);
-        ``get_stats()["audit_records_lost"]`` counts such records. Users: redact, audit.
+        ``get_stats()["audit_records_lost"]`` counts such records. An implementation that
+        stores records may hold them until the next ``on_audit_flush`` (the audit writer
+        does, to append a batch of records at once). Users: redact, audit.
+        """
+
+    @hookspec
+    def on_audit_flush(self, bus: EventBus) -> None:
+        """Store now the records ``on_audit`` gave you: their handlers are about to run.
+
+        Called once the records of one event (a waited emit, ``emit_async``, ``dispatch()``, a
+        background event found alone in the queue) or of several queued events (the worker's
+        batch, at most 64 events taken off the queue at once) went through ``on_audit``, before the
+        first of their handlers runs, in the same thread; also when a record's ``on_audit``
+        chain stopped (fail closed), so what an implementation holds is never kept back. An
+        exception is logged and counted (``plugin_errors``). User: audit (one locked append
+        for the batch's records).
         """
 
     @hookspec

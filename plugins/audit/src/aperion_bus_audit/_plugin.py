@@ -108,11 +108,18 @@ class AuditPlugin:
 
     @hookimpl(trylast=True)
     def on_audit(self, bus: EventBus, record: dict[str, Any]) -> None:
-        # all of the spec's arguments: the kernel then calls it without an adapter
+        # all of the spec's arguments: the kernel then calls it without an adapter. The
+        # record is encoded and held; on_audit_flush appends it (with the rest of a batch)
         w = self._writer
         if w is None:
             w = self.writer
-        w.write_record(record)
+        w.hold_record(record)
+
+    @hookimpl
+    def on_audit_flush(self, bus: EventBus) -> None:
+        w = self._writer
+        if w is not None:
+            w.flush()
 
     def _handler_hook(self) -> Any:
         write = self.write
