@@ -1,6 +1,7 @@
 """The worker's audit batches: several queued background events' records go through
-``on_audit`` one by one and are stored by one ``on_audit_flush`` before the first of their
-handlers runs (docs/hooks.md, ``on_audit_flush``)."""
+``on_audit`` one by one (``batch=True``) and are stored by one ``on_audit_flush`` before the
+first of their handlers runs (docs/hooks.md, ``on_audit_flush``); a record alone
+(``batch=False``) is stored by ``on_audit`` itself."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from aperion_bus import Event, EventBus, HandlerFailure, current_event, hookimpl
 
 
 class Store:
-    """Holds records until on_audit_flush, as the audit writer does; logs what happens."""
+    """Holds a batch's records until on_audit_flush, as the audit writer does; logs what
+    happens."""
 
     plugin_name = "store"
 
@@ -23,11 +25,15 @@ class Store:
         self.lock = threading.Lock()
 
     @hookimpl(trylast=True)
-    def on_audit(self, record: dict[str, Any]) -> None:
+    def on_audit(self, record: dict[str, Any], batch: bool) -> None:
         scope = current_event()
         assert scope is not None and scope.event_id == record["event_id"]  # its own scope
         with self.lock:
-            self.held.append(record["event_id"])
+            if batch:
+                self.held.append(record["event_id"])
+            else:
+                self.log.append(("alone", None))
+                self.stored.append(record["event_id"])
 
     @hookimpl
     def on_audit_flush(self) -> None:
@@ -66,7 +72,7 @@ def test_queued_events_are_stored_by_one_flush_before_the_first_handler() -> Non
     gate.release.set()
     bus.shutdown()
     assert store.log == [
-        ("flush", 1),  # the gate, alone
+        ("alone", None),  # the gate
         ("flush", 64),
         *[("handler", i) for i in range(64)],
         ("flush", 36),
@@ -119,7 +125,7 @@ def test_a_handler_over_time_in_a_batch_leaves_the_rest_to_a_fresh_runner() -> N
     bus.shutdown()
     assert handled == list(range(10))
     assert [f.event.payload.get("i") for f in failures if f.event.event_type == "b.x"] == [3]
-    assert store.log[:2] == [("flush", 1), ("flush", 10)]
+    assert store.log[:2] == [("alone", None), ("flush", 10)]
     assert store.stored.count(store.stored[-1]) == 1  # no record stored twice
 
 

@@ -228,10 +228,11 @@ class Background(Dispatcher):
     def _run_batch(self, event: Event, bg: Bg, watch: Watch | None) -> None:
         """With an audit log: ``event`` (just taken from the queue) and up to
         :data:`AUDIT_BATCH` - 1 more queued events are taken off the queue together, their
-        records go through ``on_audit`` one by one (each in its event's context) and are
-        stored by one ``on_audit_flush``, then the events are dispatched in order. Each
-        record is stored before the first of the batch's handlers runs, which is the
-        promise (a record before its event's handlers), kept for several events at once.
+        records go through ``on_audit`` one by one (each in its event's context, with
+        ``batch=True``) and are stored by one ``on_audit_flush``, then the events are
+        dispatched in order. Each record is stored before the first of the batch's handlers
+        runs, which is the promise (a record before its event's handlers), kept for several
+        events at once.
 
         The events still to dispatch wait in ``worker.hand`` (counted in ``busy``, so in
         ``pending``; not discarded, not dropped at shutdown: they are in the worker's hands,
@@ -281,7 +282,7 @@ class Background(Dispatcher):
 
     def _audit_in_scope(self, event: Event) -> None:
         _scope_set(event)  # in the event's own context, as _run_item does
-        self._audit_record(event)
+        self._audit(event, True)
 
     def _unhand(self, start: int) -> None:
         """Put the events of ``worker.hand`` from ``start`` back at the queue's head."""

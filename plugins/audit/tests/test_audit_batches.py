@@ -2,7 +2,9 @@
 lock, one write in the common case), each before any handler of the batch runs.
 
 A *gate* makes the batches certain: the worker is held in the handler of a first event while
-the test queues more, so that it finds them all queued when it comes back.
+the test queues more, so that it finds them all queued when it comes back. Without ``flock``
+(the single-process mode) a batch is appended record by record under the process lock: the
+same promises, without the one ``write``.
 """
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ def test_each_handler_of_a_batch_finds_its_own_record_in_the_log(
     # the 150 queued records went out in a few appends (at most 64 events per batch)
     batch_writes = writes[1:]
     assert sum(batch_writes) == 150
-    assert len(batch_writes) <= 4
-    assert max(batch_writes) == 64
+    if HAVE_FLOCK:
+        assert len(batch_writes) <= 4
+        assert max(batch_writes) == 64
 
 
 def test_records_of_a_batch_reach_the_log_before_any_of_its_handlers_run(
@@ -214,7 +217,7 @@ def test_a_write_error_in_a_batch_counts_each_record_as_alone(
     bus.shutdown()
     stats = bus.get_stats()["audit"]
     assert handled == list(range(20))
-    assert max(calls) == 20  # it was one batch
+    assert max(calls) == (20 if HAVE_FLOCK else 1)  # it was one batch
     assert stats["write_errors"] == 10
     assert stats["records_written"] == 11  # the gate's and the ten even ones
     lines = log.read_bytes().splitlines()  # no partial line left by the failed batch write
@@ -257,7 +260,7 @@ def test_held_bytes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     bus.shutdown()
     assert count_at_first_handler == [11]
     assert sum(writes[1:]) == 10
-    assert max(writes[1:]) == 4  # 4 records of a quarter of the bound reach it
+    assert max(writes[1:]) == (4 if HAVE_FLOCK else 1)  # 4 quarters of the bound reach it
 
 
 WRITER = r"""
@@ -294,10 +297,11 @@ def test_processes_appending_batches_interleave_whole_lines(tmp_path: Path) -> N
     procs, rounds, per_round, max_size = 4, 10, 200, 20_000
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(log), str(p), str(rounds), str(per_round),
-             str(max_size)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [sys.executable, "-c", WRITER, *map(str, (log, p, rounds, per_round, max_size))],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for p in range(procs)
     ]
     for child in children:

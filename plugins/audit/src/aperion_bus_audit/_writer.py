@@ -138,13 +138,13 @@ class LogWriter:
     ``O_APPEND`` descriptor (the data is in the OS when it returns: no user-space buffer to
     flush), and releases the lock. A failed write is truncated back to the line's start.
 
-    Records may also be *held* (:meth:`hold_record`, the plugin's ``on_audit``) and appended
-    together by :meth:`flush` (``on_audit_flush``, before their handlers run): one lock, one
-    ``write``, one unlock for a batch of records in the common case; otherwise (a rotation
-    due, the file to locate again, an ``fsync`` mode, a failed or short write) the batch's
-    records are appended one by one under one lock, each exactly as if it were alone
-    (rotated before, counted as written or failed). At most :data:`HOLD_MAX_BYTES` are held:
-    past them the held records are appended at once.
+    Records may also be *held* (:meth:`hold_record`: the plugin's ``on_audit`` for a record of
+    the worker's batch) and appended together by :meth:`flush` (``on_audit_flush``, before
+    their handlers run): one lock, one ``write``, one unlock for a batch of records in the
+    common case; otherwise (a rotation due, the file to locate again, an ``fsync`` mode, a
+    failed or short write) the batch's records are appended one by one under one lock, each
+    as if it were alone (rotated before, counted as written or failed). At most 256 KiB of
+    records are held (``HOLD_MAX_BYTES``): past them the held records are appended at once.
 
     No file is opened, truncated or mapped through a symbolic link (:class:`SymlinkError`).
     Without ``flock`` (Windows) the lock is a ``threading`` lock per path: the
@@ -246,12 +246,73 @@ class LogWriter:
                 before = self.records_written
                 self._write_lines(lines)
                 return self.records_written - before == len(lines)
-            return self._write_one(data)
+            mm = self._mm
+            if mm is not None and self._fast:
+                # The fast path (the common case): same file, same generation, nobody wrote
+                # since our last record, no rotation due: lock, write, unlock.
+                lock_fd = self._lock_fd
+                assert lock_fd is not None
+                _flock(lock_fd, _LOCK_EX)
+                try:
+                    gen, end = _unpack(mm)
+                    n = len(data)
+                    if (
+                        gen == self._gen
+                        and end == self._end
+                        and end + n <= self._limit
+                        and _monotonic() < self._next_check
+                    ):
+                        fd = self._fd
+                        assert fd is not None
+                        _pack(mm, 0, gen, -1)
+                        try:
+                            written = _write(fd, data)
+                        except OSError as exc:
+                            self._undo(fd, end)
+                            self._failed(exc)
+                            return False
+                        if written == n:
+                            self._end = end = end + n
+                            _pack(mm, 0, gen, end)
+                            self.records_written += 1
+                            self.bytes_written += n
+                            if self._last_logged is not None:
+                                self._recovered()
+                            return True
+                        self._undo(fd, end)  # a short write: do it again the careful way
+                finally:
+                    _flock(lock_fd, _LOCK_UN)
+            if self._closed:
+                self._failed(OSError("the audit log is closed (the bus was shut down)"))
+                return False
+            lock_fd = self._lock_fd
+            try:
+                if self.use_lock:
+                    if lock_fd is None:
+                        lock_fd = self._open_lock()
+                    _flock(lock_fd, _LOCK_EX)
+                try:
+                    if self._plock is not None:
+                        with self._plock:
+                            self._append_locked(data)
+                    else:
+                        self._append_locked(data)
+                finally:
+                    if lock_fd is not None:
+                        _flock(lock_fd, _LOCK_UN)
+            except OSError as exc:
+                self._failed(exc)
+                return False
+            self.records_written += 1
+            self.bytes_written += len(data)
+            if self._last_logged is not None:
+                self._recovered()
+            return True
 
     def hold_record(self, record: dict[str, Any]) -> None:
         """Encode ``record`` and hold it for the next :meth:`flush` (or write): the caller
-        flushes before the record's event is handled. Past :data:`HOLD_MAX_BYTES` held, the
-        held records are appended now."""
+        flushes before the record's event is handled. Past 256 KiB held, the held records are
+        appended now."""
         with self._tlock:
             data = self.encode(record)
             self._held.append(data)
@@ -272,13 +333,10 @@ class LogWriter:
         return lines
 
     def _write_lines(self, lines: list[bytes]) -> None:
-        """Append several encoded records, in order (under ``_tlock``)."""
-        if len(lines) == 1:
-            self._write_one(lines[0])
-            return
+        """Append encoded records, in order (under ``_tlock``)."""
         mm = self._mm
         if mm is not None and self._fast:
-            # the fast path of _write_one, for the batch as one line of lines
+            # write_record's fast path, for the batch's lines as one
             data = b"".join(lines)
             lock_fd = self._lock_fd
             assert lock_fd is not None
@@ -346,71 +404,6 @@ class LogWriter:
             if lock_fd is not None:
                 with contextlib.suppress(OSError):  # closing the descriptor unlocks anyway
                     _flock(lock_fd, _LOCK_UN)
-
-    def _write_one(self, data: bytes) -> bool:
-        """Append one encoded record (under ``_tlock``); True if it was written."""
-        mm = self._mm
-        if mm is not None and self._fast:
-            # The fast path (the common case): same file, same generation, nobody wrote
-            # since our last record, no rotation due: lock, write, unlock.
-            lock_fd = self._lock_fd
-            assert lock_fd is not None
-            _flock(lock_fd, _LOCK_EX)
-            try:
-                gen, end = _unpack(mm)
-                n = len(data)
-                if (
-                    gen == self._gen
-                    and end == self._end
-                    and end + n <= self._limit
-                    and _monotonic() < self._next_check
-                ):
-                    fd = self._fd
-                    assert fd is not None
-                    _pack(mm, 0, gen, -1)
-                    try:
-                        written = _write(fd, data)
-                    except OSError as exc:
-                        self._undo(fd, end)
-                        self._failed(exc)
-                        return False
-                    if written == n:
-                        self._end = end = end + n
-                        _pack(mm, 0, gen, end)
-                        self.records_written += 1
-                        self.bytes_written += n
-                        if self._last_logged is not None:
-                            self._recovered()
-                        return True
-                    self._undo(fd, end)  # a short write: do it again the careful way
-            finally:
-                _flock(lock_fd, _LOCK_UN)
-        if self._closed:
-            self._failed(OSError("the audit log is closed (the bus was shut down)"))
-            return False
-        lock_fd = self._lock_fd
-        try:
-            if self.use_lock:
-                if lock_fd is None:
-                    lock_fd = self._open_lock()
-                _flock(lock_fd, _LOCK_EX)
-            try:
-                if self._plock is not None:
-                    with self._plock:
-                        self._append_locked(data)
-                else:
-                    self._append_locked(data)
-            finally:
-                if lock_fd is not None:
-                    _flock(lock_fd, _LOCK_UN)
-        except OSError as exc:
-            self._failed(exc)
-            return False
-        self.records_written += 1
-        self.bytes_written += len(data)
-        if self._last_logged is not None:
-            self._recovered()
-        return True
 
     def _recovered(self) -> None:
         logger.warning(
