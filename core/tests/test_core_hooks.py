@@ -230,6 +230,7 @@ def test_hooks_without_implementations_are_never_called(monkeypatch: pytest.Monk
             "on_emit",
             "on_enqueue",
             "on_audit",
+            "on_audit_flush",
             "on_dispatch",
             "on_handler",
             "on_handler_error",

@@ -20,6 +20,7 @@ from ._correlation import _scope
 from ._dispatch import Dispatcher
 from ._errors import BusClosedError, DropEvent
 from ._event import Event
+from ._hooks import call_each
 from ._timeouts import Abandoned, Watch
 from ._types import (
     DispatchResult,
@@ -29,7 +30,7 @@ from ._types import (
 from ._types import FailureReason as _FR
 from ._worker import Bg, PendingQueue, loop_of, new_bg, set_bg
 
-__all__ = ["Background"]
+__all__ = ["AUDIT_BATCH", "Background"]
 
 logger = logging.getLogger("aperion_bus")
 
@@ -42,6 +43,13 @@ _pack_id: Final = _ev._pack_id
 _ERR: Final = _FR.HANDLER_ERROR
 _perf: Final = time.perf_counter
 _monotonic: Final = time.monotonic
+_new_context: Final = contextvars.Context
+
+#: With an audit log, the worker that finds more events queued takes up to this many off the
+#: queue at once and has their records stored together (``on_audit`` for each, one
+#: ``on_audit_flush``: the audit writer's one locked append) before the first one's handlers
+#: run. Bounds the events held out of the queue (the writer bounds the bytes it holds).
+AUDIT_BATCH: Final = 64
 
 
 class Background(Dispatcher):
@@ -76,12 +84,14 @@ class Background(Dispatcher):
             for dropped in drops:
                 self._dropped(dropped, "discarded", None)
 
-    def _run_item(self, event: Event, bg: Bg, watch: Watch | None) -> None:
+    def _run_item(
+        self, event: Event, bg: Bg, watch: Watch | None, audited: bool = False
+    ) -> None:
         """Dispatch one background event (inside its context): what :meth:`_consume` does
         not do inline (hooks, audit, async or weak handlers, several handlers under a
-        timeout)."""
+        timeout). ``audited``: its record was stored with its batch's (:meth:`_run_batch`)."""
         _scope_set(event)  # the context is the event's own: no reset needed
-        if self._hooks.on_audit:
+        if not audited and self._hooks.on_audit:
             self._audit(event)
         plan = self._plans_get(event.event_type) or self._registry.plan(event.event_type)
         if not (self._lean and plan.plain):
@@ -115,6 +125,8 @@ class Background(Dispatcher):
         run_plain = self._run_plain
         run_item = self._run_item
         bare = self._lean and not self._hooks.on_audit
+        batch = bool(self._hooks.on_audit)
+        queue = worker.queue
         new_context = contextvars.Context
         monotonic = _monotonic
         timeout = 0.0 if watch is None else watch.timeout
@@ -122,6 +134,8 @@ class Background(Dispatcher):
             if resume is not None:
                 ctx, args = resume
                 ctx.run(self._resume, *args, watch)
+            if worker.hand:  # the rest of the batch of a runner that was given up on
+                self._drain_hand(watch)
             worker.busy = 1
             while True:
                 try:
@@ -139,7 +153,10 @@ class Background(Dispatcher):
                 plan = plans_get(event.event_type)
                 try:
                     if not bare or plan is None or not plan.plain:
-                        ctx.run(run_item, event, ctx, watch)
+                        if batch and queue:  # an audit log, more queued: store them together
+                            self._run_batch(event, ctx, watch)
+                        else:
+                            ctx.run(run_item, event, ctx, watch)
                     elif plan.solo is not None:
                         ctx.run(_scope_set, event)  # the event's own context: no reset
                         sub = plan.subs[0]
@@ -193,12 +210,8 @@ class Background(Dispatcher):
                 except Abandoned:
                     raise
                 except BaseException as exc:  # never let the consumer die
-                    logger.error(
-                        "background dispatch of %s failed: %s",
-                        event.event_id,
-                        self._error_text(exc),
-                    )
-                if worker.waiters:
+                    self._consumer_failed(event, exc)
+                if worker.waiters and len(queue) + worker.busy < worker.wake_below:
                     worker.notify()
         except Abandoned:  # the watcher gave up on this runner: the event stays in hand
             return
@@ -207,6 +220,98 @@ class Background(Dispatcher):
         worker.busy = 0
         if watch is not None:
             watch.done()
+
+    def _consumer_failed(self, event: Event, exc: BaseException) -> None:
+        logger.error(
+            "background dispatch of %s failed: %s", event.event_id, self._error_text(exc)
+        )
+
+    def _run_batch(self, event: Event, bg: Bg, watch: Watch | None) -> None:
+        """With an audit log: ``event`` (just taken from the queue) and up to
+        :data:`AUDIT_BATCH` - 1 more queued events are taken off the queue together, their
+        records go through ``on_audit`` one by one (each in its event's context, with
+        ``batch=True``) and are stored by one ``on_audit_flush``, then the events are
+        dispatched in order. Each record is stored before the first of the batch's handlers
+        runs, which is the promise (a record before its event's handlers), kept for several
+        events at once.
+
+        The events still to dispatch wait in ``worker.hand`` (counted in ``busy``, so in
+        ``pending``; not discarded, not dropped at shutdown: they are in the worker's hands,
+        as the one event it dispatches is), where a fresh runner finds them if a handler
+        runs over ``handler_timeout``."""
+        worker = self._worker
+        hand = worker.hand
+        queue = worker.queue
+        n = 1
+        while n < AUDIT_BATCH:
+            worker.busy = n + 1  # counted before it leaves the queue: never less than the truth
+            try:
+                item: Any = queue.popleft()
+            except IndexError:
+                worker.busy = n
+                break
+            if item._bg is None:  # emitted in an empty context: a fresh one, kept for later
+                set_bg(item, _new_context())
+            hand.append(item)
+            n += 1
+        try:
+            try:
+                _run_in(bg, self._audit_in_scope, event)
+            except BaseException:
+                self._unhand(0)  # as if taken alone: the rest goes back to the queue
+                raise
+            for i, queued in enumerate(hand):
+                try:
+                    _run_in(queued._bg, self._audit_in_scope, queued)  # type: ignore[attr-defined]
+                except BaseException:
+                    # not an Exception of a plugin (those fail closed in _audit_record): this
+                    # event and the ones after it go back to the queue, unaudited, and are
+                    # taken again one by one (where this one fails as it would have alone)
+                    self._unhand(i)
+                    break
+        finally:
+            flush = self._hooks.on_audit_flush
+            if flush:
+                call_each("on_audit_flush", flush, (self,), self._plugin_failed)
+        try:
+            _run_in(bg, self._run_item, event, bg, watch, True)
+        except Abandoned:
+            raise
+        except BaseException as exc:  # never let the consumer die
+            self._consumer_failed(event, exc)
+        self._drain_hand(watch)
+
+    def _audit_in_scope(self, event: Event) -> None:
+        _scope_set(event)  # in the event's own context, as _run_item does
+        self._audit(event, True)
+
+    def _unhand(self, start: int) -> None:
+        """Put the events of ``worker.hand`` from ``start`` back at the queue's head."""
+        worker = self._worker
+        hand = worker.hand
+        while len(hand) > start:
+            worker.queue.appendleft(hand.pop())  # queued again before busy drops
+            worker.busy -= 1
+
+    def _drain_hand(self, watch: Watch | None) -> None:
+        """Dispatch the events of ``worker.hand`` (their records are stored), in order."""
+        worker = self._worker
+        hand = worker.hand
+        queue = worker.queue
+        run_item = self._run_item
+        while hand:
+            event: Any = hand.popleft()
+            worker.busy = len(hand) + 1
+            bg = event._bg
+            set_bg(event, None)
+            try:
+                _run_in(bg, run_item, event, bg, watch, True)
+            except Abandoned:
+                raise
+            except BaseException as exc:  # never let the consumer die
+                self._consumer_failed(event, exc)
+            if worker.waiters and len(queue) + worker.busy < worker.wake_below:
+                worker.notify()
 
     def _watch_queue(self) -> None:
         """The worker under a timeout: it watches a runner that consumes the queue (no
@@ -241,3 +346,9 @@ class Background(Dispatcher):
         watch.state = (event, rest, loop, started, result)
         self._run_subs(event, rest, result, watch, loop)
         self._finish(result, started)
+
+
+def _run_in(bg: Bg, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a queued event's context (``bg``: a context, or one with its loop)."""
+    assert bg is not None
+    return bg.run(fn, *args)

@@ -39,7 +39,7 @@ class BusBase:
     _handler_hooked: bool
     _plugin_failed: Callable[[str, str, BaseException], None]
     _count: Callable[..., None]
-    _audit: Callable[[Event], None]
+    _audit: Callable[..., None]
     _emit_event: Callable[[Event, bool], str]
     _aemit_event: Callable[[Event], Any]
     _restamp: Callable[[Event], Event]

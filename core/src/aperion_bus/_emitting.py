@@ -268,11 +268,13 @@ class Emitting(Dispatcher):
                 event = replaced
         return event
 
-    def _audit(self, event: Event) -> None:
+    def _audit(self, event: Event, batch: bool = False) -> None:
+        """``event``'s record through the ``on_audit`` chain; ``batch``: one of the worker's
+        batch, followed by ``on_audit_flush`` (see :meth:`Background._run_batch`)."""
         record: dict[str, Any] = event.to_dict()
         for caller, plugin in self._hooks.on_audit:
             try:
-                out = caller(self, record)
+                out = caller(self, record, batch)
             except Exception as exc:
                 # Fail closed: the record does not go on to the implementations after this
                 # one. A redactor that fails must not let the writer store the original.

@@ -38,6 +38,7 @@ OnError = Callable[[str, str, BaseException], None]
 _HOOKS: Final = (
     "add_cli_commands",
     "on_audit",
+    "on_audit_flush",
     "on_closing",
     "on_dispatch",
     "on_drop",
@@ -88,6 +89,7 @@ class HookSet:
 
     add_cli_commands: Callers
     on_audit: Callers
+    on_audit_flush: Callers
     on_closing: Callers
     on_dispatch: Callers
     on_drop: Callers

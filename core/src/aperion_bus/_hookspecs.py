@@ -65,7 +65,9 @@ class HookSpecs:
         """
 
     @hookspec
-    def on_audit(self, bus: EventBus, record: dict[str, Any]) -> dict[str, Any] | None:
+    def on_audit(
+        self, bus: EventBus, record: dict[str, Any], batch: bool
+    ) -> dict[str, Any] | None:
         """An audit record on its way out: one per accepted event, before any handler runs.
 
         Runs in the dispatching thread: the emitter's for a waited emit, ``emit_async`` and
@@ -76,7 +78,27 @@ class HookSpecs:
         pass it on unchanged; the writer (audit, ``trylast``) stores what reaches it. An
         exception is logged and counted, and the record goes no further (fail closed: a
         redactor that fails must not let the writer store the original);
-        ``get_stats()["audit_records_lost"]`` counts such records. Users: redact, audit.
+        ``get_stats()["audit_records_lost"]`` counts such records.
+
+        ``batch``: False for a record alone (a waited emit, ``emit_async``, ``dispatch()``, a
+        background event found alone in the queue): an implementation that stores records
+        stores it before returning. True for a record of the worker's batch (it found several
+        background events queued and took up to 64 together): such a record may be held
+        until ``on_audit_flush``, which follows the batch before any of its handlers runs
+        (the audit writer appends the batch's records at once). Users: redact, audit.
+        """
+
+    @hookspec
+    def on_audit_flush(self, bus: EventBus) -> None:
+        """Store now the records ``on_audit`` gave you with ``batch=True``: their handlers
+        are about to run.
+
+        Called by the worker once the records of its batch (several queued background
+        events, at most 64, taken off the queue together) went through ``on_audit`` one by
+        one, in the same thread, before the first of their handlers runs; also when the
+        chain of the batch's last record stopped (fail closed), so nothing held is kept back.
+        Not called for a record alone. An exception is logged and counted
+        (``plugin_errors``). User: audit (one locked append for the batch's records).
         """
 
     @hookspec

@@ -4,9 +4,14 @@ Emitters append to a ``collections.deque`` and the worker pops from it, both wit
 (each is one atomic operation under the GIL); the worker is woken only when it sleeps (an
 idle flag and a lock it blocks on), so a busy bus costs no thread wake-up per event.
 
-``pending`` is what is queued plus the event the worker is dispatching: exact whenever read,
-except for a window of two bytecodes per event in which the worker has taken the next event
-and it is counted twice (never less than the truth).
+``pending`` is what is queued plus what the worker holds (``busy``: the event it is
+dispatching, and with an audit log the rest of the batch it took, see ``hand``): exact
+whenever read, except for a window of two bytecodes per event in which the worker has taken
+the next event and it is counted twice (never less than the truth).
+
+Waiters (``wait_below``: shutdown's drain, ``wait_for_pending``, backpressure) are woken only
+when ``pending`` went below the largest limit one of them waits for (``wake_below``), not
+after every event: a drained queue of N events wakes a drain once, not N times.
 
 **Shutdown never loses an accepted event.** ``close()`` first stops admissions from outside
 the bus's handlers (the bus refuses them), waits for the queue to drain (as long as asked),
@@ -145,8 +150,13 @@ class Worker:
         self.name = name
         self.queue: collections.deque[Item] = collections.deque()
         self._dropped = dropped
-        #: 1 while the consumer holds an event it took from the queue
+        #: the events the consumer holds, taken from the queue: 1 while it dispatches one,
+        #: more while it holds the rest of an audit batch (``hand``)
         self.busy = 0
+        #: events of an audit batch (taken from the queue together, their records written)
+        #: still to dispatch, in order: a runner that takes over after a handler ran over
+        #: (``handler_timeout``) goes on with them before the queue
+        self.hand: collections.deque[Item] = collections.deque()
         self._idle = False
         #: 1 when an emitter must call attend() after queuing: the consumer is idle or not
         #: started, or the queue is sealed
@@ -165,6 +175,10 @@ class Worker:
         self.sealed = False
         self._cond = threading.Condition(threading.Lock())
         self.waiters = 0
+        #: the largest limit a ``wait_below`` waits for (0: nobody waits); the consumer
+        #: notifies only when ``pending`` is below it
+        self.wake_below = 0
+        self._limits: list[int] = []
         #: thread idents dispatching this queue (the worker, or the runner under a timeout)
         self.consumers: set[int] = set()
         self.admission = threading.Lock()
@@ -277,6 +291,8 @@ class Worker:
         deadline = None if timeout is None else _monotonic() + timeout
         with self._cond:
             self.waiters += 1
+            self._limits.append(limit)
+            self.wake_below = max(self._limits)
             try:
                 while self.pending >= limit:
                     thread = self.thread
@@ -294,6 +310,8 @@ class Worker:
                 return True
             finally:
                 self.waiters -= 1
+                self._limits.remove(limit)
+                self.wake_below = max(self._limits, default=0)
 
     # ------------------------------------------------------------------ shutdown
     def close(self, timeout: float | None, wait: bool) -> bool:

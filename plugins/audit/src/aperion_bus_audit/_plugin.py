@@ -107,12 +107,22 @@ class AuditPlugin:
             raise ConfigError(f"audit: refusing to start: {exc.strerror}") from exc
 
     @hookimpl(trylast=True)
-    def on_audit(self, bus: EventBus, record: dict[str, Any]) -> None:
-        # all of the spec's arguments: the kernel then calls it without an adapter
+    def on_audit(self, bus: EventBus, record: dict[str, Any], batch: bool) -> None:
+        # all of the spec's arguments: the kernel then calls it without an adapter. A record
+        # of the worker's batch is held: on_audit_flush appends the batch's records at once
         w = self._writer
         if w is None:
             w = self.writer
-        w.write_record(record)
+        if batch:
+            w.hold_record(record)
+        else:
+            w.write_record(record)
+
+    @hookimpl
+    def on_audit_flush(self, bus: EventBus) -> None:
+        w = self._writer
+        if w is not None:
+            w.flush()
 
     def _handler_hook(self) -> Any:
         write = self.write

@@ -46,6 +46,8 @@ FSYNC_MODES: Final = ("never", "always", "interval")
 _LOG_EVERY: Final = 10.0
 _OPEN_FLAGS: Final = os.O_RDWR | os.O_APPEND | os.O_CREAT  # open_file adds O_NOFOLLOW
 _REPR_MAX: Final = 2000
+#: At most this many bytes of encoded records are held for a flush (a batch's append)
+HOLD_MAX_BYTES: Final = 256 * 1024
 _MAX_DEPTH: Final = 200
 _dumps = orjson.dumps
 _OPTIONS: Final = orjson.OPT_APPEND_NEWLINE
@@ -136,6 +138,14 @@ class LogWriter:
     ``O_APPEND`` descriptor (the data is in the OS when it returns: no user-space buffer to
     flush), and releases the lock. A failed write is truncated back to the line's start.
 
+    Records may also be *held* (:meth:`hold_record`: the plugin's ``on_audit`` for a record of
+    the worker's batch) and appended together by :meth:`flush` (``on_audit_flush``, before
+    their handlers run): one lock, one ``write``, one unlock for a batch of records in the
+    common case; otherwise (a rotation due, the file to locate again, an ``fsync`` mode, a
+    failed or short write) the batch's records are appended one by one under one lock, each
+    as if it were alone (rotated before, counted as written or failed). At most 256 KiB of
+    records are held (``HOLD_MAX_BYTES``): past them the held records are appended at once.
+
     No file is opened, truncated or mapped through a symbolic link (:class:`SymlinkError`).
     Without ``flock`` (Windows) the lock is a ``threading`` lock per path: the
     single-process mode, which warns once.
@@ -177,6 +187,8 @@ class LogWriter:
         self._fast = False  # see write_record
         self._limit = max_size_bytes if max_size_bytes is not None else 2**62
         self._fallbacks_now = 0
+        self._held: list[bytes] = []  # encoded records waiting for flush()
+        self._held_bytes = 0
         # statistics
         self.records_written = 0
         self.bytes_written = 0
@@ -224,9 +236,16 @@ class LogWriter:
 
     # ----------------------------------------------------------------- writing
     def write_record(self, record: dict[str, Any]) -> bool:
-        """Encode and append one record; True if it was written. Never raises ``OSError``."""
+        """Encode and append one record (after the records held, if any); True if it was
+        written. Never raises ``OSError``."""
         with self._tlock:
             data = self.encode(record)
+            if self._held:
+                lines = self._take_held()
+                lines.append(data)
+                before = self.records_written
+                self._write_lines(lines)
+                return self.records_written - before == len(lines)
             mm = self._mm
             if mm is not None and self._fast:
                 # The fast path (the common case): same file, same generation, nobody wrote
@@ -289,6 +308,102 @@ class LogWriter:
             if self._last_logged is not None:
                 self._recovered()
             return True
+
+    def hold_record(self, record: dict[str, Any]) -> None:
+        """Encode ``record`` and hold it for the next :meth:`flush` (or write): the caller
+        flushes before the record's event is handled. Past 256 KiB held, the held records are
+        appended now."""
+        with self._tlock:
+            data = self.encode(record)
+            self._held.append(data)
+            self._held_bytes += len(data)
+            if self._held_bytes >= HOLD_MAX_BYTES:
+                self._write_lines(self._take_held())
+
+    def flush(self) -> None:
+        """Append the held records (one locked append in the common case). Never raises
+        ``OSError``: a record not written counts in ``write_errors``, as alone."""
+        with self._tlock:
+            if self._held:
+                self._write_lines(self._take_held())
+
+    def _take_held(self) -> list[bytes]:
+        lines, self._held = self._held, []
+        self._held_bytes = 0
+        return lines
+
+    def _write_lines(self, lines: list[bytes]) -> None:
+        """Append encoded records, in order (under ``_tlock``)."""
+        mm = self._mm
+        if mm is not None and self._fast:
+            # write_record's fast path, for the batch's lines as one
+            data = b"".join(lines)
+            lock_fd = self._lock_fd
+            assert lock_fd is not None
+            _flock(lock_fd, _LOCK_EX)
+            try:
+                gen, end = _unpack(mm)
+                n = len(data)
+                if (
+                    gen == self._gen
+                    and end == self._end
+                    and end + n <= self._limit
+                    and _monotonic() < self._next_check
+                ):
+                    fd = self._fd
+                    assert fd is not None
+                    _pack(mm, 0, gen, -1)
+                    try:
+                        written = _write(fd, data)
+                    except OSError:
+                        written = -1
+                    if written == n:
+                        self._end = end = end + n
+                        _pack(mm, 0, gen, end)
+                        self.records_written += len(lines)
+                        self.bytes_written += n
+                        if self._last_logged is not None:
+                            self._recovered()
+                        return
+                    # failed or short: cut back, then record by record (each counted alone)
+                    self._undo(fd, end)
+            finally:
+                _flock(lock_fd, _LOCK_UN)
+        self._write_each(lines)
+
+    def _write_each(self, lines: list[bytes]) -> None:
+        """The careful way for a batch: record by record (rotating between them, each written
+        or counted as failed as if alone) under one hold of the lock."""
+        if self._closed:
+            for _ in lines:
+                self._failed(OSError("the audit log is closed (the bus was shut down)"))
+            return
+        lock_fd = self._lock_fd
+        try:
+            if self.use_lock:
+                if lock_fd is None:
+                    lock_fd = self._open_lock()
+                _flock(lock_fd, _LOCK_EX)
+        except OSError as exc:
+            for _ in lines:
+                self._failed(exc)
+            return
+        try:
+            with self._plock if self._plock is not None else contextlib.nullcontext():
+                for data in lines:
+                    try:
+                        self._append_locked(data)
+                    except OSError as exc:
+                        self._failed(exc)
+                        continue
+                    self.records_written += 1
+                    self.bytes_written += len(data)
+                    if self._last_logged is not None:
+                        self._recovered()
+        finally:
+            if lock_fd is not None:
+                with contextlib.suppress(OSError):  # closing the descriptor unlocks anyway
+                    _flock(lock_fd, _LOCK_UN)
 
     def _recovered(self) -> None:
         logger.warning(
@@ -496,8 +611,11 @@ class LogWriter:
                 self._dirty = False
 
     def close(self) -> None:
-        """fsync (unless ``fsync="never"``) and close; later records are counted as errors."""
+        """Append the held records, fsync (unless ``fsync="never"``) and close; later
+        records are counted as errors."""
         with self._tlock:
+            if self._held:
+                self._write_lines(self._take_held())
             self._closed = True
             if self._fd is not None and self.fsync != "never" and self._regular:
                 try:
@@ -523,6 +641,7 @@ class LogWriter:
     def _forget_after_fork(self) -> None:
         # in a forked child: the parent's descriptors stay open for the parent; open our own
         self._tlock = threading.Lock()
+        self._take_held()  # the parent's batch: the parent writes it
         if self._mm is not None:
             self._mm.close()  # unmaps it in this process only
             self._mm = None
