@@ -191,13 +191,14 @@ class Background(Dispatcher):
                                 except IndexError:
                                     raise Abandoned from None
                     else:  # several plain handlers: the plain or the watched loop
-                        ctx.run(_scope_set, event)
                         if watch is None:
+                            ctx.run(_scope_set, event)
                             res = ctx.run(run_plain, event, plan)
                         else:
                             watch.state = (event, plan.subs, None, None, None)
                             watch.failures = None
-                            if not ctx.run(watch.run, event, plan.pairs, timeout):
+                            # scoped: run() sets the event as the scope (one ctx.run less)
+                            if not ctx.run(watch.run, event, plan.pairs, timeout, True):
                                 raise Abandoned
                             failures = watch.failures
                             res = (
