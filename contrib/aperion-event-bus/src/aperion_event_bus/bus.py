@@ -131,8 +131,9 @@ def _event_id_121(timestamp: float) -> str:
     """1.2.1's event id: ``evt_<milliseconds>_<8 hex digits>``. The digits come from
     ``random`` (reseeded in a forked child), not ``secrets``: an event id names an event, it
     guards nothing, and ``secrets`` costs a system call per event (twice the rest of a
-    background emit)."""
-    return f"evt_{int(timestamp * 1000)}_{_getrandbits(32):08x}"
+    background emit). ``%`` formatting: ~100 ns less than the f-string with ``int()`` and a
+    format spec (``%d`` truncates a float as ``int()`` does)."""
+    return "evt_%d_%08x" % (timestamp * 1000, _getrandbits(32))  # noqa: UP031
 
 
 def _handler_name_121(handler: object) -> str:
