@@ -246,42 +246,13 @@ class LogWriter:
                 before = self.records_written
                 self._write_lines(lines)
                 return self.records_written - before == len(lines)
-            mm = self._mm
-            if mm is not None and self._fast:
-                # The fast path (the common case): same file, same generation, nobody wrote
-                # since our last record, no rotation due: lock, write, unlock.
-                lock_fd = self._lock_fd
-                assert lock_fd is not None
-                _flock(lock_fd, _LOCK_EX)
-                try:
-                    gen, end = _unpack(mm)
-                    n = len(data)
-                    if (
-                        gen == self._gen
-                        and end == self._end
-                        and end + n <= self._limit
-                        and _monotonic() < self._next_check
-                    ):
-                        fd = self._fd
-                        assert fd is not None
-                        _pack(mm, 0, gen, -1)
-                        try:
-                            written = _write(fd, data)
-                        except OSError as exc:
-                            self._undo(fd, end)
-                            self._failed(exc)
-                            return False
-                        if written == n:
-                            self._end = end = end + n
-                            _pack(mm, 0, gen, end)
-                            self.records_written += 1
-                            self.bytes_written += n
-                            if self._last_logged is not None:
-                                self._recovered()
-                            return True
-                        self._undo(fd, end)  # a short write: do it again the careful way
-                finally:
-                    _flock(lock_fd, _LOCK_UN)
+            try:
+                if self._append_fast(data):
+                    self.records_written += 1
+                    return True
+            except OSError as exc:
+                self._failed(exc)
+                return False
             if self._closed:
                 self._failed(OSError("the audit log is closed (the bus was shut down)"))
                 return False
@@ -332,43 +303,58 @@ class LogWriter:
         self._held_bytes = 0
         return lines
 
-    def _write_lines(self, lines: list[bytes]) -> None:
-        """Append encoded records, in order (under ``_tlock``)."""
+    def _append_fast(self, data: bytes) -> bool:
+        """The fast path (the common case): same file, same generation, nobody wrote since
+        our last record, no rotation due: lock, write, unlock. True if ``data`` (one record or
+        a batch's lines) was appended; False if it must go the careful way (nothing of it
+        written: a short write is cut back). A failed ``write`` is cut back and its
+        ``OSError`` raised."""
         mm = self._mm
-        if mm is not None and self._fast:
-            # write_record's fast path, for the batch's lines as one
-            data = b"".join(lines)
-            lock_fd = self._lock_fd
-            assert lock_fd is not None
-            _flock(lock_fd, _LOCK_EX)
+        if mm is None or not self._fast:
+            return False
+        lock_fd = self._lock_fd
+        assert lock_fd is not None
+        _flock(lock_fd, _LOCK_EX)
+        try:
+            gen, end = _unpack(mm)
+            n = len(data)
+            if not (
+                gen == self._gen
+                and end == self._end
+                and end + n <= self._limit
+                and _monotonic() < self._next_check
+            ):
+                return False
+            fd = self._fd
+            assert fd is not None
+            _pack(mm, 0, gen, -1)
             try:
-                gen, end = _unpack(mm)
-                n = len(data)
-                if (
-                    gen == self._gen
-                    and end == self._end
-                    and end + n <= self._limit
-                    and _monotonic() < self._next_check
-                ):
-                    fd = self._fd
-                    assert fd is not None
-                    _pack(mm, 0, gen, -1)
-                    try:
-                        written = _write(fd, data)
-                    except OSError:
-                        written = -1
-                    if written == n:
-                        self._end = end = end + n
-                        _pack(mm, 0, gen, end)
-                        self.records_written += len(lines)
-                        self.bytes_written += n
-                        if self._last_logged is not None:
-                            self._recovered()
-                        return
-                    # failed or short: cut back, then record by record (each counted alone)
-                    self._undo(fd, end)
-            finally:
-                _flock(lock_fd, _LOCK_UN)
+                written = _write(fd, data)
+            except OSError:
+                self._undo(fd, end)
+                raise
+            if written != n:
+                self._undo(fd, end)  # a short write: the careful way does it again
+                return False
+            self._end = end = end + n
+            _pack(mm, 0, gen, end)
+            self.bytes_written += n
+            if self._last_logged is not None:
+                self._recovered()
+            return True
+        finally:
+            _flock(lock_fd, _LOCK_UN)
+
+    def _write_lines(self, lines: list[bytes]) -> None:
+        """Append encoded records, in order (under ``_tlock``): at once if the fast path
+        applies, else (or if that write failed) record by record, each counted as alone."""
+        if self._mm is not None and self._fast:
+            try:
+                if self._append_fast(b"".join(lines)):
+                    self.records_written += len(lines)
+                    return
+            except OSError:
+                pass  # cut back: record by record below, each written or counted as alone
         self._write_each(lines)
 
     def _write_each(self, lines: list[bytes]) -> None:
