@@ -5,7 +5,8 @@ flags the dispatch loops branch on, computed once. Plans are cached per event ty
 bounded FIFO cache (entries and bytes: types longer than ``TYPE_CACHE_MAX_LEN`` characters
 are resolved every time, never kept), and interned per *set of matching patterns*, so a miss
 (a type not seen lately) costs the candidate patterns' lookups, not a plan build: 100,000
-types that all match ``*`` share one plan.
+types that all match ``*`` share one plan. A type that only ``*`` can match is not cached
+once the recent generation is full: resolving it again costs less than rotating the cache.
 
 Writers (subscribe, unsubscribe) take a lock and replace the one pattern's tuple; readers
 (emit) never lock. A change to a pattern drops only the plans that pattern matches: an exact
@@ -68,10 +69,10 @@ class Plans(dict[str, Plan]):
     """The plan cache's recent generation: ``plans[event_type]`` is the cached plan, or
     None for a type not cached (``__missing__`` is ``dict.get``, a C method: no Python frame,
     no ``KeyError``). emit subscripts it because a subscript of a dict is the cheapest lookup
-    there is, and before this a miss raised and caught a ``KeyError``: ~3,400 instructions,
-    as much as the rest of the miss (``benchmarks/kernel_engine.py``, 100,000 types under
-    ``*``). A subclass loses the interpreter's dict-subscript specialization: ~40
-    instructions on a hit."""
+    there is, and before this a miss raised and caught a ``KeyError``: ~2,700 instructions,
+    more than the rest of the miss (``benchmarks/kernel_engine.py``, 100,000 types under
+    ``*``). A subclass loses the interpreter's dict-subscript specialization: ~170
+    instructions on a hit, which emit saves elsewhere (``Plan.inline``, ``Plan.fns``)."""
 
     __slots__ = ()
     __missing__ = dict.get
@@ -132,7 +133,7 @@ class Registry:
                 # the recent generation is full: such a type is not worth rotating the cache
                 # for (resolving it again is the two lookups above, and caching it cost more
                 # than that: 100,000 types under "*" round-robin measured 1.56x the hot type
-                # when each was cached, 1.3x when not)
+                # when each was cached, 1.38x when not)
                 return plan
         if len(event_type) <= TYPE_CACHE_MAX_LEN:
             # two generations of at most TYPE_CACHE_MAX types: when the recent one is full
