@@ -253,32 +253,9 @@ class LogWriter:
             except OSError as exc:
                 self._failed(exc)
                 return False
-            if self._closed:
-                self._failed(OSError("the audit log is closed (the bus was shut down)"))
-                return False
-            lock_fd = self._lock_fd
-            try:
-                if self.use_lock:
-                    if lock_fd is None:
-                        lock_fd = self._open_lock()
-                    _flock(lock_fd, _LOCK_EX)
-                try:
-                    if self._plock is not None:
-                        with self._plock:
-                            self._append_locked(data)
-                    else:
-                        self._append_locked(data)
-                finally:
-                    if lock_fd is not None:
-                        _flock(lock_fd, _LOCK_UN)
-            except OSError as exc:
-                self._failed(exc)
-                return False
-            self.records_written += 1
-            self.bytes_written += len(data)
-            if self._last_logged is not None:
-                self._recovered()
-            return True
+            before = self.records_written
+            self._write_each([data])  # the careful way
+            return self.records_written > before
 
     def hold_record(self, record: dict[str, Any]) -> None:
         """Encode ``record`` and hold it for the next :meth:`flush` (or write): the caller
@@ -358,8 +335,8 @@ class LogWriter:
         self._write_each(lines)
 
     def _write_each(self, lines: list[bytes]) -> None:
-        """The careful way for a batch: record by record (rotating between them, each written
-        or counted as failed as if alone) under one hold of the lock."""
+        """The careful way (a record alone or a batch): record by record (rotating between
+        them, each written or counted as failed as if alone) under one hold of the lock."""
         if self._closed:
             for _ in lines:
                 self._failed(OSError("the audit log is closed (the bus was shut down)"))
