@@ -274,12 +274,8 @@ class Background(Dispatcher):
             flush = self._hooks.on_audit_flush
             if flush:
                 call_each("on_audit_flush", flush, (self,), self._plugin_failed)
-        try:
-            _run_in(bg, self._run_item, event, bg, watch, True)
-        except Abandoned:
-            raise
-        except BaseException as exc:  # never let the consumer die
-            self._consumer_failed(event, exc)
+        set_bg(event, bg)  # the first of the batch is dispatched as the rest are
+        hand.appendleft(event)
         self._drain_hand(watch)
 
     def _audit_in_scope(self, event: Event) -> None:

@@ -36,8 +36,7 @@ class Plan:
     """The subscriptions one event type resolves to, in call order, and what they need."""
 
     __slots__ = (
-        "all_async", "fns", "has_async", "inline", "one", "pairs", "plain", "solo", "strong",
-        "subs",
+        "all_async", "fns", "has_async", "inline", "pairs", "plain", "solo", "strong", "subs",
     )
 
     def __init__(self, subs: tuple[Subscription, ...], inline: bool = False) -> None:
@@ -51,10 +50,10 @@ class Plan:
         self.pairs: tuple[tuple[Subscription, Handler], ...] = tuple(
             (s, s.fn) for s in subs if s.fn is not None
         )
-        #: the only pair when there is exactly one
-        self.one = self.pairs[0] if len(self.pairs) == 1 else None
         #: the handler, when the plan is one plain (strong, sync) subscription
-        self.solo: Handler | None = self.one[1] if self.one is not None and self.plain else None
+        self.solo: Handler | None = (
+            self.pairs[0][1] if len(self.pairs) == 1 and self.plain else None
+        )
         #: the handlers of ``pairs`` (emit's loop: a failure's subscription is found by position)
         self.fns: tuple[Handler, ...] = tuple(fn for _, fn in self.pairs)
         #: ``solo``, on a bus whose waited emit calls it right there (see Registry.inline)
